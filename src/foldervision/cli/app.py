@@ -1,0 +1,71 @@
+"""The Typer app and the error handling every command shares."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+console = Console(stderr=True, highlight=False)
+"""Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths)."""
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+"""Errors a user can cause and fix; they print one line, never a traceback."""
+
+
+class _FriendlyErrors(TyperGroup):
+    """Turn user errors raised anywhere in a command into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            console.print(f"error: {error}", soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    name="foldervision",
+    cls=_FriendlyErrors,
+    help="Folders of images in: classifiers (LeNet, MobileNetV2) and image search out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, exit_code: int = 2) -> None:
+    """Print a one-line error and exit with `exit_code`."""
+    console.print(f"error: {message}", soft_wrap=True, markup=False)
+    raise typer.Exit(code=exit_code)
+
+
+MULTI_VALUE_OPTIONS = ("--digits",)
+"""Options that take several space-separated values (`--digits 0 1 2`), which Click cannot."""
+
+
+def join_multi_value_options(arguments: list[str]) -> list[str]:
+    """Fold `--digits 0 1 2` into `--digits "0 1 2"` before Click parses the command line."""
+    joined: list[str] = []
+    index = 0
+    while index < len(arguments):
+        joined.append(arguments[index])
+        if arguments[index] in MULTI_VALUE_OPTIONS:
+            values = []
+            index += 1
+            while index < len(arguments) and not arguments[index].startswith("-"):
+                values.append(arguments[index])
+                index += 1
+            joined.append(" ".join(values))
+            continue
+        index += 1
+    return joined
+
+
+def main(arguments: list[str] | None = None) -> None:
+    app(args=join_multi_value_options(sys.argv[1:] if arguments is None else list(arguments)))

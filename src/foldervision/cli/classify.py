@@ -1,0 +1,151 @@
+"""`foldervision train | evaluate | predict | compare | export`: classifiers from folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from foldervision.cli.app import app, console
+from foldervision.models import available_models
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Folder with one subfolder of images per class."),
+    model: str = typer.Option("lenet", "--model", help=f"One of: {', '.join(available_models())}."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write (refuses to overwrite)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (of the fine-tuning phase)."),
+    head_epochs: int = typer.Option(
+        None, "--head-epochs", help="Epochs of head-only training (pretrained models)."
+    ),
+    val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation."),
+    seed: int = typer.Option(42, "--seed", help="Seed for the split, shuffling and augmentation."),
+    image_size: int = typer.Option(None, "--image-size", help="Input side in pixels."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    learning_rate: float = typer.Option(None, "--learning-rate", help="Of the last phase."),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        help="Pretrained weights: auto (offline package/cache), a .weights.h5/.pth file, "
+        "keras-imagenet (download), none.",
+    ),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Data augmentation."),
+    flip: bool = typer.Option(False, "--flip", help="Add horizontal flips (not for digits)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+) -> None:
+    """Train a classifier; writes model.keras, metrics.json, split.json, plots and report.md."""
+    from foldervision.training import TrainingConfig
+    from foldervision.training import train as train_model
+
+    config = TrainingConfig(
+        data=data, out=out, model=model, epochs=epochs, head_epochs=head_epochs,
+        val_split=val_split, seed=seed, image_size=image_size, batch_size=batch_size,
+        learning_rate=learning_rate, weights=weights, augment=augment, flip=flip,
+        overwrite=overwrite,
+    )
+    metrics = train_model(config)
+    console.print(
+        f"{metrics['model']}: validation accuracy {100 * metrics['val_accuracy']:.2f}% "
+        f"({metrics['val_size']} images, best epoch {metrics['best_epoch']}/{metrics['epochs']}, "
+        f"{metrics['train_seconds']:.1f} s); skipped {len(metrics['skipped_files'])} file(s)"
+    )
+    print(out)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
+    data: Path = typer.Argument(..., help="Labelled folder: one subfolder per class."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Accuracy, per-class figures and confusion matrix on a labelled folder."""
+    from foldervision.inference import evaluate_folder
+
+    result = evaluate_folder(run, data)
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
+          f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}")
+    table = Table("class", "precision", "recall", "f1", "support")
+    for name, figures in result["per_class"].items():
+        table.add_row(name, f"{figures['precision']:.4f}", f"{figures['recall']:.4f}",
+                      f"{figures['f1']:.4f}", str(figures["support"]))
+    console.print(table)
+    console.print("confusion matrix (rows: true, columns: predicted):")
+    for name, row in zip(result["per_class"], result["confusion_matrix"]):
+        console.print(f"  {name:>12} " + " ".join(f"{count:6d}" for count in row))
+    _warn_skipped(result["skipped_files"])
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image, per line."),
+) -> None:
+    """Label and probabilities for each image."""
+    from foldervision.inference import predict_files
+
+    predictions, skipped = predict_files(run, images)
+    for prediction in predictions:
+        if as_json:
+            print(json.dumps(prediction, ensure_ascii=False))
+        else:
+            print(f"{prediction['path']}\t{prediction['label']}\t{prediction['confidence']:.4f}")
+    _warn_skipped([item.to_dict() for item in skipped])
+    if not predictions:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders to compare."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One table: validation and test accuracy, parameters, training time, ms per image."""
+    from foldervision.inference import run_summary
+
+    rows = []
+    for run in runs:
+        summary = run_summary(run)
+        metrics = summary["metrics"]
+        test = next(iter(summary["evaluations"].values()), None)
+        rows.append(
+            {
+                "run": str(run),
+                "model": metrics["model"],
+                "image_size": metrics["image_size"],
+                "val_accuracy": metrics["val_accuracy"],
+                "test_accuracy": test["accuracy"] if test else None,
+                "test_size": test["size"] if test else None,
+                "parameters": metrics["parameters"],
+                "train_seconds": metrics["train_seconds"],
+                "ms_per_image": test["ms_per_image"] if test else None,
+            }
+        )
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    print("| run | model | input | val acc | test acc | params | train time | ms/img |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        test = (f"{100 * row['test_accuracy']:.2f}% (n={row['test_size']})"
+                if row["test_accuracy"] is not None else "not evaluated")
+        ms = f"{row['ms_per_image']:.3f}" if row["ms_per_image"] is not None else "-"
+        print(f"| {row['run']} | {row['model']} | {row['image_size']} px | "
+              f"{100 * row['val_accuracy']:.2f}% | {test} | {row['parameters']:,} | "
+              f"{row['train_seconds']:.0f} s | {ms} |")
+    if any(row["test_accuracy"] is None for row in rows):
+        console.print("note: run `foldervision evaluate RUN TEST_FOLDER` to fill in test accuracy.")
+
+
+def _warn_skipped(skipped: list[dict[str, str]]) -> None:
+    if skipped:
+        console.print(f"warning: skipped {len(skipped)} file(s):")
+        for item in skipped:
+            console.print(f"  {item['reason']}", markup=False)

@@ -1,0 +1,205 @@
+"""The one place that reads images: which files count as images, how they are decoded and resized.
+
+Every other module (training, evaluation, prediction, retrieval) goes through here so that a
+picture is turned into pixels exactly one way, whatever the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from foldervision.atomic import atomic_path
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+"""Extensions (lower case) that count as images; matched case-insensitively."""
+
+COLOR_MODES: dict[str, int] = {"grayscale": 1, "rgb": 3}
+"""Colour modes a model can ask for, with their channel count."""
+
+MAX_IMAGE_PIXELS = 89_478_485
+"""Pillow's own default bomb limit; anything larger is refused rather than decoded."""
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class ImageLoadError(ValueError):
+    """An image file that exists but cannot be used (corrupt, truncated, too large, not an image)."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was left out of a run, and why, so the user can fix or delete it."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class LoadedImages:
+    """Pixels of the images that loaded, in the order of `paths`, plus the files that did not."""
+
+    pixels: np.ndarray
+    paths: list[Path]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """True for a regular file whose extension is one we decode (case-insensitive)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_image_files(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Image files below `folder`, sorted so that runs are repeatable; other files are ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder. Pass a folder that contains images.")
+    pattern = "**/*" if recursive else "*"
+    files = [path for path in folder.glob(pattern) if path.is_file() and is_image_file(path)]
+    return sorted(files, key=lambda path: path.as_posix())
+
+
+def channels_for(color_mode: str) -> int:
+    if color_mode not in COLOR_MODES:
+        raise ValueError(f"Unknown color mode {color_mode!r}; use one of {sorted(COLOR_MODES)}.")
+    return COLOR_MODES[color_mode]
+
+
+def _to_mode(image: Image.Image, color_mode: str) -> Image.Image:
+    """Convert any Pillow mode (L, LA, P, RGBA, CMYK, I;16, 1, ...) to 'L' or 'RGB'.
+
+    Transparent pixels are composited on white, which is what a viewer shows; 16-bit and
+    32-bit integer images are rescaled from their real range instead of being clipped.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _rescale_high_bit_depth(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    target = "L" if color_mode == "grayscale" else "RGB"
+    return image.convert(target)
+
+
+def _rescale_high_bit_depth(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return Image.fromarray(((values - low) * scale).astype(np.uint8), mode="L")
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    image_size: int | tuple[int, int] | None = None,
+    color_mode: str = "rgb",
+) -> np.ndarray:
+    """Decode one file to a uint8 array of shape (height, width, channels).
+
+    EXIF orientation is applied, the image is converted to `color_mode` and, when
+    `image_size` is given, resized with bilinear filtering (antialiased when shrinking).
+    Raises ImageLoadError with the file name for anything that cannot be decoded.
+    """
+    channels = channels_for(color_mode)
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image_size is not None and image.format == "JPEG":
+                    image.draft("RGB" if channels == 3 else "L", _as_size(image_size))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                image = _to_mode(image, color_mode)
+                if image_size is not None:
+                    image = image.resize(_as_size(image_size), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError as error:
+        raise ImageLoadError(f"{path}: file not found.") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageLoadError(
+            f"{path}: refused, image is larger than {MAX_IMAGE_PIXELS} pixels "
+            "(possible decompression bomb); shrink it or remove it."
+        ) from error
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as error:
+        raise ImageLoadError(f"{path}: cannot decode image ({_short(error)}).") from error
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    return pixels
+
+
+def _as_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """Pillow wants (width, height); we accept a square side or (height, width)."""
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    height, width = image_size
+    return (width, height)
+
+
+def _short(error: BaseException) -> str:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def iter_images(
+    paths: Sequence[str | os.PathLike[str]],
+    image_size: int | tuple[int, int],
+    color_mode: str = "rgb",
+    workers: int | None = None,
+) -> Iterator[tuple[Path, np.ndarray | None, SkippedFile | None]]:
+    """Decode many files in parallel threads, in order: (path, pixels, None) or (path, None, skip).
+
+    Pillow releases the GIL while decoding, so threads overlap decoding with whatever the
+    consumer does (a model forward pass, usually).
+    """
+    workers = workers or min(8, (os.cpu_count() or 2) + 2)
+
+    def load_one(path: Path) -> tuple[Path, np.ndarray | None, SkippedFile | None]:
+        try:
+            return path, load_image(path, image_size, color_mode), None
+        except ImageLoadError as error:
+            return path, None, SkippedFile(str(path), str(error))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(load_one, [Path(path) for path in paths])
+
+
+def load_images(
+    paths: Iterable[str | os.PathLike[str]],
+    image_size: int | tuple[int, int],
+    color_mode: str = "rgb",
+) -> LoadedImages:
+    """Load many files into one uint8 array; bad files are skipped and listed, never fatal."""
+    height, width = _as_size(image_size)[::-1]
+    channels = channels_for(color_mode)
+    paths = list(paths)
+    pixels = np.empty((len(paths), height, width, channels), dtype=np.uint8)
+    loaded: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for path, image, skip in iter_images(paths, image_size, color_mode):
+        if skip is not None:
+            skipped.append(skip)
+            continue
+        pixels[len(loaded)] = image
+        loaded.append(path)
+    return LoadedImages(pixels=pixels[: len(loaded)], paths=loaded, skipped=skipped)
+
+
+def save_image_atomic(pixels: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write an image so that a crash never leaves a half-written file behind."""
+    array = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+    image_format = Image.registered_extensions()[Path(path).suffix.lower()]
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format=image_format)

@@ -1,0 +1,106 @@
+"""Model builders behind one small registry, with how each one is trained and fed.
+
+Every builder returns a Keras model whose input is raw pixels in [0, 255] (height, width,
+channels) and whose last two layers are named "features" (the embedding) and "predictions".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+from foldervision.models.lenet import build_lenet
+
+
+@dataclass(frozen=True)
+class TrainingPhase:
+    """One stretch of training: how long, how fast, and which part of the model learns."""
+
+    name: str
+    epochs: int
+    learning_rate: float
+    trainable: str = "all"
+    """"all", or "head" (pretrained base frozen), or "top:N" (the base's last N blocks learn)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of a model: how to build it, feed it and train it."""
+
+    name: str
+    builder: Callable[..., keras.Model]
+    default_image_size: int
+    color_mode: str
+    phases: tuple[TrainingPhase, ...]
+    batch_size: int
+    pretrained: bool
+    description: str
+
+    def build(
+        self, num_classes: int, image_size: int | None = None, weights: str | None = None
+    ) -> keras.Model:
+        from foldervision.images import channels_for
+
+        return self.builder(
+            num_classes=num_classes,
+            image_size=image_size or self.default_image_size,
+            channels=channels_for(self.color_mode),
+            weights=weights,
+        )
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(available_models())}.")
+    return _REGISTRY[name]
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+register_model(
+    ModelSpec(
+        name="lenet",
+        builder=build_lenet,
+        default_image_size=28,
+        color_mode="grayscale",
+        phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3),),
+        batch_size=64,
+        pretrained=False,
+        description="LeNet-5 trained from scratch (grayscale, 28 px).",
+    )
+)
+
+
+def _register_mobilenetv2() -> None:
+    from foldervision.models.classifier import build_mobilenetv2_classifier
+
+    register_model(
+        ModelSpec(
+            name="mobilenetv2",
+            builder=build_mobilenetv2_classifier,
+            default_image_size=64,
+            color_mode="rgb",
+            phases=(
+                TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
+                TrainingPhase("fine_tune", epochs=3, learning_rate=1e-4, trainable="top:6"),
+            ),
+            batch_size=64,
+            pretrained=True,
+            description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
+        )
+    )
+
+
+_register_mobilenetv2()

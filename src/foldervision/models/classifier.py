@@ -1,0 +1,61 @@
+"""MobileNetV2 classifier: the pretrained backbone, kept apart from the task head."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+from keras import layers
+
+from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
+
+BLOCK_NAME = re.compile(r"^block_(\d+)_")
+
+
+def build_mobilenetv2_classifier(
+    num_classes: int, image_size: int = 64, channels: int = 3, weights: str | None = "auto",
+    dropout: float = 0.2,
+) -> keras.Model:
+    """Pretrained backbone (called with training=False so BatchNorm statistics stay put), then a
+    new dropout + softmax head. Input: raw RGB pixels in [0, 255]."""
+    if channels != 3:
+        raise ValueError("MobileNetV2 takes RGB input; grayscale images are converted to RGB.")
+    if image_size < 32:
+        raise ValueError(f"--image-size {image_size} is too small for MobileNetV2; use 32 or more.")
+    backbone = build_mobilenetv2_backbone(image_size=image_size, weights=weights or None)
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
+    pooled = backbone(inputs, training=False)
+    features = layers.Identity(name="features")(pooled)
+    x = layers.Dropout(dropout, name="head_dropout")(features)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="mobilenetv2_classifier")
+
+
+def find_backbone(model: keras.Model) -> keras.Model | None:
+    """The nested pretrained model, if this classifier has one."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested else None
+
+
+def set_trainable(model: keras.Model, trainable: str) -> None:
+    """Choose what learns: "all", "head" (backbone frozen) or "top:N" (last N backbone blocks)."""
+    model.trainable = True
+    backbone = find_backbone(model)
+    if trainable == "all" or backbone is None:
+        return
+    if trainable == "head":
+        backbone.trainable = False
+        return
+    if not trainable.startswith("top:"):
+        raise ValueError(f"Unknown trainable setting {trainable!r}; use all, head or top:N.")
+    block_count = int(trainable.split(":", 1)[1])
+    block_numbers = [
+        int(match.group(1)) for layer in backbone.layers if (match := BLOCK_NAME.match(layer.name))
+    ]
+    first_trainable = max(block_numbers) - block_count + 1
+    seen_first_trainable_block = False
+    for layer in backbone.layers:
+        match = BLOCK_NAME.match(layer.name)
+        if match and int(match.group(1)) >= first_trainable:
+            seen_first_trainable_block = True
+        layer.trainable = seen_first_trainable_block
