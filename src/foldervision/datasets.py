@@ -1,4 +1,4 @@
-"""Labelled image folders (one subfolder per class), seeded stratified splits, and MNIST as folders."""
+"""Labelled image folders (a subfolder per class), seeded stratified splits, MNIST as folders."""
 
 from __future__ import annotations
 
@@ -88,8 +88,10 @@ def scan_labelled_folder(
         paths.extend(files)
         labels.extend([label] * len(files))
     if not paths:
-        raise ValueError(f"{root}: no image files found in its class subfolders "
-                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        raise ValueError(
+            f"{root}: no image files found in its class subfolders "
+            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})."
+        )
     labelled = LabelledFolder(root, paths, np.asarray(labels, dtype=np.int64), list(class_names))
     _check_class_sizes(labelled, min_images_per_class)
     return labelled
@@ -97,7 +99,8 @@ def scan_labelled_folder(
 
 def _check_class_sizes(labelled: LabelledFolder, min_images_per_class: int) -> None:
     too_small = {
-        name: count for name, count in labelled.class_counts().items()
+        name: count
+        for name, count in labelled.class_counts().items()
         if count < min_images_per_class
     }
     if too_small:

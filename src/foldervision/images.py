@@ -33,7 +33,7 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 class ImageLoadError(ValueError):
-    """An image file that exists but cannot be used (corrupt, truncated, too large, not an image)."""
+    """A file that exists but cannot be used (corrupt, truncated, too large, not an image)."""
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,11 @@ def predict_files(
 def predict_with(
     model: keras.Model, preprocessor: Preprocessor, paths: list[Path]
 ) -> tuple[list[dict[str, Any]], list[SkippedFile]]:
-    not_images = [SkippedFile(str(path), f"{path}: not an image file (unknown extension).")
-                  for path in paths if not is_image_file(path)]
+    not_images = [
+        SkippedFile(str(path), f"{path}: not an image file (unknown extension).")
+        for path in paths
+        if not is_image_file(path)
+    ]
     loaded = preprocessor.load([path for path in paths if is_image_file(path)])
     probabilities = predict_probabilities(model, loaded.pixels)
     predictions = []
@@ -117,7 +120,9 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     resolve_model_path(run)
     metrics_path = run / "metrics.json"
     if not metrics_path.exists():
-        raise ValueError(f"{metrics_path}: missing; is {run} a run folder from `foldervision train`?")
+        raise ValueError(
+            f"{metrics_path}: missing; is {run} a run folder from `foldervision train`?"
+        )
     metrics = json.loads(metrics_path.read_text())
     evaluations_path = run / EVALUATIONS_FILENAME
     evaluations = json.loads(evaluations_path.read_text()) if evaluations_path.exists() else {}

@@ -6,6 +6,7 @@ training, then fine-tuning of the top blocks): the registry says which phases a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -212,13 +213,15 @@ def fit_phases(
     boundaries: list[int] = []
     for phase in phases:
         compile_for_phase(model, phase)
-        result = model.fit(
-            train_dataset,
-            validation_data=validation_dataset,
-            epochs=phase.epochs,
-            callbacks=[best_epoch],
-            verbose=verbose,
-        )
+        # Progress is for people: send it to stderr so stdout stays pipe-friendly.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = model.fit(
+                train_dataset,
+                validation_data=validation_dataset,
+                epochs=phase.epochs,
+                callbacks=[best_epoch],
+                verbose=verbose,
+            )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(value) for value in values)
         boundaries.append(len(history.get("loss", [])))
@@ -233,10 +236,14 @@ def train(config: TrainingConfig) -> dict[str, Any]:
     tf.config.experimental.enable_op_determinism()
 
     folder = scan_labelled_folder(config.data)
-    train_indices, validation_indices = stratified_split(folder.labels, config.val_split, config.seed)
+    train_indices, validation_indices = stratified_split(
+        folder.labels, config.val_split, config.seed
+    )
     staging = prepare_run_folder(config.out, config.overwrite)
     try:
-        metrics = _train_into(staging, spec, phases, config, folder, train_indices, validation_indices)
+        metrics = _train_into(
+            staging, spec, phases, config, folder, train_indices, validation_indices
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -254,7 +261,9 @@ def _train_into(
     validation_indices: np.ndarray,
 ) -> dict[str, Any]:
     image_size = config.image_size or spec.default_image_size
-    weights = config.weights if config.weights is not None else ("auto" if spec.pretrained else None)
+    weights = (
+        config.weights if config.weights is not None else ("auto" if spec.pretrained else None)
+    )
     model = spec.build(len(folder.class_names), image_size=image_size, weights=weights)
     preprocessor = Preprocessor(
         model_name=spec.name,
@@ -264,7 +273,9 @@ def _train_into(
         extra={"weights": describe_weights(spec, weights)},
     )
     train_split, train_skipped = load_split(folder.subset(train_indices), preprocessor)
-    validation_split, validation_skipped = load_split(folder.subset(validation_indices), preprocessor)
+    validation_split, validation_skipped = load_split(
+        folder.subset(validation_indices), preprocessor
+    )
     skipped = train_skipped + validation_skipped
     report_skipped(skipped)
     _check_loaded(train_split, validation_split, folder)
@@ -273,7 +284,9 @@ def _train_into(
     augmentation = build_augmentation(config.flip, config.seed) if config.augment else None
     train_dataset = make_dataset(train_split, batch_size, config.seed, augmentation, shuffle=True)
     validation_dataset = make_dataset(validation_split, batch_size, config.seed)
-    write_json_atomic(staging / "split.json", split_record(folder, train_split, validation_split, config))
+    write_json_atomic(
+        staging / "split.json", split_record(folder, train_split, validation_split, config)
+    )
 
     best_epoch = BestEpoch(staging / "checkpoints" / "best.weights.h5")
     best_epoch.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,7 +332,9 @@ def _train_into(
     write_json_atomic(staging / "metrics.json", metrics)
     plot_history(history, staging / "history.png", boundaries)
     plot_confusion_matrix(
-        metrics["confusion_matrix"], folder.class_names, staging / "confusion_matrix.png",
+        metrics["confusion_matrix"],
+        folder.class_names,
+        staging / "confusion_matrix.png",
         title=f"{spec.name}: validation ({len(validation_split.labels)} images)",
     )
     write_run_report(metrics, staging / "report.md")
@@ -365,6 +380,7 @@ def split_record(
         "classes": folder.class_names,
         "train": [[path, int(label)] for path, label in zip(train_split.files, train_split.labels)],
         "validation": [
-            [path, int(label)] for path, label in zip(validation_split.files, validation_split.labels)
+            [path, int(label)]
+            for path, label in zip(validation_split.files, validation_split.labels)
         ],
     }

@@ -41,9 +41,19 @@ def train(
     from foldervision.training import train as train_model
 
     config = TrainingConfig(
-        data=data, out=out, model=model, epochs=epochs, head_epochs=head_epochs,
-        val_split=val_split, seed=seed, image_size=image_size, batch_size=batch_size,
-        learning_rate=learning_rate, weights=weights, augment=augment, flip=flip,
+        data=data,
+        out=out,
+        model=model,
+        epochs=epochs,
+        head_epochs=head_epochs,
+        val_split=val_split,
+        seed=seed,
+        image_size=image_size,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weights=weights,
+        augment=augment,
+        flip=flip,
         overwrite=overwrite,
     )
     metrics = train_model(config)
@@ -68,12 +78,19 @@ def evaluate(
     if as_json:
         print(json.dumps(result))
         return
-    print(f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
-          f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}")
+    print(
+        f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
+        f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}"
+    )
     table = Table("class", "precision", "recall", "f1", "support")
     for name, figures in result["per_class"].items():
-        table.add_row(name, f"{figures['precision']:.4f}", f"{figures['recall']:.4f}",
-                      f"{figures['f1']:.4f}", str(figures["support"]))
+        table.add_row(
+            name,
+            f"{figures['precision']:.4f}",
+            f"{figures['recall']:.4f}",
+            f"{figures['f1']:.4f}",
+            str(figures["support"]),
+        )
     console.print(table)
     console.print("confusion matrix (rows: true, columns: predicted):")
     for name, row in zip(result["per_class"], result["confusion_matrix"]):
@@ -134,12 +151,17 @@ def compare(
     print("| run | model | input | val acc | test acc | params | train time | ms/img |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        test = (f"{100 * row['test_accuracy']:.2f}% (n={row['test_size']})"
-                if row["test_accuracy"] is not None else "not evaluated")
+        test = (
+            f"{100 * row['test_accuracy']:.2f}% (n={row['test_size']})"
+            if row["test_accuracy"] is not None
+            else "not evaluated"
+        )
         ms = f"{row['ms_per_image']:.3f}" if row["ms_per_image"] is not None else "-"
-        print(f"| {row['run']} | {row['model']} | {row['image_size']} px | "
-              f"{100 * row['val_accuracy']:.2f}% | {test} | {row['parameters']:,} | "
-              f"{row['train_seconds']:.0f} s | {ms} |")
+        print(
+            f"| {row['run']} | {row['model']} | {row['image_size']} px | "
+            f"{100 * row['val_accuracy']:.2f}% | {test} | {row['parameters']:,} | "
+            f"{row['train_seconds']:.0f} s | {ms} |"
+        )
     if any(row["test_accuracy"] is None for row in rows):
         console.print("note: run `foldervision evaluate RUN TEST_FOLDER` to fill in test accuracy.")
 

@@ -15,7 +15,9 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("mnist")
 def mnist(
-    out: Path = typer.Option(..., "--out", help="Folder to write OUT/train/<digit>/ and OUT/test/."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write OUT/train/<digit>/ and OUT/test/."
+    ),
     digits: str = typer.Option(
         "0,1,2", "--digits", help="Digits to keep: --digits 0 1 2 (or 0,1,2).", show_default=True
     ),
@@ -32,7 +34,9 @@ def mnist(
 ) -> None:
     """Write MNIST digits as PNG files, one subfolder per digit."""
     digit_list = parse_digits(digits)
-    counts = write_mnist_folders(out, source, digit_list, train_per_class, test_per_class, overwrite)
+    counts = write_mnist_folders(
+        out, source, digit_list, train_per_class, test_per_class, overwrite
+    )
     for split, per_digit in counts.items():
         listing = ", ".join(f"{digit}: {count}" for digit, count in per_digit.items())
         console.print(f"{out / split}: {sum(per_digit.values())} images ({listing})")

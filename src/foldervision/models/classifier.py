@@ -13,7 +13,10 @@ BLOCK_NAME = re.compile(r"^block_(\d+)_")
 
 
 def build_mobilenetv2_classifier(
-    num_classes: int, image_size: int = 64, channels: int = 3, weights: str | None = "auto",
+    num_classes: int,
+    image_size: int = 64,
+    channels: int = 3,
+    weights: str | None = "auto",
     dropout: float = 0.2,
 ) -> keras.Model:
     """Pretrained backbone (called with training=False so BatchNorm statistics stay put), then a

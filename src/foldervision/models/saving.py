@@ -51,7 +51,9 @@ class Preprocessor:
         )
 
 
-def save_classifier(model: keras.Model, preprocessor: Preprocessor, path: str | os.PathLike) -> None:
+def save_classifier(
+    model: keras.Model, preprocessor: Preprocessor, path: str | os.PathLike
+) -> None:
     """Write model + preprocessor to `path` atomically."""
     with atomic_path(path) as temporary:
         model.save(temporary)
@@ -89,7 +91,9 @@ def load_classifier(path: str | os.PathLike) -> tuple[keras.Model, Preprocessor]
     return model, Preprocessor.from_dict(metadata)
 
 
-def predict_probabilities(model: keras.Model, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(
+    model: keras.Model, pixels: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
     """Class probabilities for uint8 pixels, in batches, without Keras' per-call progress bar."""
     outputs = []
     for start in range(0, len(pixels), batch_size):

@@ -1,0 +1,39 @@
+"""Every registered model builds with the promised interface (no downloads: random weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foldervision.images import channels_for
+from foldervision.models import available_models, get_model_spec
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_model_builds_with_raw_pixel_input_and_named_layers(name):
+    spec = get_model_spec(name)
+    size = 32 if spec.pretrained else spec.default_image_size
+    model = spec.build(num_classes=3, image_size=size, weights="none" if spec.pretrained else None)
+    channels = channels_for(spec.color_mode)
+    assert model.input_shape == (None, size, size, channels)
+    assert model.output_shape == (None, 3)
+    assert model.get_layer("features").output.shape[-1] > 0
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, channels)).astype("float32")
+    probabilities = np.asarray(model(pixels, training=False))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_lenet_shapes():
+    model = get_model_spec("lenet").build(num_classes=3)
+    shapes = {layer.name: layer.output.shape[1:] for layer in model.layers}
+    assert shapes["conv_1"] == (28, 28, 6)
+    assert shapes["pool_1"] == (14, 14, 6)
+    assert shapes["conv_2"] == (10, 10, 16)
+    assert shapes["pool_2"] == (5, 5, 16)
+    assert shapes["dense_120"] == (120,)
+    assert shapes["features"] == (84,)
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="lenet"):
+        get_model_spec("resnet9000")
