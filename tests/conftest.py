@@ -98,3 +98,34 @@ def write_image_zoo(folder: Path) -> dict[str, list[str]]:
 def image_zoo(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
     folder = tmp_path / "zoo"
     return folder, write_image_zoo(folder)
+
+
+@pytest.fixture(scope="session")
+def lenet_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
+    """A real LeNet run (2 epochs) on the sample digits, shared by the tests that read runs."""
+    from foldervision.training import TrainingConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "lenet"
+    config = TrainingConfig(
+        data=sample_digits / "train", out=out, model="lenet", epochs=2, seed=7, verbose=0
+    )
+    return out, train(config)
+
+
+@pytest.fixture(scope="session")
+def mobilenetv2_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
+    """A real MobileNetV2 fine-tune from the ImageNet weights: one short epoch per phase, 32 px."""
+    from foldervision.training import TrainingConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "mobilenetv2"
+    config = TrainingConfig(
+        data=sample_digits / "train",
+        out=out,
+        model="mobilenetv2",
+        image_size=32,
+        head_epochs=1,
+        epochs=1,
+        seed=7,
+        verbose=0,
+    )
+    return out, train(config)

@@ -25,15 +25,6 @@ RUN_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def lenet_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("runs") / "lenet"
-    config = TrainingConfig(
-        data=sample_digits / "train", out=out, model="lenet", epochs=2, seed=7, verbose=0
-    )
-    return out, train(config)
-
-
 def test_run_folder_has_every_file_and_the_promised_metrics(lenet_run):
     out, metrics = lenet_run
     assert {path.name for path in out.iterdir()} >= RUN_FILES

@@ -127,3 +127,20 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     evaluations_path = run / EVALUATIONS_FILENAME
     evaluations = json.loads(evaluations_path.read_text()) if evaluations_path.exists() else {}
     return {"run": str(run), "metrics": metrics, "evaluations": evaluations}
+
+
+def check_export(
+    run: str | os.PathLike, exported: str | os.PathLike, limit: int = 256
+) -> tuple[float, int]:
+    """Top-1 agreement between model.keras and an exported file on the run's validation files."""
+    from foldervision.models.export import load_exported, top1_agreement
+
+    model, preprocessor = load_classifier(run)
+    split = json.loads((Path(run) / "split.json").read_text())
+    root = Path(split["data"])
+    files = [root / path for path, _ in split["validation"][:limit] if (root / path).exists()]
+    if not files:
+        raise ValueError(f"{root}: the run's validation images are gone; pass --check 0.")
+    pixels = preprocessor.load(files).pixels.astype("float32")
+    exported_probabilities = load_exported(exported)(pixels)
+    return top1_agreement(predict_probabilities(model, pixels), exported_probabilities), len(pixels)

@@ -53,6 +53,7 @@ class TrainingConfig:
     batch_size: int | None = None
     learning_rate: float | None = None
     weights: str | None = None
+    unfreeze: str | None = None
     augment: bool = True
     flip: bool = False
     overwrite: bool = False
@@ -72,7 +73,7 @@ def phases_for(spec: ModelSpec, config: TrainingConfig) -> list[TrainingPhase]:
     """The registry's recipe, with the user's --epochs / --head-epochs / --learning-rate applied.
 
     --epochs sets the last phase (the whole run for one-phase models); --head-epochs the first
-    phase of a pretrained model.
+    phase of a pretrained model; --unfreeze how many top blocks the fine-tuning phase trains.
     """
     phases = list(spec.phases)
     if config.epochs is not None:
@@ -83,6 +84,9 @@ def phases_for(spec: ModelSpec, config: TrainingConfig) -> list[TrainingPhase]:
         phases[0] = replace(phases[0], epochs=config.head_epochs)
     if config.learning_rate is not None:
         phases[-1] = replace(phases[-1], learning_rate=config.learning_rate)
+    if config.unfreeze is not None and len(phases) > 1:
+        trainable = "all" if config.unfreeze == "all" else f"top:{int(config.unfreeze)}"
+        phases[-1] = replace(phases[-1], trainable=trainable)
     return [phase for phase in phases if phase.epochs > 0]
 
 

@@ -32,6 +32,11 @@ def train(
         help="Pretrained weights: auto (offline package/cache), a .weights.h5/.pth file, "
         "keras-imagenet (download), none.",
     ),
+    unfreeze: str = typer.Option(
+        None,
+        "--unfreeze",
+        help="Fine-tuning phase: number of top backbone blocks to train, or all.",
+    ),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Data augmentation."),
     flip: bool = typer.Option(False, "--flip", help="Add horizontal flips (not for digits)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
@@ -52,6 +57,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         weights=weights,
+        unfreeze=unfreeze,
         augment=augment,
         flip=flip,
         overwrite=overwrite,
@@ -171,3 +177,28 @@ def _warn_skipped(skipped: list[dict[str, str]]) -> None:
         console.print(f"warning: skipped {len(skipped)} file(s):")
         for item in skipped:
             console.print(f"  {item['reason']}", markup=False)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run folder from `foldervision train`."),
+    export_format: str = typer.Option("tflite", "--format", help="tflite, onnx or saved_model."),
+    out: Path = typer.Option(None, "--out", help="Export folder (default: RUN/export)."),
+    check: int = typer.Option(
+        256, "--check", help="Compare top-1 with Keras on up to N validation images (0: skip)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
+) -> None:
+    """Export for deployment; the model takes raw [0, 255] pixels, classes in labels.txt."""
+    from foldervision.models.export import export_classifier
+
+    target = export_classifier(run, export_format, out, overwrite)
+    if check:
+        from foldervision.inference import check_export
+
+        agreement, count = check_export(run, target, limit=check)
+        console.print(
+            f"top-1 agreement with the Keras model: {100 * agreement:.2f}% on {count} "
+            "validation images"
+        )
+    print(target)

@@ -1,0 +1,210 @@
+"""Image search commands: `index`, `search` and `evaluate-retrieval`.
+
+stdout carries only results (tab-separated lines, or one JSON object per line with --json);
+progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from foldervision.cli.app import app, console
+from foldervision.images import SkippedFile, list_image_files
+from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
+from foldervision.retrieval.index import ImageIndex, IndexUpdate
+from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult, VectorSearch, search_files
+
+DEFAULT_QUERY_FOLDER = Path("query_images")
+DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
+
+IndexOption = typer.Option(
+    None,
+    "--index",
+    help="Index file. Default: DATABASE/.foldervision/index.sqlite (kept beside the images).",
+)
+ModelOption = typer.Option(
+    DEFAULT_MODEL,
+    "--model",
+    help="mobilenetv2 (ImageNet features), or a run folder of a trained classifier "
+    "(searches with its 'features' layer, adapted to its domain).",
+)
+ImageSizeOption = typer.Option(
+    None, "--image-size", help="Input size in pixels for mobilenetv2 (default 224)."
+)
+RebuildOption = typer.Option(
+    False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
+)
+
+
+@app.command("index")
+def index_command(
+    database: Path = typer.Argument(..., help="Folder of images to make searchable."),
+    index: Path | None = IndexOption,
+    model: str = ModelOption,
+    image_size: int | None = ImageSizeOption,
+    rebuild: bool = RebuildOption,
+) -> None:
+    """Build or update the search index of a folder (only new or changed files are embedded)."""
+    embedder = load_embedder(model, image_size)
+    with open_updated_index(database, embedder, index, rebuild) as image_index:
+        console.print(f"index: {image_index.index_path} ({len(image_index)} images)")
+
+
+@app.command("search")
+def search_command(
+    query: list[Path] | None = typer.Argument(None, help="Query image file(s)."),
+    database: Path = typer.Option(..., "--database", "-d", help="Folder of images to search."),
+    queries: Path | None = typer.Option(
+        None, "--queries", help="Search with every image in this folder (batch)."
+    ),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="Matches per query."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per query on stdout."),
+    sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
+    pick_from: Path = typer.Option(
+        DEFAULT_QUERY_FOLDER,
+        "--pick-from",
+        help="Folder listed for you to choose from when no query is given on a terminal.",
+    ),
+    index: Path | None = IndexOption,
+    model: str = ModelOption,
+    image_size: int | None = ImageSizeOption,
+    rebuild: bool = RebuildOption,
+) -> None:
+    """Find the images of DATABASE nearest to each query (the index is updated first)."""
+    if top_k < 1:
+        raise ValueError(f"-k must be at least 1, got {top_k}.")
+    query_paths = list(query or [])
+    if queries is not None:
+        query_paths += list_image_files(queries)
+    if not query_paths:
+        query_paths = [pick_query(pick_from)]
+        sheet = sheet or DEFAULT_INTERACTIVE_SHEET
+    embedder = load_embedder(model, image_size)
+    with open_updated_index(database, embedder, index, rebuild) as image_index:
+        vector_search = VectorSearch(image_index.vectors())
+    if len(vector_search) == 0:
+        raise ValueError(f"{database}: no images could be indexed; add images to search.")
+    results, skipped = search_files(query_paths, vector_search, embedder, top_k)
+    report_skipped(skipped, "query")
+    if not results:
+        raise ValueError(f"{query_paths[0]}: no query image could be read; pass a readable image.")
+    print_results(results, as_json)
+    if sheet is not None:
+        from foldervision.retrieval.sheet import write_contact_sheet
+
+        console.print(f"contact sheet: {write_contact_sheet(results, sheet)}")
+
+
+@app.command("evaluate-retrieval")
+def evaluate_retrieval_command(
+    labelled_folder: Path = typer.Argument(..., help="Folder with one subfolder per class."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="k of precision@k."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    index: Path | None = IndexOption,
+    model: str = ModelOption,
+    image_size: int | None = ImageSizeOption,
+    rebuild: bool = RebuildOption,
+) -> None:
+    """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
+    from foldervision.retrieval.evaluate import evaluate_labelled_folder
+
+    embedder = load_embedder(model, image_size)
+    with open_updated_index(labelled_folder, embedder, index, rebuild) as image_index:
+        report = evaluate_labelled_folder(image_index, top_k)
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    print(
+        f"precision@{top_k}\t{report['precision_at_k']:.4f}\n"
+        f"mAP\t{report['mean_average_precision']:.4f}\n"
+        f"queries\t{report['queries']}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Shared steps.
+
+
+def open_updated_index(
+    database: Path, embedder: Embedder, index_path: Path | None, rebuild: bool
+) -> ImageIndex:
+    """Open the folder's index and bring it up to date, showing progress on stderr."""
+    image_index = ImageIndex.open(database, embedder.spec, index_path, rebuild)
+    try:
+        with _progress_bar() as progress:
+            task = progress.add_task("embedding", total=None)
+
+            def show(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            update = image_index.update(embedder, progress=show)
+    except BaseException:
+        image_index.close()
+        raise
+    report_update(update)
+    return image_index
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def report_update(update: IndexUpdate) -> None:
+    report_skipped(update.skipped, "database")
+    if update.changed_anything:
+        console.print(
+            f"indexed {len(update.embedded)} new or changed, removed {len(update.removed)}, "
+            f"unchanged {update.unchanged}, skipped {len(update.skipped)}"
+        )
+
+
+def report_skipped(skipped: list[SkippedFile], kind: str) -> None:
+    for skip in skipped:
+        console.print(f"skipped {kind} file: {skip.reason}", markup=False, soft_wrap=True)
+
+
+def print_results(results: list[QueryResult], as_json: bool) -> None:
+    """JSON lines, or `rank<TAB>distance<TAB>path` lines (the query's name goes to stderr)."""
+    for result in results:
+        if as_json:
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
+            continue
+        console.print(f"query: {result.query}", markup=False)
+        for match in result.matches:
+            print(f"{match.rank}\t{match.distance:.4f}\t{match.path}")
+
+
+def pick_query(query_folder: Path) -> Path:
+    """The assignment's flow: list the query images, numbered, and ask which one to search."""
+    if not sys.stdin.isatty():
+        raise ValueError(
+            "no query image given: pass one (foldervision search QUERY --database FOLDER) or "
+            "--queries FOLDER; the numbered picker needs a terminal."
+        )
+    if not query_folder.is_dir():
+        raise ValueError(
+            f"{query_folder}: no such folder to pick a query from; pass a query image or "
+            "--pick-from FOLDER."
+        )
+    candidates = list_image_files(query_folder)
+    if not candidates:
+        raise ValueError(f"{query_folder}: no images to pick from; add some or pass a query.")
+    for number, path in enumerate(candidates, start=1):
+        console.print(f"{number:3d}  {path.name}", markup=False)
+    while True:
+        answer = typer.prompt(f"Which query image (1-{len(candidates)})", err=True)
+        if answer.strip().isdigit() and 1 <= int(answer) <= len(candidates):
+            return candidates[int(answer) - 1]
+        console.print(f"Please type a number from 1 to {len(candidates)}.")

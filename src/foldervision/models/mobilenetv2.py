@@ -141,13 +141,14 @@ def _build_symmetric_mobilenetv2(image_size: int, include_top: bool) -> keras.Mo
 
 
 def _normalize_pixels(pixels: keras.KerasTensor) -> keras.KerasTensor:
-    """[0, 255] pixels -> [0, 1] -> ImageNet mean/std, torchvision's convention."""
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale_to_unit")(pixels)
-    return keras.layers.Normalization(
-        mean=list(IMAGENET_MEAN),
-        variance=[std**2 for std in IMAGENET_STD],
-        name="imagenet_normalization",
-    )(x)
+    """[0, 255] pixels -> ImageNet mean/std, torchvision's convention, as one per-channel affine.
+
+    (x / 255 - mean) / std == x * scale + offset; one Rescaling layer keeps every export
+    format (TFLite, ONNX) free of the constant inputs a Normalization layer would leave.
+    """
+    scale = [1.0 / (255.0 * std) for std in IMAGENET_STD]
+    offset = [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    return keras.layers.Rescaling(scale=scale, offset=offset, name="imagenet_normalization")(pixels)
 
 
 def _batch_norm(name: str) -> keras.layers.BatchNormalization:

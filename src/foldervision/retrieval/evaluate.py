@@ -1,0 +1,102 @@
+"""Leave-one-out retrieval quality on a class-per-subfolder folder: precision@k and mAP.
+
+Every image is used once as the query against all the others (itself excluded); a result is
+relevant when it comes from the query's class subfolder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from foldervision.retrieval.index import ImageIndex
+
+QUERY_CHUNK_SIZE = 512
+"""Queries ranked at once: bounds the (chunk x database) distance matrix in memory."""
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    """Leave-one-out figures; `queries` counts images whose class has at least one other image."""
+
+    k: int
+    precision_at_k: float
+    mean_average_precision: float
+    queries: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def leave_one_out_scores(vectors: np.ndarray, labels: np.ndarray, k: int = 4) -> RetrievalScores:
+    """P@k and mAP with each row of `vectors` as a query against all other rows.
+
+    Rows are ranked by Euclidean distance (ties broken by row order, so results repeat);
+    average precision is taken over the full ranking.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    labels = np.asarray(labels)
+    precisions: list[np.ndarray] = []
+    average_precisions: list[np.ndarray] = []
+    for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
+        rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
+        relevant = _ranked_relevance(vectors, labels, rows)
+        has_relevant = relevant.any(axis=1)
+        precisions.append(relevant[has_relevant, :k].mean(axis=1))
+        average_precisions.append(_average_precision(relevant[has_relevant]))
+    precision = np.concatenate(precisions) if precisions else np.zeros(0)
+    average_precision = np.concatenate(average_precisions) if average_precisions else np.zeros(0)
+    return RetrievalScores(
+        k=k,
+        precision_at_k=float(precision.mean()) if precision.size else 0.0,
+        mean_average_precision=float(average_precision.mean()) if average_precision.size else 0.0,
+        queries=int(precision.size),
+    )
+
+
+def _ranked_relevance(vectors: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), N - 1) booleans: is the j-th nearest other image of the query's class?"""
+    squared_distances = squared_euclidean(vectors[rows], vectors)
+    squared_distances[np.arange(len(rows)), rows] = np.inf  # the query itself comes last
+    order = np.argsort(squared_distances, axis=1, kind="stable")[:, :-1]
+    return labels[order] == labels[rows][:, np.newaxis]
+
+
+def squared_euclidean(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """All pairwise squared Euclidean distances, in float64 so near-ties keep their order."""
+    queries = queries.astype(np.float64)
+    database = database.astype(np.float64)
+    products = queries @ database.T
+    norms = (queries**2).sum(axis=1)[:, np.newaxis] + (database**2).sum(axis=1)[np.newaxis, :]
+    return np.maximum(norms - 2.0 * products, 0.0)
+
+
+def _average_precision(relevant: np.ndarray) -> np.ndarray:
+    """Mean of precision@i over the ranks i that hold a relevant image, per query."""
+    hits = np.cumsum(relevant, axis=1)
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    precision_at_hits = np.where(relevant, hits / ranks, 0.0)
+    return precision_at_hits.sum(axis=1) / np.maximum(relevant.sum(axis=1), 1)
+
+
+def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, Any]:
+    """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class."""
+    from foldervision.datasets import scan_labelled_folder
+
+    labelled = scan_labelled_folder(image_index.database_folder)
+    label_of = dict(zip(map(labelled.relative, labelled.paths), labelled.labels.tolist()))
+    indexed = image_index.vectors()
+    relative_paths = [image_index.relative(path) for path in indexed.paths]
+    rows = [row for row, path in enumerate(relative_paths) if path in label_of]
+    labels = np.asarray([label_of[relative_paths[row]] for row in rows], dtype=np.int64)
+    scores = leave_one_out_scores(indexed.vectors[rows], labels, k)
+    return {
+        "folder": str(image_index.database_folder),
+        **scores.to_dict(),
+        "class_names": labelled.class_names,
+        "embedder": image_index.stored_spec().to_dict(),
+        "skipped": [skip.to_dict() for skip in image_index.skipped_files()],
+    }
