@@ -48,3 +48,7 @@ def test_phases_freeze_the_right_layers(mobilenetv2_run):
     assert any(name.startswith("block_16") for name in trainable)
     assert any(name.startswith("block_15") for name in trainable)
     assert not any(name.startswith(("block_14", "Conv1", "block_0_")) for name in trainable)
+    set_trainable(model, "all")
+    assert len(backbone.trainable_weights) == len(backbone.weights) - 2 * sum(
+        "BN" in layer.name or "bn" in layer.name for layer in backbone.layers
+    ), "everything but BatchNorm moving statistics learns"

