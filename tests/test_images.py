@@ -80,3 +80,10 @@ def test_missing_file_error_names_the_file(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         list_image_files(tmp_path / "absent")
+
+
+def test_hidden_folders_such_as_an_index_are_not_listed(tmp_path):
+    Image.new("L", (4, 4)).save(tmp_path / "seen.png")
+    (tmp_path / ".foldervision").mkdir()
+    Image.new("L", (4, 4)).save(tmp_path / ".foldervision" / "hidden.png")
+    assert [path.name for path in list_image_files(tmp_path)] == ["seen.png"]

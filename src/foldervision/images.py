@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,12 +64,21 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
 
 
 def list_image_files(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
-    """Image files below `folder`, sorted so that runs are repeatable; other files are ignored."""
+    """Image files below `folder`, sorted so that runs are repeatable; other files are ignored.
+
+    Hidden files and folders (".foldervision" indexes, ".git", ...) are skipped.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder. Pass a folder that contains images.")
     pattern = "**/*" if recursive else "*"
-    files = [path for path in folder.glob(pattern) if path.is_file() and is_image_file(path)]
+    files = [
+        path
+        for path in folder.glob(pattern)
+        if is_image_file(path)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    ]
     return sorted(files, key=lambda path: path.as_posix())
 
 
@@ -165,6 +175,7 @@ def iter_images(
     consumer does (a model forward pass, usually).
     """
     workers = workers or min(8, (os.cpu_count() or 2) + 2)
+    window = 4 * workers
 
     def load_one(path: Path) -> tuple[Path, np.ndarray | None, SkippedFile | None]:
         try:
@@ -172,8 +183,15 @@ def iter_images(
         except ImageLoadError as error:
             return path, None, SkippedFile(str(path), str(error))
 
+    # Keep at most `window` decodes in flight so a million-file folder never sits in memory.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(load_one, [Path(path) for path in paths])
+        pending: deque[Future] = deque()
+        for path in paths:
+            pending.append(pool.submit(load_one, Path(path)))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def load_images(

@@ -195,10 +195,14 @@ def publish_run_folder(staging: Path, out: Path) -> None:
         shutil.rmtree(previous)
 
 
-def compile_for_phase(model: keras.Model, phase: TrainingPhase) -> None:
+def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch: int) -> None:
+    """Set what learns and a cosine-decaying learning rate that ends the phase near zero."""
     set_trainable(model, phase.trainable)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        phase.learning_rate, decay_steps=max(1, phase.epochs * steps_per_epoch), alpha=0.01
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=phase.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -215,8 +219,9 @@ def fit_phases(
     """Run each phase in turn; return the joined per-epoch history and where phases changed."""
     history: dict[str, list[float]] = {}
     boundaries: list[int] = []
+    steps_per_epoch = int(train_dataset.cardinality())
     for phase in phases:
-        compile_for_phase(model, phase)
+        compile_for_phase(model, phase, steps_per_epoch)
         # Progress is for people: send it to stderr so stdout stays pipe-friendly.
         with contextlib.redirect_stdout(sys.stderr):
             result = model.fit(

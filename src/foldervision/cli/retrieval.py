@@ -186,9 +186,13 @@ def print_results(results: list[QueryResult], as_json: bool) -> None:
             print(f"{match.rank}\t{match.distance:.4f}\t{match.path}")
 
 
+def stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def pick_query(query_folder: Path) -> Path:
     """The assignment's flow: list the query images, numbered, and ask which one to search."""
-    if not sys.stdin.isatty():
+    if not stdin_is_terminal():
         raise ValueError(
             "no query image given: pass one (foldervision search QUERY --database FOLDER) or "
             "--queries FOLDER; the numbered picker needs a terminal."

@@ -6,12 +6,12 @@ channels) and whose last two layers are named "features" (the embedding) and "pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
-
-from foldervision.models.lenet import build_lenet
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class ModelSpec:
     """What the registry knows of a model: how to build it, feed it and train it."""
 
     name: str
-    builder: Callable[..., keras.Model]
+    builder: str
+    """"module:function" of the builder, imported on first use so that the CLI starts fast."""
     default_image_size: int
     color_mode: str
     phases: tuple[TrainingPhase, ...]
@@ -43,7 +44,9 @@ class ModelSpec:
     ) -> keras.Model:
         from foldervision.images import channels_for
 
-        return self.builder(
+        module_name, function_name = self.builder.split(":")
+        builder = getattr(importlib.import_module(module_name), function_name)
+        return builder(
             num_classes=num_classes,
             image_size=image_size or self.default_image_size,
             channels=channels_for(self.color_mode),
@@ -72,7 +75,7 @@ def available_models() -> list[str]:
 register_model(
     ModelSpec(
         name="lenet",
-        builder=build_lenet,
+        builder="foldervision.models.lenet:build_lenet",
         default_image_size=28,
         color_mode="grayscale",
         phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3),),
@@ -83,24 +86,18 @@ register_model(
 )
 
 
-def _register_mobilenetv2() -> None:
-    from foldervision.models.classifier import build_mobilenetv2_classifier
-
-    register_model(
-        ModelSpec(
-            name="mobilenetv2",
-            builder=build_mobilenetv2_classifier,
-            default_image_size=64,
-            color_mode="rgb",
-            phases=(
-                TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
-                TrainingPhase("fine_tune", epochs=3, learning_rate=3e-4, trainable="top:6"),
-            ),
-            batch_size=64,
-            pretrained=True,
-            description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
-        )
+register_model(
+    ModelSpec(
+        name="mobilenetv2",
+        builder="foldervision.models.classifier:build_mobilenetv2_classifier",
+        default_image_size=64,
+        color_mode="rgb",
+        phases=(
+            TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
+            TrainingPhase("fine_tune", epochs=3, learning_rate=3e-4, trainable="top:6"),
+        ),
+        batch_size=64,
+        pretrained=True,
+        description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
     )
-
-
-_register_mobilenetv2()
+)

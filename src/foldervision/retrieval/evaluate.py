@@ -30,11 +30,17 @@ class RetrievalScores:
         return asdict(self)
 
 
-def leave_one_out_scores(vectors: np.ndarray, labels: np.ndarray, k: int = 4) -> RetrievalScores:
+def leave_one_out_scores(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    k: int = 4,
+    query_vectors: np.ndarray | None = None,
+) -> RetrievalScores:
     """P@k and mAP with each row of `vectors` as a query against all other rows.
 
     Rows are ranked by Euclidean distance (ties broken by row order, so results repeat);
-    average precision is taken over the full ranking.
+    average precision is taken over the full ranking. `query_vectors` (row i standing for
+    image i) lets a benchmark try query-side tricks such as query expansion.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
@@ -43,7 +49,8 @@ def leave_one_out_scores(vectors: np.ndarray, labels: np.ndarray, k: int = 4) ->
     average_precisions: list[np.ndarray] = []
     for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
-        relevant = _ranked_relevance(vectors, labels, rows)
+        queries = (vectors if query_vectors is None else query_vectors)[rows]
+        relevant = _ranked_relevance(queries, vectors, labels, rows)
         has_relevant = relevant.any(axis=1)
         precisions.append(relevant[has_relevant, :k].mean(axis=1))
         average_precisions.append(_average_precision(relevant[has_relevant]))
@@ -57,9 +64,11 @@ def leave_one_out_scores(vectors: np.ndarray, labels: np.ndarray, k: int = 4) ->
     )
 
 
-def _ranked_relevance(vectors: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _ranked_relevance(
+    queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
     """(len(rows), N - 1) booleans: is the j-th nearest other image of the query's class?"""
-    squared_distances = squared_euclidean(vectors[rows], vectors)
+    squared_distances = squared_euclidean(queries, vectors)
     squared_distances[np.arange(len(rows)), rows] = np.inf  # the query itself comes last
     order = np.argsort(squared_distances, axis=1, kind="stable")[:, :-1]
     return labels[order] == labels[rows][:, np.newaxis]

@@ -164,6 +164,8 @@ class ImageIndex:
         to_embed = [path for path, state in current.items() if known.get(path) != state]
         update.unchanged = len(current) - len(to_embed)
         absolute = [self.database_folder / path for path in to_embed]
+        if progress is not None:
+            progress(0, len(to_embed))
         for batch in embedder.embed_files(absolute, batch_size):
             self._store_batch(batch.paths, batch.vectors, batch.skipped, current)
             update.embedded.extend(self.relative(path) for path in batch.paths)

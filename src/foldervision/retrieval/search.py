@@ -7,8 +7,9 @@ so no approximate index is needed at the sizes this tool is for.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.index import IndexedVectors
 
 DEFAULT_TOP_K = 4
+PARALLEL_QUERY_COUNT = 16
+"""Fewer queries than this run on one thread: starting OpenMP threads costs more than it saves."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class VectorSearch:
             empty = np.zeros((len(query_vectors), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
-        squared, rows = self._index.search(queries, k)
+        with _faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
+            squared, rows = self._index.search(queries, k)
         return np.sqrt(np.maximum(squared, 0.0)), rows
 
     def matches(self, query_vectors: np.ndarray, k: int) -> list[list[Match]]:
@@ -79,6 +83,20 @@ class VectorSearch:
             ]
             for query_distances, query_rows in zip(distances, rows)
         ]
+
+
+@contextlib.contextmanager
+def _faiss_threads(count: int | None) -> Iterator[None]:
+    """Run FAISS on `count` threads (None: leave as is), restoring its setting afterwards."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    if count is not None:
+        faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def search_files(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def write_contact_sheet(results: Sequence[QueryResult], path: str | os.PathLike[
     return path
 
 
-def _draw_tile(axis, image_path: str, caption: str, color: str) -> None:  # noqa: ANN001
+def _draw_tile(axis: Any, image_path: str, caption: str, color: str) -> None:
     axis.imshow(_thumbnail(image_path), cmap="gray", vmin=0, vmax=255)
     axis.set_title(caption, fontsize=8, color=color)
     axis.set_xticks([])
