@@ -39,8 +39,16 @@ def main() -> None:
     if not (arguments.data / "train").is_dir():
         write_mnist_folders(arguments.data, arguments.source, [0, 1, 2])
     prepared = time.perf_counter()
-    metrics = train(TrainingConfig(data=arguments.data / "train", out=out, model=arguments.model,
-                                   seed=arguments.seed, overwrite=True, verbose=2))
+    metrics = train(
+        TrainingConfig(
+            data=arguments.data / "train",
+            out=out,
+            model=arguments.model,
+            seed=arguments.seed,
+            overwrite=True,
+            verbose=2,
+        )
+    )
     trained = time.perf_counter()
     test = evaluate_folder(out, arguments.data / "test")
     finished = time.perf_counter()

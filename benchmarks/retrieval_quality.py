@@ -30,6 +30,8 @@ from foldervision.retrieval.embedder import (
 )
 from foldervision.retrieval.evaluate import leave_one_out_scores
 
+SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
+
 TOP_K = 4
 BATCH_SIZE = 64
 SHALLOW_LAYER = "block_16_project_BN"
@@ -40,7 +42,7 @@ CHECKED_IMAGES = 16
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", default="/work/shared/data/flowers5")
+    parser.add_argument("--folder", default=str(SHARED_FLOWERS))
     parser.add_argument("--sizes", default=f"128,{DEFAULT_IMAGE_SIZE}")
     parser.add_argument("--flip", action="store_true", help="Also try flip averaging (2x time).")
     parser.add_argument("--per-class", type=int, default=0, help="Images per class (0: all).")

@@ -2,13 +2,13 @@
 
 1. Indexing: the straightforward loop (load -> resize -> `model.predict` per batch of 32, one
    file after another) against `ImageIndex.update` (threaded decoding overlapped with a traced
-   `tf.function`, batches of 64), on the same JPEGs, at the same size, with the same weights and
+   `tf.function`, batches of 16), on the same JPEGs, at the same size, with the same weights and
    the same pooling; the two sets of vectors are compared before any ratio is printed.
    Both paths decode with `foldervision.images.load_image`, so the pixels are identical too.
 2. Re-indexing the unchanged folder, from opening the index to a finished update.
 3. Search latency over synthetic unit vectors (dim 1280) at 10^4 and 10^5 rows.
 
-Run:  python benchmarks/retrieval_speed.py [--folder /work/shared/data/flowers5] [--files 1000]
+Run:  python benchmarks/retrieval_speed.py [--folder ../shared/data/flowers5] [--files 1000]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 """
 
@@ -26,6 +26,8 @@ from foldervision.retrieval.embedder import DEFAULT_IMAGE_SIZE, Embedder, mobile
 from foldervision.retrieval.index import ImageIndex, IndexedVectors
 from foldervision.retrieval.search import VectorSearch
 
+SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
+
 STRAIGHTFORWARD_BATCH_SIZE = 32
 SEARCH_SIZES = (10_000, 100_000)
 SEARCH_DIMENSION = 1280
@@ -35,7 +37,7 @@ TOP_K = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", default="/work/shared/data/flowers5")
+    parser.add_argument("--folder", default=str(SHARED_FLOWERS))
     parser.add_argument("--files", type=int, default=1000, help="How many JPEGs to index.")
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     arguments = parser.parse_args()

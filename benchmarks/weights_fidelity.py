@@ -33,7 +33,7 @@ from foldervision.weights import (
 )
 
 IMAGE_SIZE = 224
-FLOWERS_FOLDER = Path("/work/shared/data/flowers5")
+FLOWERS_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
 FLOWERS_PER_CLASS = 2
 STOCK_EPSILON = 1e-3
 

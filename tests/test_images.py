@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import real_photo
+from image_fixtures import real_photo
 from PIL import Image
 
 from foldervision.images import (

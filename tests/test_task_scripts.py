@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from image_fixtures import REPO
 
 
 def test_task_01_trains_and_evaluates_on_the_samples(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_digit
+from image_fixtures import real_digit
 
 from foldervision.inference import evaluate_folder, predict_files
 from foldervision.models import get_model_spec
