@@ -37,6 +37,10 @@ from foldervision.reports import (
     write_run_report,
 )
 
+STEPS_PER_EXECUTION = 16
+"""Training steps per compiled call: small models (LeNet) spend most of a step in Python and
+dispatch overhead; 16 steps per call made a LeNet epoch 1.75x faster on 2 CPU cores."""
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -196,15 +200,22 @@ def publish_run_folder(staging: Path, out: Path) -> None:
 
 
 def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch: int) -> None:
-    """Set what learns and a cosine-decaying learning rate that ends the phase near zero."""
+    """Set what learns, and the phase's learning rate (constant, or cosine-decaying to ~0)."""
     set_trainable(model, phase.trainable)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        phase.learning_rate, decay_steps=max(1, phase.epochs * steps_per_epoch), alpha=0.01
-    )
+    if phase.schedule not in ("cosine", "constant"):
+        raise ValueError(
+            f"Unknown learning-rate schedule {phase.schedule!r}; use cosine or constant."
+        )
+    schedule = phase.learning_rate
+    if phase.schedule == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            phase.learning_rate, decay_steps=max(1, phase.epochs * steps_per_epoch), alpha=0.01
+        )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
 
 

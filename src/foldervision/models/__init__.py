@@ -23,6 +23,8 @@ class TrainingPhase:
     learning_rate: float
     trainable: str = "all"
     """"all", or "head" (pretrained base frozen), or "top:N" (the base's last N blocks learn)."""
+    schedule: str = "cosine"
+    """"cosine" (decays to 1% of learning_rate over the phase) or "constant"."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ register_model(
         builder="foldervision.models.lenet:build_lenet",
         default_image_size=28,
         color_mode="grayscale",
-        phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3),),
+        phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3, schedule="constant"),),
         batch_size=64,
         pretrained=False,
         description="LeNet-5 trained from scratch (grayscale, 28 px).",
