@@ -240,6 +240,7 @@ def fit_phases(
                 validation_data=validation_dataset,
                 epochs=phase.epochs,
                 callbacks=[best_epoch],
+                shuffle=False,  # the tf.data pipeline shuffles, seeded
                 verbose=verbose,
             )
         for key, values in result.history.items():

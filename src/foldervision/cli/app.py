@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (CPU features, tf.data attribute notices) is not for users;
+# real failures still surface as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it all.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 console = Console(stderr=True, highlight=False)
 """Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths)."""
