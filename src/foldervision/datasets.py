@@ -43,6 +43,11 @@ class LabelledFolder:
             self.root, [self.paths[i] for i in indices], self.labels[indices], self.class_names
         )
 
+    def labels_of(self, paths: list[Path]) -> np.ndarray:
+        """Labels of some of this folder's files (e.g. the ones that decoded), in their order."""
+        label_by_path = dict(zip(self.paths, self.labels))
+        return np.asarray([label_by_path[path] for path in paths], dtype=np.int64)
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(count) for name, count in zip(self.class_names, counts)}

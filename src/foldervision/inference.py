@@ -37,8 +37,7 @@ def evaluate_folder(
         folder, class_names=preprocessor.class_names, min_images_per_class=0
     )
     loaded = preprocessor.load(labelled.paths)
-    kept = {path: index for index, path in enumerate(labelled.paths)}
-    labels = labelled.labels[[kept[path] for path in loaded.paths]]
+    labels = labelled.labels_of(loaded.paths)
     started = time.perf_counter()
     probabilities = predict_probabilities(model, loaded.pixels)
     seconds = time.perf_counter() - started

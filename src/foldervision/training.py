@@ -23,7 +23,7 @@ from foldervision.atomic import write_json_atomic
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
 from foldervision.images import SkippedFile
 from foldervision.models import ModelSpec, TrainingPhase, get_model_spec
-from foldervision.models.classifier import set_trainable
+from foldervision.models.classifier import find_backbone, set_trainable
 from foldervision.models.saving import (
     MODEL_FILENAME,
     Preprocessor,
@@ -164,10 +164,8 @@ def load_split(
 ) -> tuple[LoadedSplit, list[SkippedFile]]:
     """Decode one side of the split; files that fail to load are dropped with their label."""
     loaded = preprocessor.load(folder.paths)
-    kept = {path: index for index, path in enumerate(folder.paths)}
-    labels = np.asarray([folder.labels[kept[path]] for path in loaded.paths], dtype=np.int64)
     files = [folder.relative(path) for path in loaded.paths]
-    return LoadedSplit(loaded.pixels, labels, files), loaded.skipped
+    return LoadedSplit(loaded.pixels, folder.labels_of(loaded.paths), files), loaded.skipped
 
 
 def prepare_run_folder(out: Path, overwrite: bool) -> Path:
@@ -291,7 +289,7 @@ def _train_into(
         class_names=folder.class_names,
         image_size=image_size,
         color_mode=spec.color_mode,
-        extra={"weights": describe_weights(spec, weights)},
+        extra={"weights": describe_weights(model)},
     )
     train_split, train_skipped = load_split(folder.subset(train_indices), preprocessor)
     validation_split, validation_skipped = load_split(
@@ -362,14 +360,13 @@ def _train_into(
     return metrics
 
 
-def describe_weights(spec: ModelSpec, weights: str | None) -> str:
+def describe_weights(model: keras.Model) -> str:
     """Which weights a model started from, in words, for metrics.json and report.md."""
-    if not spec.pretrained or weights in (None, "none"):
+    backbone = find_backbone(model)
+    resolved = getattr(backbone, "resolved_weights", None)
+    if resolved is None:
         return "random initialisation (trained from scratch)"
-    from foldervision.weights import resolve_mobilenetv2_weights
-
-    resolved = resolve_mobilenetv2_weights(weights)
-    return resolved.description if resolved is not None else "random initialisation"
+    return resolved.description
 
 
 def report_skipped(skipped: list[SkippedFile]) -> None:
