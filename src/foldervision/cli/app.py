@@ -41,12 +41,6 @@ app = typer.Typer(
 )
 
 
-def fail(message: str, exit_code: int = 2) -> None:
-    """Print a one-line error and exit with `exit_code`."""
-    console.print(f"error: {message}", soft_wrap=True, markup=False)
-    raise typer.Exit(code=exit_code)
-
-
 MULTI_VALUE_OPTIONS = ("--digits",)
 """Options that take several space-separated values (`--digits 0 1 2`), which Click cannot."""
 

@@ -23,8 +23,6 @@ DEFAULT_IMAGE_SIZE = 224
 
 DEFAULT_BATCH_SIZE = 16
 """Images per forward pass: on two CPU cores small batches ran fastest (cache-friendly)."""
-DECODE_CHUNK_SIZE = 1024
-"""Files handed to the threaded decoder at once: bounds memory on huge folders."""
 
 POOLINGS = ("avg", "gem")
 DEFAULT_POOLING = "gem"
@@ -89,14 +87,11 @@ class Embedder:
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Iterator[EmbeddedBatch]:
-        """Embed files batch by batch; decoding in threads overlaps the previous batch's forward."""
-        for start in range(0, len(paths), DECODE_CHUNK_SIZE):
-            chunk = paths[start : start + DECODE_CHUNK_SIZE]
-            yield from self._embed_chunk(chunk, batch_size)
+        """Embed files batch by batch; decoding in threads overlaps the previous batch's forward.
 
-    def _embed_chunk(
-        self, paths: Sequence[str | os.PathLike[str]], batch_size: int
-    ) -> Iterator[EmbeddedBatch]:
+        `iter_images` keeps only a small window of decodes in flight, so memory stays bounded
+        however many files there are.
+        """
         batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
         pixels: list[np.ndarray] = []
         decoded = iter_images(paths, self.spec.image_size, self.spec.color_mode)
