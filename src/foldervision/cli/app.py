@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-# TensorFlow's C++ start-up chatter (CPU features, tf.data attribute notices) is not for users;
-# real failures still surface as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it all.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from foldervision.errors import AlreadyExistsError, IndexMismatchError, IndexUnavailableError
 
 console = Console(stderr=True, highlight=False)
 """Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths)."""
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 """Errors a user can cause and fix; they print one line, never a traceback."""
+
+
+FLAG_HINTS: dict[type[Exception], str] = {
+    AlreadyExistsError: "pass --overwrite to replace it, or choose another --out",
+    IndexMismatchError: "pass --rebuild to start over, or --index PATH for a separate index",
+    IndexUnavailableError: "pass --index PATH with a writable location",
+}
+"""What a person can type to get past each typed library error."""
+
+
+def user_message(error: Exception) -> str:
+    """The library's statement of the facts, plus the command-line flag that fixes it."""
+    message = str(error).rstrip(". ")
+    for error_type, hint in FLAG_HINTS.items():
+        if isinstance(error, error_type):
+            return f"{message}; {hint}."
+    return str(error)
 
 
 class _FriendlyErrors(TyperGroup):
@@ -27,7 +41,7 @@ class _FriendlyErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as error:
-            console.print(f"error: {error}", soft_wrap=True, markup=False)
+            console.print(f"error: {user_message(error)}", soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
 
 
