@@ -23,8 +23,8 @@ import numpy as np
 
 from foldervision.images import list_image_files, load_image
 from foldervision.retrieval.embedder import DEFAULT_IMAGE_SIZE, Embedder, mobilenetv2_embedder
-from foldervision.retrieval.index import ImageIndex, IndexedVectors
-from foldervision.retrieval.search import VectorSearch
+from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.stores import ExactSearch
 
 SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
 
@@ -118,7 +118,8 @@ def benchmark_search() -> None:
             generator.standard_normal((SEARCH_QUERIES, SEARCH_DIMENSION), np.float32)
         )
         start = time.perf_counter()
-        search = VectorSearch(IndexedVectors([Path(str(row)) for row in range(size)], vectors))
+        search = ExactSearch(SEARCH_DIMENSION)
+        search.add(np.arange(size), vectors)
         build_seconds = time.perf_counter() - start
         single = []
         for query in queries:

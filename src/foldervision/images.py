@@ -6,6 +6,7 @@ picture is turned into pixels exactly one way, whatever the caller.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections import deque
@@ -122,12 +123,37 @@ def load_image(
     `image_size` is given, resized with bilinear filtering (antialiased when shrinking).
     Raises ImageLoadError with the file name for anything that cannot be decoded.
     """
-    channels = channels_for(color_mode)
     path = Path(path)
+    try:
+        return _decode(path, image_size, color_mode, name=str(path))
+    except FileNotFoundError as error:
+        raise ImageLoadError(f"{path}: file not found.") from error
+
+
+def decode_image_bytes(
+    data: bytes,
+    name: str,
+    image_size: int | tuple[int, int] | None = None,
+    color_mode: str = "rgb",
+) -> np.ndarray:
+    """Decode an image held in memory (a web upload, say) exactly as `load_image` decodes files.
+
+    `name` is what error messages call it (the uploaded file's name).
+    """
+    return _decode(io.BytesIO(data), image_size, color_mode, name=name)
+
+
+def _decode(
+    source: Path | io.BytesIO,
+    image_size: int | tuple[int, int] | None,
+    color_mode: str,
+    name: str,
+) -> np.ndarray:
+    channels = channels_for(color_mode)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image_size is not None and image.format == "JPEG":
                     image.draft("RGB" if channels == 3 else "L", _as_size(image_size))
                 image.load()
@@ -136,15 +162,15 @@ def load_image(
                 if image_size is not None:
                     image = image.resize(_as_size(image_size), Image.Resampling.BILINEAR)
                 pixels = np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError as error:
-        raise ImageLoadError(f"{path}: file not found.") from error
+    except FileNotFoundError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageLoadError(
-            f"{path}: refused, image is larger than {MAX_IMAGE_PIXELS} pixels "
+            f"{name}: refused, image is larger than {MAX_IMAGE_PIXELS} pixels "
             "(possible decompression bomb); shrink it or remove it."
         ) from error
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as error:
-        raise ImageLoadError(f"{path}: cannot decode image ({_short(error)}).") from error
+        raise ImageLoadError(f"{name}: cannot decode image ({_short(error)}).") from error
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     return pixels

@@ -55,14 +55,14 @@ def embedder(weights_cache: Path) -> Embedder:
 @pytest.fixture
 def cli_uses_session_embedder(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> Embedder:
     """Let CLI runs reuse the session's built network when they ask for the very same spec."""
-    from foldervision.cli import retrieval as retrieval_cli
+    from foldervision.retrieval import service as retrieval_service
     from foldervision.retrieval.embedder import load_embedder
 
     def reuse_or_load(model: str = "mobilenetv2", image_size: int | None = None) -> Embedder:
         loaded = load_embedder(model, image_size)
         return embedder if loaded.spec == embedder.spec else loaded
 
-    monkeypatch.setattr(retrieval_cli, "load_embedder", reuse_or_load)
+    monkeypatch.setattr(retrieval_service, "load_embedder", reuse_or_load)
     return embedder
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_embedders import green_angle_embedder
 from typer.testing import CliRunner
 
 from foldervision.cli import app
-from foldervision.cli import retrieval as retrieval_cli
 from foldervision.images import save_image_atomic
-from foldervision.retrieval.embedder import Embedder, EmbedderSpec
+from foldervision.retrieval import service as retrieval_service
 from foldervision.retrieval.evaluate import leave_one_out_scores
 
 # Four points on a line, classes A A B B. Nearest others, by hand:
@@ -43,17 +43,6 @@ def test_a_query_never_retrieves_itself() -> None:
     assert scores.precision_at_k == 0.0  # each query's twin belongs to the other class
 
 
-def green_angle_embedder() -> Embedder:
-    """Stub: an image's vector is its mean (red, green), so solid colours give known angles."""
-    import tensorflow as tf
-
-    def mean_red_green(pixels: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return tf.reduce_mean(pixels, axis=[1, 2])[:, :2]
-
-    spec = EmbedderSpec("stub", "none", image_size=8, color_mode="rgb", layer="mean")
-    return Embedder(spec, lambda: mean_red_green)
-
-
 def test_evaluate_retrieval_cli_reports_the_known_answer_as_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,7 +55,9 @@ def test_evaluate_retrieval_cli_reports_the_known_answer_as_json(
         pixels[..., 0], pixels[..., 1] = 255, green
         save_image_atomic(pixels, folder / class_name / f"{name}.png")
     (folder / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    monkeypatch.setattr(retrieval_cli, "load_embedder", lambda *arguments: green_angle_embedder())
+    monkeypatch.setattr(
+        retrieval_service, "load_embedder", lambda *arguments: green_angle_embedder()
+    )
 
     result = CliRunner().invoke(app, ["evaluate-retrieval", str(folder), "-k", "2", "--json"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foldervision.errors import IndexMismatchError
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.index import ImageIndex, default_index_path
 
@@ -101,7 +102,7 @@ def test_index_built_with_another_model_is_refused_until_rebuilt(
         index.update(embedder)
     other_spec = dataclasses.replace(embedder.spec, image_size=embedder.spec.image_size + 32)
 
-    with pytest.raises(ValueError, match="--rebuild") as error:
+    with pytest.raises(IndexMismatchError, match="don't compare") as error:
         ImageIndex.open(photo_folder, other_spec)
     assert str(default_index_path(photo_folder)) in str(error.value)
 
@@ -145,8 +146,12 @@ def test_interrupted_run_resumes_with_every_file_exactly_once(
     assert resumed.paths == clean.paths
     np.testing.assert_allclose(resumed.vectors, clean.vectors, atol=1e-5)
     with sqlite3.connect(default_index_path(photo_folder)) as connection:
-        rows = connection.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM images").fetchone()
-    assert rows == (len(readable_photos), len(readable_photos))
+        files = connection.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM files").fetchone()
+        vectors = connection.execute(
+            "SELECT COUNT(*) FROM vectors JOIN files USING (id)"
+        ).fetchone()
+    assert files == (len(readable_photos), len(readable_photos))
+    assert vectors == (len(readable_photos),)
 
 
 def test_missing_database_folder_is_a_one_line_error(tmp_path: Path, embedder: Embedder) -> None:

@@ -11,13 +11,23 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from foldervision.cli.app import app, console
 from foldervision.images import SkippedFile, list_image_files
-from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
-from foldervision.retrieval.index import ImageIndex, IndexUpdate
-from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult, VectorSearch, search_files
+from foldervision.retrieval.embedder import DEFAULT_MODEL
+from foldervision.retrieval.index import IndexUpdate
+from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
+from foldervision.retrieval.service import RetrievalService
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
 DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
@@ -50,9 +60,9 @@ def index_command(
     rebuild: bool = RebuildOption,
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    embedder = load_embedder(model, image_size)
-    with open_updated_index(database, embedder, index, rebuild) as image_index:
-        console.print(f"index: {image_index.index_path} ({len(image_index)} images)")
+    with open_updated_service(database, index, model, image_size, rebuild) as service:
+        info = service.info()
+        console.print(f"index: {info.index_path} ({info.images} images)")
 
 
 @app.command("search")
@@ -84,12 +94,8 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    embedder = load_embedder(model, image_size)
-    with open_updated_index(database, embedder, index, rebuild) as image_index:
-        vector_search = VectorSearch(image_index.vectors())
-    if len(vector_search) == 0:
-        raise ValueError(f"{database}: no images could be indexed; add images to search.")
-    results, skipped = search_files(query_paths, vector_search, embedder, top_k)
+    with open_updated_service(database, index, model, image_size, rebuild) as service:
+        results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
     if not results:
         raise ValueError(f"{query_paths[0]}: no query image could be read; pass a readable image.")
@@ -113,9 +119,8 @@ def evaluate_retrieval_command(
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    embedder = load_embedder(model, image_size)
-    with open_updated_index(labelled_folder, embedder, index, rebuild) as image_index:
-        report = evaluate_labelled_folder(image_index, top_k)
+    with open_updated_service(labelled_folder, index, model, image_size, rebuild) as service:
+        report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -130,11 +135,11 @@ def evaluate_retrieval_command(
 # Shared steps.
 
 
-def open_updated_index(
-    database: Path, embedder: Embedder, index_path: Path | None, rebuild: bool
-) -> ImageIndex:
+def open_updated_service(
+    database: Path, index_path: Path | None, model: str, image_size: int | None, rebuild: bool
+) -> RetrievalService:
     """Open the folder's index and bring it up to date, showing progress on stderr."""
-    image_index = ImageIndex.open(database, embedder.spec, index_path, rebuild)
+    service = RetrievalService.open(database, index_path, model, image_size, rebuild)
     try:
         with _progress_bar() as progress:
             task = progress.add_task("embedding", total=None)
@@ -142,12 +147,19 @@ def open_updated_index(
             def show(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            update = image_index.update(embedder, progress=show)
+            update = service.update(progress=show)
     except BaseException:
-        image_index.close()
+        service.close()
         raise
     report_update(update)
-    return image_index
+    return service
+
+
+class ImagesPerSecondColumn(ProgressColumn):
+    """Embedding speed, so a slow disk or a busy CPU shows while it happens."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} images/s" if task.speed else "")
 
 
 def _progress_bar() -> Progress:
@@ -155,6 +167,7 @@ def _progress_bar() -> Progress:
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        ImagesPerSecondColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,

@@ -1,35 +1,32 @@
-"""Image search over a folder: features (embedder), a persistent index, search and evaluation.
+"""Image search over a folder: embedders and backends, a catalogue plus vector store, a service.
 
-    embedder = mobilenetv2_embedder()
-    with ImageIndex.open("images_database", embedder.spec) as index:
-        index.update(embedder)
-        search = VectorSearch(index.vectors())
-    results, skipped = search_files(["query_images/q1.png"], search, embedder, k=4)
+    from foldervision.retrieval import RetrievalService
+
+    with RetrievalService.open("images_database") as service:
+        service.update()
+        results, skipped = service.search_files(["query_images/q1.png"], k=4)
+
+Rooms: `embedder` (what a vector means) and `backends` (what runs the network); `catalogue`
+(the files, SQLite) and `stores` (the vectors); `index` joins them; `service` is what callers
+use; `evaluate` and `sheet` read results.
 """
 
 from __future__ import annotations
 
-from foldervision.retrieval.embedder import (
-    Embedder,
-    EmbedderSpec,
-    classifier_embedder,
-    load_embedder,
-    mobilenetv2_embedder,
-)
+from foldervision.retrieval.embedder import Embedder, EmbedderSpec, load_embedder
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, default_index_path
-from foldervision.retrieval.search import Match, QueryResult, VectorSearch, search_files
+from foldervision.retrieval.search import Match, QueryResult
+from foldervision.retrieval.service import IndexInfo, RetrievalService
 
 __all__ = [
     "Embedder",
     "EmbedderSpec",
     "ImageIndex",
+    "IndexInfo",
     "IndexUpdate",
     "Match",
     "QueryResult",
-    "VectorSearch",
-    "classifier_embedder",
+    "RetrievalService",
     "default_index_path",
     "load_embedder",
-    "mobilenetv2_embedder",
-    "search_files",
 ]

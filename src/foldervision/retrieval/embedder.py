@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.images import SkippedFile, channels_for, iter_images
+from foldervision.images import SkippedFile, decode_image_bytes, iter_images
+from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
 
 DEFAULT_MODEL = "mobilenetv2"
 DEFAULT_IMAGE_SIZE = 224
@@ -68,21 +69,34 @@ class EmbeddedBatch:
 
 
 class Embedder:
-    """Decode files with the project's loader and run them through a compiled feature function.
+    """Decode files with the project's loader and run them through the embedding model.
 
-    The network is built on first use, so checking an unchanged index costs no model loading.
+    The embedding model (network, pooling, L2 normalisation) is defined once in Keras; the
+    backend (see `retrieval.backends`) decides what executes it. Both are set up on first use,
+    so checking an unchanged index costs no model loading.
     """
 
-    def __init__(self, spec: EmbedderSpec, build_feature_model: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        spec: EmbedderSpec,
+        build_feature_model: Callable[[], Any],
+        backend: str = DEFAULT_BACKEND,
+    ) -> None:
         self.spec = spec
+        self.backend = backend
         self._build_feature_model = build_feature_model
-        self._forward: Callable[[np.ndarray], Any] | None = None
+        self._forward: Forward | None = None
+        get_backend(backend)  # an unknown backend fails now, not at the first image
+
+    def build_embedding_model(self) -> Any:
+        """The Keras model: float pixels in [0, 255] -> pooled, flip-averaged unit vectors."""
+        return embedding_model(self._build_feature_model(), self.spec)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D)."""
         if self._forward is None:
-            self._forward = compile_forward(self._build_feature_model(), self.spec)
-        return np.asarray(self._forward(np.ascontiguousarray(pixels, dtype=np.uint8)))
+            self._forward = get_backend(self.backend)(self.spec, self.build_embedding_model)
+        return self._forward(np.ascontiguousarray(pixels, dtype=np.uint8))
 
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -107,48 +121,48 @@ class Embedder:
                 batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
                 pixels = []
 
+    def embed_bytes(self, data: bytes, name: str) -> np.ndarray:
+        """One in-memory image (an upload) -> its unit vector (D,), decoded like any file."""
+        pixels = decode_image_bytes(data, name, self.spec.image_size, self.spec.color_mode)
+        return self.embed_pixels(pixels[np.newaxis])[0]
+
     def _vectors_for(self, pixels: list[np.ndarray]) -> np.ndarray:
         if not pixels:
             return np.zeros((0, 0), np.float32)
         return self.embed_pixels(np.stack(pixels))
 
 
-def compile_forward(feature_model: Any, spec: EmbedderSpec) -> Callable[[np.ndarray], Any]:
-    """A traced TensorFlow function: uint8 pixels -> pooled, flip-averaged, L2-normalised vectors.
+def embedding_model(feature_model: Any, spec: EmbedderSpec) -> Any:
+    """Wrap a feature model with pooling, optional flip averaging and L2 normalisation.
 
-    Calling a `tf.function` directly avoids `model.predict`'s per-call setup, which costs more
-    than the forward pass itself on small batches.
+    Everything after decoding is one Keras graph, so every backend (and an exported file)
+    computes exactly the same vectors.
     """
-    import tensorflow as tf
+    import keras
+    from keras import ops
+
+    from foldervision.images import channels_for
 
     channels = channels_for(spec.color_mode)
-    signature = tf.TensorSpec([None, spec.image_size, spec.image_size, channels], tf.uint8)
-
-    def pooled_features(pixels: tf.Tensor) -> tf.Tensor:
-        outputs = feature_model(pixels, training=False)
-        return pool_feature_map(outputs, spec.pooling)
-
-    @tf.function(input_signature=[signature])
-    def forward(pixels: tf.Tensor) -> tf.Tensor:
-        pixels = tf.cast(pixels, tf.float32)
-        features = pooled_features(pixels)
-        if spec.flip_average:
-            features = features + pooled_features(tf.reverse(pixels, axis=[2]))
-        return tf.math.l2_normalize(features, axis=-1)
-
-    return forward
+    pixels = keras.Input((spec.image_size, spec.image_size, channels), name="pixels")
+    features = pool_feature_map(feature_model(pixels, training=False), spec.pooling)
+    if spec.flip_average:
+        flipped = ops.flip(pixels, axis=2)
+        features = features + pool_feature_map(feature_model(flipped, training=False), spec.pooling)
+    norms = ops.sqrt(ops.maximum(ops.sum(features * features, axis=-1, keepdims=True), 1e-12))
+    return keras.Model(pixels, features / norms, name="embedding")
 
 
 def pool_feature_map(outputs: Any, pooling: str) -> Any:
     """Pool a (N, H, W, C) feature map to (N, C); a vector output is returned as it is."""
-    import tensorflow as tf
+    from keras import ops
 
     if len(outputs.shape) == 2:
         return outputs
     if pooling == "gem":
-        clamped = tf.maximum(outputs, 1e-6)
-        return tf.reduce_mean(clamped**GEM_POWER, axis=[1, 2]) ** (1.0 / GEM_POWER)
-    return tf.reduce_mean(outputs, axis=[1, 2])
+        clamped = ops.maximum(outputs, 1e-6)
+        return ops.power(ops.mean(ops.power(clamped, GEM_POWER), axis=[1, 2]), 1.0 / GEM_POWER)
+    return ops.mean(outputs, axis=[1, 2])
 
 
 # --------------------------------------------------------------------------------------------

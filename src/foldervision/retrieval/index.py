@@ -1,52 +1,35 @@
-"""A persistent, incremental index of a database folder: one SQLite file holds everything.
+"""A persistent, incremental index of a database folder: a catalogue of files plus a store.
 
-Table `images` keeps each file's path (relative to the database folder), size, mtime and its
-float32 vector; `skipped` keeps the files that could not be decoded and why; `settings` keeps
-the embedder spec the vectors came from. Each batch of vectors is committed in one transaction,
-so an interrupted run keeps what it finished, loses nothing and, since a path is the primary
-key, can never store a file twice: the next run simply embeds what is still missing.
+The catalogue (`retrieval.catalogue`, SQLite) records each file's stable id, path, size and
+mtime, the files that could not be decoded, and the embedder spec; the vector store
+(`retrieval.stores`) holds one vector per id. Each batch of files and its vectors is written in
+one transaction, so an interrupted run keeps what it finished, loses nothing and stores no file
+twice: the next run embeds only what is still missing. On open, ids that only one side knows
+(a crash between an external store's write and the catalogue's commit) are dropped.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile, list_image_files
+from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
+from foldervision.retrieval.stores import DEFAULT_STORE, VectorStore, open_store
 
 INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
-SCHEMA_VERSION = "1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS skipped (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL
-);
-"""
 
 
 def default_index_path(database_folder: str | os.PathLike[str]) -> Path:
     """`<database>/.foldervision/index.sqlite`: the index travels with the folder it describes."""
     return Path(database_folder) / INDEX_FOLDER_NAME / INDEX_FILE_NAME
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What tells us a file changed without reading it: its size and modification time."""
-
-    size: int
-    mtime_ns: int
 
 
 @dataclass
@@ -65,10 +48,11 @@ class IndexUpdate:
 
 @dataclass
 class IndexedVectors:
-    """All vectors of an index, row i belonging to `paths[i]` (absolute or database-relative)."""
+    """Vectors of an index, row i belonging to `paths[i]` (under the database folder)."""
 
     paths: list[Path]
     vectors: np.ndarray
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -78,10 +62,13 @@ ProgressCallback = Callable[[int, int], None]
 class ImageIndex:
     """The index of one database folder, bound to the embedder spec its vectors came from."""
 
-    def __init__(self, index_path: Path, database_folder: Path, connection: sqlite3.Connection):
-        self.index_path = index_path
+    def __init__(
+        self, database_folder: Path, catalogue: Catalogue, store: VectorStore, spec: EmbedderSpec
+    ) -> None:
         self.database_folder = database_folder
-        self._connection = connection
+        self.catalogue = catalogue
+        self.store = store
+        self.spec = spec
 
     @classmethod
     def open(
@@ -90,22 +77,38 @@ class ImageIndex:
         spec: EmbedderSpec,
         index_path: str | os.PathLike[str] | None = None,
         rebuild: bool = False,
+        store: str = DEFAULT_STORE,
     ) -> ImageIndex:
         """Open (or create) the index; refuse one built with another embedder unless rebuilding."""
         database_folder = Path(database_folder)
         if not database_folder.is_dir():
-            raise ValueError(
-                f"{database_folder}: not a folder. Pass --database with a folder of images."
+            raise FoldervisionError(
+                f"{database_folder}: not a folder; pass a folder of images as the database."
             )
         index_path = Path(index_path) if index_path else default_index_path(database_folder)
-        index = cls(index_path, database_folder, _connect(index_path))
+        catalogue = Catalogue.open(index_path)
+        try:
+            if rebuild:
+                catalogue.clear()
+            catalogue.bind_to(spec)
+            vector_store = open_store(store, catalogue, spec)
+        except BaseException:
+            catalogue.close()
+            raise
+        index = cls(database_folder, catalogue, vector_store, spec)
         if rebuild:
-            index._clear()
-        index._bind_to(spec)
+            with catalogue.transaction():
+                vector_store.remove(vector_store.ids())
+        index._reconcile()
         return index
 
+    @property
+    def index_path(self) -> Path:
+        return self.catalogue.path
+
     def close(self) -> None:
-        self._connection.close()
+        self.store.close()
+        self.catalogue.close()
 
     def __enter__(self) -> ImageIndex:
         return self
@@ -113,33 +116,18 @@ class ImageIndex:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ----------------------------------------------------------------------------------------
-    # Spec.
-
     def stored_spec(self) -> EmbedderSpec | None:
-        row = self._connection.execute("SELECT value FROM settings WHERE key = 'spec'").fetchone()
-        return EmbedderSpec.from_dict(json.loads(row[0])) if row else None
+        return self.catalogue.stored_spec()
 
-    def _bind_to(self, spec: EmbedderSpec) -> None:
-        stored = self.stored_spec()
-        if stored is None:
-            with self._connection:
-                self._connection.executemany(
-                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                    [("spec", json.dumps(spec.to_dict())), ("schema", SCHEMA_VERSION)],
-                )
-        elif stored != spec:
-            raise ValueError(
-                f"{self.index_path}: built with {stored.describe()}, but this run uses "
-                f"{spec.describe()}; vectors from different models don't compare. "
-                "Pass --rebuild to start over, or --index PATH for a separate index."
-            )
-
-    def _clear(self) -> None:
-        """Forget everything in one transaction, so an interrupted rebuild is still consistent."""
-        with self._connection:
-            for table in ("settings", "images", "skipped"):
-                self._connection.execute(f"DELETE FROM {table}")
+    def _reconcile(self) -> None:
+        """Drop ids only one side has: their files are embedded again on the next update."""
+        catalogue_ids = set(self.catalogue.ids().tolist())
+        store_ids = set(self.store.ids().tolist())
+        if catalogue_ids == store_ids:
+            return
+        with self.catalogue.transaction():
+            self.store.remove(sorted(store_ids - catalogue_ids))
+            self.catalogue.remove_ids(sorted(catalogue_ids - store_ids))
 
     # ----------------------------------------------------------------------------------------
     # Updating.
@@ -153,25 +141,28 @@ class ImageIndex:
         """Bring the index in line with the folder: embed new or changed files, drop deleted ones.
 
         Files whose size and mtime match the index are not read at all; undecodable files are
-        recorded in `skipped` and retried only once they change.
+        recorded as skipped and retried only once they change.
         """
-        if embedder.spec != self.stored_spec():
+        if embedder.spec != self.spec:
             raise ValueError(f"{self.index_path}: embedder differs from the index's; reopen it.")
         current = self.scan_folder()
-        known = self._known_states()
+        known = self.catalogue.known_states()
         update = IndexUpdate(removed=sorted(set(known) - set(current)))
-        self._remove(update.removed)
+        with self.catalogue.transaction():
+            self.store.remove(self.catalogue.remove_paths(update.removed))
         to_embed = [path for path, state in current.items() if known.get(path) != state]
         update.unchanged = len(current) - len(to_embed)
-        absolute = [self.database_folder / path for path in to_embed]
         if progress is not None:
             progress(0, len(to_embed))
+        absolute = [self.database_folder / path for path in to_embed]
         for batch in embedder.embed_files(absolute, batch_size):
             self._store_batch(batch.paths, batch.vectors, batch.skipped, current)
             update.embedded.extend(self.relative(path) for path in batch.paths)
             update.skipped.extend(batch.skipped)
             if progress is not None:
                 progress(len(update.embedded) + len(update.skipped), len(to_embed))
+        if update.changed_anything or self.catalogue.updated_at() is None:
+            self.catalogue.mark_updated()
         return update
 
     def scan_folder(self) -> dict[str, FileState]:
@@ -188,19 +179,6 @@ class ImageIndex:
     def relative(self, path: str | os.PathLike[str]) -> str:
         return Path(path).relative_to(self.database_folder).as_posix()
 
-    def _known_states(self) -> dict[str, FileState]:
-        rows = self._connection.execute(
-            "SELECT path, size, mtime_ns FROM images UNION ALL "
-            "SELECT path, size, mtime_ns FROM skipped"
-        )
-        return {path: FileState(size, mtime_ns) for path, size, mtime_ns in rows}
-
-    def _remove(self, relative_paths: Iterable[str]) -> None:
-        rows = [(path,) for path in relative_paths]
-        with self._connection:
-            self._connection.executemany("DELETE FROM images WHERE path = ?", rows)
-            self._connection.executemany("DELETE FROM skipped WHERE path = ?", rows)
-
     def _store_batch(
         self,
         paths: list[Path],
@@ -209,58 +187,46 @@ class ImageIndex:
         states: dict[str, FileState],
     ) -> None:
         """One transaction per batch: a crash keeps whole batches or nothing of a batch."""
-        image_rows = []
-        for path, vector in zip(paths, vectors):
-            state = states[self.relative(path)]
-            image_rows.append((self.relative(path), state.size, state.mtime_ns, _to_blob(vector)))
-        skipped_rows = []
-        for skip in skipped:
-            state = states[self.relative(skip.path)]
-            skipped_rows.append((self.relative(skip.path), state.size, state.mtime_ns, skip.reason))
-        with self._connection:
-            self._connection.executemany("DELETE FROM skipped WHERE path = ?",
-                                         [row[:1] for row in image_rows])  # fmt: skip
-            self._connection.executemany("DELETE FROM images WHERE path = ?",
-                                         [row[:1] for row in skipped_rows])  # fmt: skip
-            self._connection.executemany(
-                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", image_rows
-            )
-            self._connection.executemany(
-                "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", skipped_rows
-            )
+        file_rows = [(self.relative(path), states[self.relative(path)]) for path in paths]
+        skipped_rows = [
+            (self.relative(skip.path), states[self.relative(skip.path)], skip.reason)
+            for skip in skipped
+        ]
+        with self.catalogue.transaction():
+            if file_rows:
+                self.store.upsert(self.catalogue.record_files(file_rows), vectors)
+            if skipped_rows:
+                self.store.remove(self.catalogue.record_skipped(skipped_rows))
 
     # ----------------------------------------------------------------------------------------
     # Reading.
 
     def vectors(self) -> IndexedVectors:
         """Every stored vector, in path order, with the file's path under the database folder."""
-        rows = self._connection.execute("SELECT path, vector FROM images ORDER BY path").fetchall()
-        paths = [self.database_folder / path for path, _ in rows]
-        if not rows:
-            return IndexedVectors(paths, np.zeros((0, 0), dtype=np.float32))
-        vectors = np.stack([np.frombuffer(blob, dtype="<f4") for _, blob in rows])
-        return IndexedVectors(paths, vectors.astype(np.float32))
+        files = self.catalogue.files()
+        ids = np.asarray([file_id for file_id, _ in files], dtype=np.int64)
+        paths = [self.database_folder / path for _, path in files]
+        return IndexedVectors(paths, self.store.vectors(ids), ids)
+
+    def vector_of(self, relative_path: str) -> np.ndarray | None:
+        """The stored vector of one indexed file, or None if it is not indexed."""
+        ids = self.catalogue.ids_of([relative_path], missing_ok=True)
+        return self.store.vectors(ids)[0] if len(ids) else None
+
+    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """For each query, up to k (relative path, Euclidean distance) pairs, nearest first."""
+        distances, ids = self.store.search(np.atleast_2d(query_vectors), k)
+        paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
+        return [
+            [(paths[int(i)], float(d)) for d, i in zip(row_d, row_i) if int(i) in paths]
+            for row_d, row_i in zip(distances, ids)
+        ]
 
     def skipped_files(self) -> list[SkippedFile]:
-        rows = self._connection.execute("SELECT path, reason FROM skipped ORDER BY path")
-        return [SkippedFile(str(self.database_folder / path), reason) for path, reason in rows]
+        return [
+            SkippedFile(str(self.database_folder / path), reason)
+            for path, reason in self.catalogue.skipped()
+        ]
 
     def __len__(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-
-
-def _connect(index_path: Path) -> sqlite3.Connection:
-    try:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(index_path)
-        connection.executescript(_SCHEMA)
-    except (OSError, sqlite3.Error) as error:
-        raise ValueError(
-            f"{index_path}: cannot open or create the index ({error}); pass --index with a "
-            "writable path, or delete the file if it is damaged (it is rebuilt on the next run)."
-        ) from error
-    return connection
-
-
-def _to_blob(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
+        return len(self.catalogue)

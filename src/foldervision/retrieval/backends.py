@@ -1,0 +1,67 @@
+"""How an embedding model is run: one small registry of backends.
+
+A backend turns an `EmbedderSpec` and a way to build the Keras embedding model into a forward
+function: uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D). The Keras model is the one
+definition of the network, pooling and normalisation; a backend only decides what executes it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.embedder import EmbedderSpec
+
+Forward = Callable[[np.ndarray], np.ndarray]
+"""uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D)."""
+
+BackendFactory = Callable[["EmbedderSpec", Callable[[], Any]], Forward]
+
+DEFAULT_BACKEND = "keras"
+
+_BACKENDS: dict[str, str] = {}
+"""Backend name -> "module:function" of its factory, imported on first use (keeps start-up fast)."""
+
+
+def register_backend(name: str, factory: str) -> None:
+    _BACKENDS[name] = factory
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str) -> BackendFactory:
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"Unknown embedding backend {name!r}; choose one of: {', '.join(available_backends())}."
+        )
+    module_name, function_name = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def keras_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
+    """The Keras model in a traced `tf.function` (no `model.predict` set-up per call)."""
+    import tensorflow as tf
+
+    from foldervision.images import channels_for
+
+    model = build_model()
+    channels = channels_for(spec.color_mode)
+    signature = tf.TensorSpec([None, spec.image_size, spec.image_size, channels], tf.uint8)
+
+    @tf.function(input_signature=[signature])
+    def forward(pixels: tf.Tensor) -> tf.Tensor:
+        return model(tf.cast(pixels, tf.float32), training=False)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(forward(np.ascontiguousarray(pixels, dtype=np.uint8)), dtype=np.float32)
+
+    return run
+
+
+register_backend("keras", "foldervision.retrieval.backends:keras_forward")

@@ -1,0 +1,229 @@
+"""The record of a database folder's files: one SQLite file, the source of truth for an index.
+
+Table `files` gives every indexed image a stable integer id (kept while the file keeps its
+path, never reused after it is gone), with its path relative to the database folder, size and
+mtime; `skipped` keeps the files that could not be decoded and why; `settings` keeps the
+embedder spec the vectors came from. Vectors themselves live in a vector store
+(`retrieval.stores`), keyed by these ids; the default store keeps them in this same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foldervision.errors import IndexMismatchError, IndexUnavailableError
+from foldervision.retrieval.embedder import EmbedderSpec
+
+SCHEMA_VERSION = "2"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What tells us a file changed without reading it: its size and modification time."""
+
+    size: int
+    mtime_ns: int
+
+
+class Catalogue:
+    """Files, skipped files and the embedder spec of one index, in one SQLite connection."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self.connection = connection
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Catalogue:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, check_same_thread=False)
+            _migrate_version_1(connection)
+            connection.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise IndexUnavailableError(
+                f"{path}: cannot open or create the index ({error}); if the file is damaged, "
+                "delete it (it is rebuilt on the next run)"
+            ) from error
+        return cls(path, connection)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Everything inside commits together or not at all (a crash keeps whole batches)."""
+        with self.connection:
+            yield self.connection
+
+    # ----------------------------------------------------------------------------------------
+    # The embedder the vectors came from.
+
+    def stored_spec(self) -> EmbedderSpec | None:
+        value = self.setting("spec")
+        return EmbedderSpec.from_dict(json.loads(value)) if value else None
+
+    def bind_to(self, spec: EmbedderSpec) -> None:
+        """Record the spec of a new index; refuse an index made by another embedder."""
+        stored = self.stored_spec()
+        if stored is None:
+            with self.transaction():
+                self.set_setting("spec", json.dumps(spec.to_dict()))
+                self.set_setting("schema", SCHEMA_VERSION)
+        elif stored != spec:
+            raise IndexMismatchError(
+                f"{self.path}: built with {stored.describe()}, but this run uses "
+                f"{spec.describe()}; vectors from different models don't compare"
+            )
+
+    def setting(self, key: str) -> str | None:
+        row = self.connection.execute("SELECT value FROM settings WHERE key = ?", (key,))
+        found = row.fetchone()
+        return found[0] if found else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
+        )
+
+    def mark_updated(self) -> None:
+        with self.transaction():
+            self.set_setting("updated_at", str(time.time()))
+
+    def updated_at(self) -> float | None:
+        value = self.setting("updated_at")
+        return float(value) if value else None
+
+    def clear(self) -> None:
+        """Forget everything in one transaction, so an interrupted rebuild is still consistent."""
+        with self.transaction():
+            for table in ("settings", "files", "skipped"):
+                self.connection.execute(f"DELETE FROM {table}")
+
+    # ----------------------------------------------------------------------------------------
+    # Files.
+
+    def known_states(self) -> dict[str, FileState]:
+        """Every file the index has seen (embedded or skipped), by relative path."""
+        rows = self.connection.execute(
+            "SELECT path, size, mtime_ns FROM files UNION ALL "
+            "SELECT path, size, mtime_ns FROM skipped"
+        )
+        return {path: FileState(size, mtime_ns) for path, size, mtime_ns in rows}
+
+    def record_files(self, rows: list[tuple[str, FileState]]) -> np.ndarray:
+        """Add or update embedded files; return their ids (an existing path keeps its id).
+
+        Call inside `transaction()`.
+        """
+        self.connection.executemany(
+            "INSERT INTO files (path, size, mtime_ns) VALUES (?, ?, ?) ON CONFLICT(path) DO "
+            "UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns",
+            [(path, state.size, state.mtime_ns) for path, state in rows],
+        )
+        self.connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p, _ in rows])
+        return self.ids_of([path for path, _ in rows])
+
+    def record_skipped(self, rows: list[tuple[str, FileState, str]]) -> np.ndarray:
+        """Mark files as undecodable; return the ids they had as embedded files (to drop)."""
+        paths = [path for path, _, _ in rows]
+        dropped = self.ids_of(paths, missing_ok=True)
+        self.connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        self.connection.executemany(
+            "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
+            [(path, state.size, state.mtime_ns, reason) for path, state, reason in rows],
+        )
+        return dropped
+
+    def remove_paths(self, paths: Iterable[str]) -> np.ndarray:
+        """Forget files that are gone; return the ids they had. Call inside `transaction()`."""
+        paths = list(paths)
+        dropped = self.ids_of(paths, missing_ok=True)
+        self.connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        self.connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
+        return dropped
+
+    def remove_ids(self, ids: Iterable[int]) -> None:
+        self.connection.executemany("DELETE FROM files WHERE id = ?", [(int(i),) for i in ids])
+
+    def ids_of(self, paths: list[str], missing_ok: bool = False) -> np.ndarray:
+        found: dict[str, int] = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT path, id FROM files WHERE path IN ({marks})"
+            found.update(self.connection.execute(query, chunk).fetchall())
+        if missing_ok:
+            return np.asarray([found[p] for p in paths if p in found], dtype=np.int64)
+        return np.asarray([found[p] for p in paths], dtype=np.int64)
+
+    def ids(self) -> np.ndarray:
+        rows = self.connection.execute("SELECT id FROM files ORDER BY id").fetchall()
+        return np.asarray([row[0] for row in rows], dtype=np.int64)
+
+    def paths_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """Relative paths by id (ids the catalogue does not know are left out)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, path FROM files WHERE id IN ({marks})"
+            found.update(self.connection.execute(query, chunk).fetchall())
+        return found
+
+    def files(self) -> list[tuple[int, str]]:
+        """(id, relative path) of every embedded file, in path order."""
+        return self.connection.execute("SELECT id, path FROM files ORDER BY path").fetchall()
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.connection.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+
+    def __len__(self) -> int:
+        return self.connection.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+
+def _migrate_version_1(connection: sqlite3.Connection) -> None:
+    """Indexes of schema 1 kept vectors in `images` keyed by path: give each row an id."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    if "images" not in tables or "files" in tables:
+        return
+    connection.executescript(_SCHEMA)
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)"
+    )
+    with connection:
+        connection.execute(
+            "INSERT INTO files (path, size, mtime_ns) SELECT path, size, mtime_ns FROM images "
+            "ORDER BY path"
+        )
+        connection.execute(
+            "INSERT INTO vectors (id, vector) "
+            "SELECT files.id, images.vector FROM images JOIN files USING (path)"
+        )
+        connection.execute("DROP TABLE images")
+        connection.execute(
+            "INSERT OR REPLACE INTO settings VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        )

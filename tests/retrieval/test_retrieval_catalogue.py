@@ -1,0 +1,142 @@
+"""The catalogue and the default store with a network-free embedder: ids, stores, migration."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_embedders import colour_layout_embedder
+
+from foldervision.images import save_image_atomic
+from foldervision.retrieval.index import ImageIndex, default_index_path
+from foldervision.retrieval.stores import ExactSearch, available_stores, open_store
+
+
+def write_colour_folder(folder: Path, count: int = 6) -> list[str]:
+    """Solid-colour PNGs whose colour-layout vectors are all different."""
+    names = []
+    for number in range(count):
+        pixels = np.zeros((16, 16, 3), np.uint8)
+        pixels[..., number % 3] = 40 * (number + 1)
+        pixels[:8, :, (number + 1) % 3] = 200
+        names.append(f"colour_{number}.png")
+        save_image_atomic(pixels, folder / names[-1])
+    return names
+
+
+def ids_by_path(index: ImageIndex) -> dict[str, int]:
+    return {path: file_id for file_id, path in index.catalogue.files()}
+
+
+def test_ids_stay_with_their_file_across_updates_and_are_never_reused(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    names = write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        first = ids_by_path(index)
+    changed = tmp_path / names[0]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    (tmp_path / names[1]).unlink()
+    write_colour_folder(tmp_path / "more", count=1)
+
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        update = index.update(embedder)
+        second = ids_by_path(index)
+
+    assert update.embedded == [names[0], "more/colour_0.png"] and update.removed == [names[1]]
+    assert second[names[0]] == first[names[0]]  # re-embedded, same id
+    assert second["more/colour_0.png"] > max(first.values())  # a removed id is not reused
+    assert {path: second[path] for path in names[2:]} == {path: first[path] for path in names[2:]}
+
+
+def test_search_answers_paths_of_the_stored_ids_nearest_first(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    names = write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        query = index.vector_of(names[3])
+        [neighbours] = index.search(query, k=3)
+
+    assert neighbours[0] == (names[3], pytest.approx(0.0, abs=1e-6))
+    distances = [distance for _, distance in neighbours]
+    assert distances == sorted(distances) and len(neighbours) == 3
+
+
+def test_a_store_that_lost_vectors_gets_them_back_on_the_next_update(tmp_path: Path) -> None:
+    """What a crash between an external store's write and the catalogue's commit leaves."""
+    embedder = colour_layout_embedder()
+    names = write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        lost = ids_by_path(index)[names[2]]
+    with sqlite3.connect(default_index_path(tmp_path)) as connection:
+        connection.execute("DELETE FROM vectors WHERE id = ?", (lost,))
+        connection.execute("INSERT INTO vectors VALUES (9999, ?)", (b"\0" * 4 * 48,))  # orphan
+
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        update = index.update(embedder)
+        assert update.embedded == [names[2]]
+        assert sorted(index.store.ids().tolist()) == sorted(index.catalogue.ids().tolist())
+        assert len(index.vectors().paths) == len(names)
+
+
+def test_an_index_of_schema_1_is_migrated_without_embedding_again(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    names = write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        expected = index.vectors()
+    _downgrade_to_schema_1(default_index_path(tmp_path))
+
+    embedder.calls.clear()
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        update = index.update(embedder)
+        migrated = index.vectors()
+
+    assert embedder.calls == [] and update.embedded == [] and update.unchanged == len(names)
+    assert migrated.paths == expected.paths
+    np.testing.assert_array_equal(migrated.vectors, expected.vectors)
+
+
+def _downgrade_to_schema_1(index_path: Path) -> None:
+    """Rewrite an index the way foldervision 0.1 laid it out: vectors in `images`, by path."""
+    with sqlite3.connect(index_path) as connection:
+        connection.executescript(
+            "CREATE TABLE images (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL);"
+            "INSERT INTO images SELECT path, size, mtime_ns, vector FROM files JOIN vectors "
+            "USING (id);"
+            "DROP TABLE files; DROP TABLE vectors; DELETE FROM sqlite_sequence;"
+        )
+
+
+def test_exact_search_matches_brute_force_and_follows_adds_and_removes() -> None:
+    generator = np.random.default_rng(0)
+    vectors = generator.normal(size=(200, 16)).astype(np.float32)
+    ids = np.arange(1000, 1200)
+    search = ExactSearch(16)
+    search.add(ids, vectors)
+    queries = generator.normal(size=(20, 16)).astype(np.float32)
+
+    distances, found = search.search(queries, k=5)
+
+    brute = np.linalg.norm(queries[:, None, :] - vectors[None, :, :], axis=2)
+    np.testing.assert_array_equal(found, ids[np.argsort(brute, axis=1)[:, :5]])
+    np.testing.assert_allclose(distances, np.sort(brute, axis=1)[:, :5], rtol=1e-4)
+    search.remove(found[:, 0])
+    _, after = search.search(queries, k=1)
+    assert not set(after[:, 0]) & set(found[:, 0]) and len(search) == 200 - len(set(found[:, 0]))
+    assert search.search(queries[:1], k=500)[1].shape == (1, len(search))  # k capped at size
+    with pytest.raises(ValueError, match="at least 1"):
+        search.search(queries, k=0)
+
+
+def test_unknown_store_names_the_choices(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        with pytest.raises(ValueError, match="choose one of: faiss"):
+            open_store("nosuch", index.catalogue, embedder.spec)
+    assert "faiss" in available_stores()
