@@ -136,7 +136,9 @@ def test_exact_search_matches_brute_force_and_follows_adds_and_removes() -> None
 
 def test_unknown_store_names_the_choices(tmp_path: Path) -> None:
     embedder = colour_layout_embedder()
-    with ImageIndex.open(tmp_path, embedder.spec) as index:
-        with pytest.raises(ValueError, match="choose one of: faiss"):
-            open_store("nosuch", index.catalogue, embedder.spec)
+    with (
+        ImageIndex.open(tmp_path, embedder.spec) as index,
+        pytest.raises(ValueError, match="choose one of: faiss"),
+    ):
+        open_store("nosuch", index.catalogue, embedder.spec)
     assert "faiss" in available_stores()
