@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from image_fixtures import SAMPLE_DIGITS, write_image_zoo
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Converted weights go to a throwaway cache, never the user's ~/.cache.
-os.environ.setdefault("FOLDERVISION_CACHE", tempfile.mkdtemp(prefix="foldervision-cache-"))
+# One throwaway cache for the whole session (never the user's ~/.cache): the ImageNet weights
+# are converted once and every test, and every CLI process a test starts, reuses them.
+# The suite sets no TF_* variable: what tests see on stderr is what a user sees.
+os.environ["FOLDERVISION_CACHE"] = tempfile.mkdtemp(prefix="foldervision-test-cache-")
 
 
 @pytest.fixture(scope="session")

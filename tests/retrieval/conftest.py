@@ -7,7 +7,6 @@ search) is the same one the default 224 px uses.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +35,7 @@ BROKEN_FILES = ("broken.jpg", "not really.png")
 
 
 @pytest.fixture(scope="session")
-def weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Convert the packaged ImageNet weights once per session, into a private cache."""
-    cache = tmp_path_factory.mktemp("foldervision_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FOLDERVISION_CACHE", str(cache))
-        yield cache
-
-
-@pytest.fixture(scope="session")
-def embedder(weights_cache: Path) -> Embedder:
+def embedder() -> Embedder:
     """The real pretrained MobileNetV2 embedder, built and traced once for the whole session."""
     session_embedder = mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE)
     session_embedder.embed_pixels(np.zeros((1, TEST_IMAGE_SIZE, TEST_IMAGE_SIZE, 3), np.uint8))
