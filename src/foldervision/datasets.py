@@ -189,7 +189,7 @@ def _find(folder: Path, name: str) -> Path:
 def _mnist_folder(source: str) -> Path:
     if not source.startswith(("http://", "https://")):
         return Path(source)
-    from foldervision.weights import cache_directory
+    from foldervision.cache import cache_directory
 
     folder = cache_directory() / "mnist"
     folder.mkdir(parents=True, exist_ok=True)

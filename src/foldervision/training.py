@@ -23,7 +23,6 @@ from foldervision.atomic import write_json_atomic
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
 from foldervision.images import SkippedFile
 from foldervision.models import ModelSpec, TrainingPhase, get_model_spec
-from foldervision.models.classifier import find_backbone, set_trainable
 from foldervision.models.saving import (
     MODEL_FILENAME,
     Preprocessor,
@@ -197,9 +196,12 @@ def publish_run_folder(staging: Path, out: Path) -> None:
         shutil.rmtree(previous)
 
 
-def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch: int) -> None:
-    """Set what learns, and the phase's learning rate (constant, or cosine-decaying to ~0)."""
-    set_trainable(model, phase.trainable)
+def compile_for_phase(
+    model: keras.Model, spec: ModelSpec, phase: TrainingPhase, steps_per_epoch: int
+) -> None:
+    """Set what learns (the model's own freeze hook), and the phase's learning rate (constant,
+    or cosine-decaying to ~0)."""
+    spec.set_trainable(model, phase.trainable)
     if phase.schedule not in ("cosine", "constant"):
         raise ValueError(
             f"Unknown learning-rate schedule {phase.schedule!r}; use cosine or constant."
@@ -219,6 +221,7 @@ def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch:
 
 def fit_phases(
     model: keras.Model,
+    spec: ModelSpec,
     phases: list[TrainingPhase],
     train_dataset: tf.data.Dataset,
     validation_dataset: tf.data.Dataset,
@@ -230,7 +233,7 @@ def fit_phases(
     boundaries: list[int] = []
     steps_per_epoch = int(train_dataset.cardinality())
     for phase in phases:
-        compile_for_phase(model, phase, steps_per_epoch)
+        compile_for_phase(model, spec, phase, steps_per_epoch)
         # Progress is for people: send it to stderr so stdout stays pipe-friendly.
         with contextlib.redirect_stdout(sys.stderr):
             result = model.fit(
@@ -283,13 +286,14 @@ def _train_into(
     weights = (
         config.weights if config.weights is not None else ("auto" if spec.pretrained else None)
     )
-    model = spec.build(len(folder.class_names), image_size=image_size, weights=weights)
+    built = spec.build(len(folder.class_names), image_size=image_size, weights=weights)
+    model = built.model
     preprocessor = Preprocessor(
         model_name=spec.name,
         class_names=folder.class_names,
         image_size=image_size,
         color_mode=spec.color_mode,
-        extra={"weights": describe_weights(model)},
+        extra={"weights": built.weights_description},
     )
     train_split, train_skipped = load_split(folder.subset(train_indices), preprocessor)
     validation_split, validation_skipped = load_split(
@@ -314,7 +318,7 @@ def _train_into(
         verbose = 1 if sys.stderr.isatty() else 2
     started = time.perf_counter()
     history, boundaries = fit_phases(
-        model, phases, train_dataset, validation_dataset, best_epoch, verbose
+        model, spec, phases, train_dataset, validation_dataset, best_epoch, verbose
     )
     train_seconds = time.perf_counter() - started
     best_epoch.restore(model)
@@ -358,15 +362,6 @@ def _train_into(
     )
     write_run_report(metrics, staging / "report.md")
     return metrics
-
-
-def describe_weights(model: keras.Model) -> str:
-    """Which weights a model started from, in words, for metrics.json and report.md."""
-    backbone = find_backbone(model)
-    resolved = getattr(backbone, "resolved_weights", None)
-    if resolved is None:
-        return "random initialisation (trained from scratch)"
-    return resolved.description
 
 
 def report_skipped(skipped: list[SkippedFile]) -> None:
