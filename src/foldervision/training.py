@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from foldervision.atomic import write_json_atomic
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
+from foldervision.errors import AlreadyExistsError, FoldervisionError
 from foldervision.images import SkippedFile
 from foldervision.models import ModelSpec, TrainingPhase, get_model_spec
 from foldervision.models.saving import (
@@ -174,11 +175,11 @@ def prepare_run_folder(out: Path, overwrite: bool) -> Path:
     an interrupted run never leaves a half-written (or half-replaced) run folder.
     """
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder; choose another --out.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(
-            f"{out}: a run folder already exists here; choose another --out or pass --overwrite."
+        raise FoldervisionError(
+            f"{out}: exists and is not a folder; a run needs a folder of its own"
         )
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise AlreadyExistsError(f"{out}: a run folder already exists here")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

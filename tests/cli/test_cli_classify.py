@@ -91,6 +91,18 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, arguments, message
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_existing_run_is_refused_with_the_flags_that_get_past_it(cli_run, sample_digits):
+    out, _ = cli_run
+    before = (out / "metrics.json").read_text()
+    result = run_cli("train", sample_digits / "train", "--epochs", "1", "--out", out)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {out}: a run folder already exists here; pass --overwrite to replace it, "
+        "or choose another --out."
+    )
+    assert (out / "metrics.json").read_text() == before
+
+
 def test_digits_option_takes_several_values():
     assert join_multi_value_options(["data", "mnist", "--digits", "0", "1", "2", "--out", "x"]) == [
         "data",

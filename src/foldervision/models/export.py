@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from foldervision.atomic import write_json_atomic, write_text_atomic
+from foldervision.errors import AlreadyExistsError
 from foldervision.models.saving import Preprocessor, load_classifier
 
 EXPORT_FORMATS: dict[str, str] = {
@@ -42,7 +43,7 @@ def export_classifier(
     folder = Path(out) if out is not None else Path(run) / "export"
     target = folder / EXPORT_FORMATS[export_format]
     if target.exists() and not overwrite:
-        raise ValueError(f"{target}: already exists; pass --overwrite to replace it.")
+        raise AlreadyExistsError(f"{target}: an export already exists here")
     folder.mkdir(parents=True, exist_ok=True)
     _build(model, preprocessor)
     staging = folder / f".{target.name}.partial-{os.getpid()}"
