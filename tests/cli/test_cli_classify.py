@@ -34,15 +34,21 @@ def cli_run(sample_digits, tmp_path_factory):
         "1",
         "--out",
         out,
+        "--test",
+        sample_digits / "test",
     )
     assert result.returncode == 0, result.stderr
     return out, result
 
 
-def test_train_prints_the_run_folder_and_accuracy(cli_run):
+def test_train_prints_the_run_folder_and_accuracy(cli_run, sample_digits):
     out, result = cli_run
     assert result.stdout.strip() == str(out)
     assert "validation accuracy" in result.stderr
+    assert "lenet: test accuracy" in result.stderr and "on 150 images" in result.stderr
+    assert list(json.loads((out / "evaluations.json").read_text())) == [
+        str((sample_digits / "test").resolve())
+    ]
 
 
 def test_evaluate_json(cli_run, sample_digits):
