@@ -1,16 +1,50 @@
 """Task 02 of the assignment: fine-tune ImageNet-pretrained MobileNetV2 on digits 0, 1 and 2.
 
-A thin wrapper over `foldervision train --model mobilenetv2`: the same split, augmentation and
-reports as task 01; weights resolved offline (see README, "Pretrained weights").
+A thin wrapper over `foldervision train --model mobilenetv2 --test`: the same split,
+augmentation and reports as task 01, then the held-out test folder; weights resolved offline
+(see README, "Pretrained weights"). Uses data/digits (from `foldervision data mnist`) when
+present, else the sample digits shipped in samples/digits. Each run gets a new folder under runs/.
 
     python task_02_fine_tuning.py [--data FOLDER] [--out RUN] [--epochs N] [--seed 42]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from pathlib import Path
 
-from task_01_image_classification import main
+from foldervision.cli import app
+from foldervision.runs import free_run_folder
+
+MODEL = "mobilenetv2"
+RUN_NAME = "task_02_mobilenetv2"
+
+
+def default_data() -> Path:
+    full = Path("data/digits")
+    return full if (full / "train").is_dir() else Path("samples/digits")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_data(), help="has train/ and test/")
+    parser.add_argument("--out", type=Path, help=f"run folder (default: runs/{RUN_NAME}[-N])")
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the recipe)")
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args()
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    out = arguments.out or free_run_folder(Path("runs") / RUN_NAME)
+    command = ["train", str(arguments.data / "train"), "--model", MODEL, "--out", str(out)]
+    command += ["--val-split", "0.2", "--seed", str(arguments.seed)]
+    if arguments.epochs is not None:
+        command += ["--epochs", str(arguments.epochs)]
+    if (arguments.data / "test").is_dir():
+        command += ["--test", str(arguments.data / "test")]
+    app(command, prog_name=Path(__file__).name)
+
 
 if __name__ == "__main__":
-    sys.exit(main(model="mobilenetv2", run_name="task_02_mobilenetv2"))
+    main()

@@ -31,14 +31,14 @@ def main() -> None:
     generator = np.random.default_rng(0)
     steps_per_epoch = -(-TRAIN_IMAGES // BATCH_SIZE)
     for size in map(int, arguments.sizes.split(",")):
-        model = spec.build(3, image_size=size, weights="auto")
+        model = spec.build(3, image_size=size, weights="auto").model
         pixels = generator.integers(0, 256, (BATCH_SIZE * TIMED_STEPS, size, size, 3))
         labels = generator.integers(0, 3, BATCH_SIZE * TIMED_STEPS)
         dataset = tf.data.Dataset.from_tensor_slices((pixels.astype("float32"), labels))
         dataset = dataset.batch(BATCH_SIZE)
         for trainable in ("head", "top:6", "all"):
             phase = TrainingPhase("timing", 1, 1e-4, trainable=trainable, schedule="constant")
-            compile_for_phase(model, phase, steps_per_epoch=TIMED_STEPS)
+            compile_for_phase(model, spec, phase, steps_per_epoch=TIMED_STEPS)
             model.fit(dataset.take(2), epochs=1, verbose=0)
             started = time.perf_counter()
             model.fit(dataset, epochs=1, verbose=0)

@@ -26,11 +26,15 @@ from PIL import Image
 
 from foldervision.images import list_image_files, load_image
 from foldervision.models import mobilenetv2
-from foldervision.weights import (
+from foldervision.models.mobilenetv2_weights import (
+    assign_layer_weights,
+    build_mobilenetv2_backbone,
     convert_checkpoint_to_keras,
+    convert_torch_state_dict,
     packaged_checkpoint_path,
-    read_torch_checkpoint,
+    resolve_mobilenetv2_weights,
 )
+from foldervision.torch_checkpoint import read_torch_checkpoint
 
 IMAGE_SIZE = 224
 FLOWERS_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
@@ -85,7 +89,7 @@ def stock_keras_graph(layer_weights: dict[str, list[np.ndarray]]) -> keras.Model
             )
             weights = [gamma * ratio, beta, mean, variance]
         renamed[name.replace("block_0_", "expanded_conv_")] = weights
-    mobilenetv2.assign_layer_weights(stock, renamed, source="stock graph")
+    assign_layer_weights(stock, renamed, source="stock graph")
     pooling = next(
         layer for layer in stock.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)
     )
@@ -117,11 +121,12 @@ def main() -> None:
     print(f"read .pth (safe reader): {read_seconds:.2f} s; convert + write .weights.h5: "
           f"{convert_seconds:.2f} s")  # fmt: skip
 
-    mobilenetv2.build_mobilenetv2_backbone(IMAGE_SIZE, include_top=True)  # fills the cache
+    build_mobilenetv2_backbone(IMAGE_SIZE, include_top=True)  # fills the cache
     start = time.perf_counter()
-    symmetric = mobilenetv2.build_mobilenetv2_backbone(IMAGE_SIZE, include_top=True)
+    resolved = resolve_mobilenetv2_weights("auto")
+    symmetric = build_mobilenetv2_backbone(IMAGE_SIZE, weights=resolved, include_top=True)
     print(f"build {IMAGE_SIZE}px model from cache: {time.perf_counter() - start:.2f} s "
-          f"({symmetric.resolved_weights.source}: {symmetric.resolved_weights.path})")  # fmt: skip
+          f"({resolved.source}: {resolved.path})")  # fmt: skip
     symmetric_two_outputs = keras.Model(
         symmetric.input, [symmetric.get_layer("pooled").output, symmetric.output]
     )
@@ -134,7 +139,7 @@ def main() -> None:
         print(f"  {name:10s} {top5(symmetric_logits[list(images).index(name)])}")
 
     state_dict = read_torch_checkpoint(packaged_checkpoint_path())
-    layer_weights = mobilenetv2.convert_torch_state_dict(state_dict)
+    layer_weights = convert_torch_state_dict(state_dict)
     stock_features, stock_logits = stock_keras_graph(layer_weights).predict(batch, verbose=0)
     similarities = cosine(symmetric_features, stock_features)
     agreement = symmetric_logits.argmax(-1) == stock_logits.argmax(-1)

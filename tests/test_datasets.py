@@ -16,6 +16,7 @@ from foldervision.datasets import (
     stratified_split,
     write_mnist_folders,
 )
+from foldervision.errors import AlreadyExistsError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -102,5 +103,5 @@ def test_canonical_mnist_counts_and_folder_writer(tmp_path):
     counts = write_mnist_folders(tmp_path / "d", SHARED_MNIST, [0, 1, 2], 3, 2)
     assert counts == {"train": {"0": 3, "1": 3, "2": 3}, "test": {"0": 2, "1": 2, "2": 2}}
     assert len(list((tmp_path / "d" / "train" / "1").glob("*.png"))) == 3
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(AlreadyExistsError, match="train: a data folder already exists here"):
         write_mnist_folders(tmp_path / "d", SHARED_MNIST, [0, 1], 3, 2)

@@ -5,47 +5,49 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from image_fixtures import REPO
 
 
-def test_task_01_trains_and_evaluates_on_the_samples(tmp_path):
-    out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "task_01_image_classification.py"),
-            "--data",
-            str(REPO / "samples" / "digits"),
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-        ],
+def run_script(name: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / name), *arguments],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=tmp_path,
+        cwd=cwd,
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(out)
-    assert "validation accuracy" in result.stderr and "test accuracy" in result.stderr
-    assert json.loads((out / "metrics.json").read_text())["model"] == "lenet"
-    assert (out / "evaluations.json").exists()
 
 
-def test_task_01_refuses_a_missing_folder_in_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "task_01_image_classification.py"),
-            "--data",
-            str(tmp_path / "nothing"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+def test_task_01_trains_and_evaluates_on_the_samples_in_a_new_run_folder(tmp_path):
+    earlier = tmp_path / "runs" / "task_01_lenet"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text("an earlier run")
+
+    data = str(REPO / "samples" / "digits")
+    result = run_script(
+        "task_01_image_classification.py", "--data", data, "--epochs", "1", "--seed", "3",
         cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(Path("runs") / "task_01_lenet-2")
+    out = tmp_path / "runs" / "task_01_lenet-2"
+    assert "validation accuracy" in result.stderr and "test accuracy" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["epochs"], metrics["seed"]) == ("lenet", 1, 3)
+    assert (out / "evaluations.json").exists()
+    assert (earlier / "metrics.json").read_text() == "an earlier run"
+
+
+@pytest.mark.parametrize("script", ["task_01_image_classification.py", "task_02_fine_tuning.py"])
+def test_task_scripts_refuse_a_missing_folder_in_one_line(tmp_path, script):
+    result = run_script(
+        script, "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"), cwd=tmp_path
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "folder not found" in result.stderr
+    assert not (tmp_path / "run").exists()
+

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from image_fixtures import real_digit
 
+from foldervision.errors import AlreadyExistsError
 from foldervision.inference import evaluate_folder, predict_files
 from foldervision.models import get_model_spec
 from foldervision.models.saving import load_classifier
@@ -79,7 +80,7 @@ def test_saved_model_predicts_what_validation_measured(lenet_run, sample_digits)
 def test_saved_model_equals_best_checkpoint_in_memory(lenet_run, sample_digits):
     out, _ = lenet_run
     loaded, preprocessor = load_classifier(out)
-    in_memory = get_model_spec("lenet").build(num_classes=3)
+    in_memory = get_model_spec("lenet").build(num_classes=3).model
     in_memory.load_weights(out / "checkpoints" / "best.weights.h5")
     pixels = preprocessor.load(sorted((sample_digits / "test" / "2").glob("*.png"))).pixels
     np.testing.assert_allclose(
@@ -112,7 +113,7 @@ def test_same_seed_same_run(sample_digits, tmp_path):
 def test_refuses_to_overwrite_a_run_unless_asked(lenet_run, sample_digits):
     out, _ = lenet_run
     before = (out / "metrics.json").read_text()
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(AlreadyExistsError, match=f"{out}: a run folder already exists here"):
         train(TrainingConfig(data=sample_digits / "train", out=out, epochs=1, verbose=0))
     assert (out / "metrics.json").read_text() == before
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foldervision.errors import AlreadyExistsError
 from foldervision.images import IMAGE_EXTENSIONS, list_image_files, save_image_atomic
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
@@ -189,7 +190,7 @@ def _find(folder: Path, name: str) -> Path:
 def _mnist_folder(source: str) -> Path:
     if not source.startswith(("http://", "https://")):
         return Path(source)
-    from foldervision.weights import cache_directory
+    from foldervision.cache import cache_directory
 
     folder = cache_directory() / "mnist"
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,10 +230,7 @@ def write_mnist_folders(
     for split in MNIST_FILES:
         existing = out / split
         if existing.exists() and any(existing.iterdir()) and not overwrite:
-            raise ValueError(
-                f"{existing}: already exists and is not empty; choose another --out or pass "
-                "--overwrite to replace it."
-            )
+            raise AlreadyExistsError(f"{existing}: a data folder already exists here")
     unknown = sorted(set(digits) - set(range(10)))
     if unknown:
         raise ValueError(f"--digits: {unknown} are not digits 0-9.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import keras
 
-from foldervision.atomic import write_json_atomic
 from foldervision.datasets import scan_labelled_folder
 from foldervision.images import SkippedFile, is_image_file, list_image_files
 from foldervision.models.saving import (
@@ -20,8 +18,10 @@ from foldervision.models.saving import (
     resolve_model_path,
 )
 from foldervision.reports import classification_metrics
+from foldervision.runs import RunFolder
 
-EVALUATIONS_FILENAME = "evaluations.json"
+RECORDED_FIGURES = ("accuracy", "loss", "size", "ms_per_image")
+"""What evaluations.json keeps of an evaluation: enough for `compare`."""
 
 
 def evaluate_folder(
@@ -29,8 +29,8 @@ def evaluate_folder(
 ) -> dict[str, Any]:
     """Accuracy, per-class figures and confusion matrix of a trained model on a labelled folder.
 
-    The result is also recorded in the run folder (evaluations.json, keyed by the data folder)
-    so `compare` can show test accuracy next to validation accuracy.
+    The result is also recorded in the run folder (keyed by the data folder) so `compare` can
+    show test accuracy next to validation accuracy.
     """
     model, preprocessor = load_classifier(run)
     labelled = scan_labelled_folder(
@@ -51,18 +51,9 @@ def evaluate_folder(
         }
     )
     if record and Path(run).is_dir():
-        _record_evaluation(Path(run), result)
+        figures = {key: result[key] for key in RECORDED_FIGURES}
+        RunFolder(run).record_evaluation(result["data"], figures)
     return result
-
-
-def _record_evaluation(run: Path, result: dict[str, Any]) -> None:
-
-    path = run / EVALUATIONS_FILENAME
-    evaluations = json.loads(path.read_text()) if path.exists() else {}
-    evaluations[result["data"]] = {
-        key: result[key] for key in ("accuracy", "loss", "size", "ms_per_image")
-    }
-    write_json_atomic(path, evaluations)
 
 
 def collect_image_paths(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -114,18 +105,13 @@ def predict_with(
 
 def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     """What `compare` shows for one run: its metrics plus recorded test evaluations."""
-
-    run = Path(run)
     resolve_model_path(run)
-    metrics_path = run / "metrics.json"
-    if not metrics_path.exists():
-        raise ValueError(
-            f"{metrics_path}: missing; is {run} a run folder from `foldervision train`?"
-        )
-    metrics = json.loads(metrics_path.read_text())
-    evaluations_path = run / EVALUATIONS_FILENAME
-    evaluations = json.loads(evaluations_path.read_text()) if evaluations_path.exists() else {}
-    return {"run": str(run), "metrics": metrics, "evaluations": evaluations}
+    folder = RunFolder(run)
+    return {
+        "run": str(folder.path),
+        "metrics": folder.read_metrics(),
+        "evaluations": folder.read_evaluations(),
+    }
 
 
 def check_export(
@@ -135,7 +121,7 @@ def check_export(
     from foldervision.models.export import load_exported, top1_agreement
 
     model, preprocessor = load_classifier(run)
-    split = json.loads((Path(run) / "split.json").read_text())
+    split = RunFolder(run).read_split()
     root = Path(split["data"])
     files = [root / path for path, _ in split["validation"][:limit] if (root / path).exists()]
     if not files:

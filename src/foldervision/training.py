@@ -7,8 +7,6 @@ training, then fine-tuning of the top blocks): the registry says which phases a 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -19,23 +17,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from foldervision.atomic import write_json_atomic
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
 from foldervision.images import SkippedFile
-from foldervision.models import ModelSpec, TrainingPhase, get_model_spec
-from foldervision.models.classifier import find_backbone, set_trainable
-from foldervision.models.saving import (
-    MODEL_FILENAME,
-    Preprocessor,
-    predict_probabilities,
-    save_classifier,
-)
+from foldervision.models import BuiltModel, ModelSpec, TrainingPhase, get_model_spec
+from foldervision.models.saving import Preprocessor, predict_probabilities, save_classifier
 from foldervision.reports import (
     classification_metrics,
     plot_confusion_matrix,
     plot_history,
     write_run_report,
 )
+from foldervision.runs import RunFolder
 
 STEPS_PER_EXECUTION = 16
 """Training steps per compiled call: small models (LeNet) spend most of a step in Python and
@@ -71,6 +63,26 @@ class LoadedSplit:
     pixels: np.ndarray
     labels: np.ndarray
     files: list[str]
+
+
+@dataclass
+class Splits:
+    """Both sides of the split, decoded, and the files that could not be read."""
+
+    train: LoadedSplit
+    validation: LoadedSplit
+    skipped: list[SkippedFile]
+
+
+@dataclass
+class FitResult:
+    """What fitting produced besides the weights: the curves and the chosen epoch."""
+
+    history: dict[str, list[float]]
+    phase_boundaries: list[int]
+    """Epochs after which a new phase started (where the history plot draws a line)."""
+    best_epoch: int
+    train_seconds: float
 
 
 def phases_for(spec: ModelSpec, config: TrainingConfig) -> list[TrainingPhase]:
@@ -168,38 +180,12 @@ def load_split(
     return LoadedSplit(loaded.pixels, folder.labels_of(loaded.paths), files), loaded.skipped
 
 
-def prepare_run_folder(out: Path, overwrite: bool) -> Path:
-    """Refuse to clobber an existing run unless asked; return the staging folder to write into.
-
-    The run is written to a hidden staging folder and moved into place only when complete, so
-    an interrupted run never leaves a half-written (or half-replaced) run folder.
-    """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder; choose another --out.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(
-            f"{out}: a run folder already exists here; choose another --out or pass --overwrite."
-        )
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    return staging
-
-
-def publish_run_folder(staging: Path, out: Path) -> None:
-    """Swap the finished staging folder into place (replacing an old run only now)."""
-    previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-    if out.exists():
-        os.replace(out, previous)
-    os.replace(staging, out)
-    if previous.exists():
-        shutil.rmtree(previous)
-
-
-def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch: int) -> None:
-    """Set what learns, and the phase's learning rate (constant, or cosine-decaying to ~0)."""
-    set_trainable(model, phase.trainable)
+def compile_for_phase(
+    model: keras.Model, spec: ModelSpec, phase: TrainingPhase, steps_per_epoch: int
+) -> None:
+    """Set what learns (the model's own freeze hook), and the phase's learning rate (constant,
+    or cosine-decaying to ~0)."""
+    spec.set_trainable(model, phase.trainable)
     if phase.schedule not in ("cosine", "constant"):
         raise ValueError(
             f"Unknown learning-rate schedule {phase.schedule!r}; use cosine or constant."
@@ -219,6 +205,7 @@ def compile_for_phase(model: keras.Model, phase: TrainingPhase, steps_per_epoch:
 
 def fit_phases(
     model: keras.Model,
+    spec: ModelSpec,
     phases: list[TrainingPhase],
     train_dataset: tf.data.Dataset,
     validation_dataset: tf.data.Dataset,
@@ -230,7 +217,7 @@ def fit_phases(
     boundaries: list[int] = []
     steps_per_epoch = int(train_dataset.cardinality())
     for phase in phases:
-        compile_for_phase(model, phase, steps_per_epoch)
+        compile_for_phase(model, spec, phase, steps_per_epoch)
         # Progress is for people: send it to stderr so stdout stays pipe-friendly.
         with contextlib.redirect_stdout(sys.stderr):
             result = model.fit(
@@ -258,20 +245,13 @@ def train(config: TrainingConfig) -> dict[str, Any]:
     train_indices, validation_indices = stratified_split(
         folder.labels, config.val_split, config.seed
     )
-    staging = prepare_run_folder(config.out, config.overwrite)
-    try:
-        metrics = _train_into(
-            staging, spec, phases, config, folder, train_indices, validation_indices
-        )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish_run_folder(staging, config.out)
+    with RunFolder(config.out).staged(config.overwrite) as run:
+        metrics = _train_into(run, spec, phases, config, folder, train_indices, validation_indices)
     return metrics
 
 
 def _train_into(
-    staging: Path,
+    run: RunFolder,
     spec: ModelSpec,
     phases: list[TrainingPhase],
     config: TrainingConfig,
@@ -279,94 +259,162 @@ def _train_into(
     train_indices: np.ndarray,
     validation_indices: np.ndarray,
 ) -> dict[str, Any]:
-    image_size = config.image_size or spec.default_image_size
-    weights = (
-        config.weights if config.weights is not None else ("auto" if spec.pretrained else None)
-    )
-    model = spec.build(len(folder.class_names), image_size=image_size, weights=weights)
-    preprocessor = Preprocessor(
+    """A run, step by step, written into the (staging) run folder; returns its metrics."""
+    built = build_model(spec, config, len(folder.class_names))
+    preprocessor = make_preprocessor(spec, config, folder, built.weights_description)
+    splits = load_splits(folder, train_indices, validation_indices, preprocessor)
+    run.write_split(split_record(folder, splits, config))
+    train_dataset, validation_dataset = make_datasets(splits, batch_size_for(spec, config), config)
+    fitted = fit(built.model, spec, phases, train_dataset, validation_dataset, run, config.verbose)
+    validation = evaluate_validation(built.model, splits.validation, folder.class_names)
+    metrics = run_metrics(spec, phases, config, folder, splits, built, fitted, validation)
+    write_run(run, built.model, preprocessor, metrics, fitted.phase_boundaries)
+    return metrics
+
+
+def image_size_for(spec: ModelSpec, config: TrainingConfig) -> int:
+    return config.image_size or spec.default_image_size
+
+
+def batch_size_for(spec: ModelSpec, config: TrainingConfig) -> int:
+    return config.batch_size or spec.batch_size
+
+
+def build_model(spec: ModelSpec, config: TrainingConfig, num_classes: int) -> BuiltModel:
+    """A pretrained model starts from the best weights found offline unless told otherwise."""
+    weights = config.weights
+    if weights is None and spec.pretrained:
+        weights = "auto"
+    return spec.build(num_classes, image_size=image_size_for(spec, config), weights=weights)
+
+
+def make_preprocessor(
+    spec: ModelSpec, config: TrainingConfig, folder: LabelledFolder, weights_description: str
+) -> Preprocessor:
+    """How files become model input, saved inside model.keras so predict feeds the same."""
+    return Preprocessor(
         model_name=spec.name,
         class_names=folder.class_names,
-        image_size=image_size,
+        image_size=image_size_for(spec, config),
         color_mode=spec.color_mode,
-        extra={"weights": describe_weights(model)},
+        extra={"weights": weights_description},
     )
+
+
+def load_splits(
+    folder: LabelledFolder,
+    train_indices: np.ndarray,
+    validation_indices: np.ndarray,
+    preprocessor: Preprocessor,
+) -> Splits:
+    """Decode both sides of the split, report unreadable files, and check every class is left."""
     train_split, train_skipped = load_split(folder.subset(train_indices), preprocessor)
     validation_split, validation_skipped = load_split(
         folder.subset(validation_indices), preprocessor
     )
-    skipped = train_skipped + validation_skipped
-    report_skipped(skipped)
-    _check_loaded(train_split, validation_split, folder)
+    splits = Splits(train_split, validation_split, train_skipped + validation_skipped)
+    report_skipped(splits.skipped)
+    _check_loaded(splits, folder)
+    return splits
 
-    batch_size = config.batch_size or spec.batch_size
+
+def make_datasets(
+    splits: Splits, batch_size: int, config: TrainingConfig
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Shuffled, augmented training batches; validation batches as they are."""
     augmentation = build_augmentation(config.flip, config.seed) if config.augment else None
-    train_dataset = make_dataset(train_split, batch_size, config.seed, augmentation, shuffle=True)
-    validation_dataset = make_dataset(validation_split, batch_size, config.seed)
-    write_json_atomic(
-        staging / "split.json", split_record(folder, train_split, validation_split, config)
-    )
+    train_dataset = make_dataset(splits.train, batch_size, config.seed, augmentation, shuffle=True)
+    validation_dataset = make_dataset(splits.validation, batch_size, config.seed)
+    return train_dataset, validation_dataset
 
-    best_epoch = BestEpoch(staging / "checkpoints" / "best.weights.h5")
+
+def fit(
+    model: keras.Model,
+    spec: ModelSpec,
+    phases: list[TrainingPhase],
+    train_dataset: tf.data.Dataset,
+    validation_dataset: tf.data.Dataset,
+    run: RunFolder,
+    verbose: int | str,
+) -> FitResult:
+    """Run every phase, then put the best validation epoch's weights back into the model."""
+    best_epoch = BestEpoch(run.best_checkpoint_path)
     best_epoch.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-    verbose = config.verbose
     if verbose == "auto":
         verbose = 1 if sys.stderr.isatty() else 2
     started = time.perf_counter()
     history, boundaries = fit_phases(
-        model, phases, train_dataset, validation_dataset, best_epoch, verbose
+        model, spec, phases, train_dataset, validation_dataset, best_epoch, verbose
     )
     train_seconds = time.perf_counter() - started
     best_epoch.restore(model)
+    return FitResult(history, boundaries, best_epoch.best_epoch, train_seconds)
 
-    probabilities = predict_probabilities(model, validation_split.pixels)
-    validation = classification_metrics(validation_split.labels, probabilities, folder.class_names)
-    metrics = {
+
+def evaluate_validation(
+    model: keras.Model, validation: LoadedSplit, class_names: list[str]
+) -> dict[str, Any]:
+    probabilities = predict_probabilities(model, validation.pixels)
+    return classification_metrics(validation.labels, probabilities, class_names)
+
+
+def run_metrics(
+    spec: ModelSpec,
+    phases: list[TrainingPhase],
+    config: TrainingConfig,
+    folder: LabelledFolder,
+    splits: Splits,
+    built: BuiltModel,
+    fitted: FitResult,
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything metrics.json records: the settings (to repeat the run) and the results."""
+    return {
         "model": spec.name,
         "data": str(folder.root),
         "classes": folder.class_names,
         "epochs": sum(phase.epochs for phase in phases),
         "phases": [phase.__dict__ for phase in phases],
-        "best_epoch": best_epoch.best_epoch,
-        "train_size": len(train_split.labels),
-        "val_size": len(validation_split.labels),
+        "best_epoch": fitted.best_epoch,
+        "train_size": len(splits.train.labels),
+        "val_size": len(splits.validation.labels),
         "val_split": config.val_split,
         "seed": config.seed,
-        "image_size": image_size,
+        "image_size": image_size_for(spec, config),
         "color_mode": spec.color_mode,
-        "batch_size": batch_size,
+        "batch_size": batch_size_for(spec, config),
         "augment": config.augment,
         "flip": config.flip,
-        "weights": preprocessor.extra["weights"],
-        "parameters": int(model.count_params()),
+        "weights": built.weights_description,
+        "parameters": int(built.model.count_params()),
         "val_accuracy": validation["accuracy"],
         "val_loss": validation["loss"],
         "per_class": validation["per_class"],
         "confusion_matrix": validation["confusion_matrix"],
-        "train_seconds": round(train_seconds, 3),
-        "history": history,
-        "skipped_files": [item.to_dict() for item in skipped],
+        "train_seconds": round(fitted.train_seconds, 3),
+        "history": fitted.history,
+        "skipped_files": [item.to_dict() for item in splits.skipped],
     }
-    save_classifier(model, preprocessor, staging / MODEL_FILENAME)
-    write_json_atomic(staging / "metrics.json", metrics)
-    plot_history(history, staging / "history.png", boundaries)
+
+
+def write_run(
+    run: RunFolder,
+    model: keras.Model,
+    preprocessor: Preprocessor,
+    metrics: dict[str, Any],
+    phase_boundaries: list[int],
+) -> None:
+    """The model, its metrics, the two plots and the report."""
+    save_classifier(model, preprocessor, run.model_path)
+    run.write_metrics(metrics)
+    plot_history(metrics["history"], run.history_plot_path, phase_boundaries)
     plot_confusion_matrix(
         metrics["confusion_matrix"],
-        folder.class_names,
-        staging / "confusion_matrix.png",
-        title=f"{spec.name}: validation ({len(validation_split.labels)} images)",
+        metrics["classes"],
+        run.confusion_matrix_plot_path,
+        title=f"{metrics['model']}: validation ({metrics['val_size']} images)",
     )
-    write_run_report(metrics, staging / "report.md")
-    return metrics
-
-
-def describe_weights(model: keras.Model) -> str:
-    """Which weights a model started from, in words, for metrics.json and report.md."""
-    backbone = find_backbone(model)
-    resolved = getattr(backbone, "resolved_weights", None)
-    if resolved is None:
-        return "random initialisation (trained from scratch)"
-    return resolved.description
+    write_run_report(metrics, run.report_path)
 
 
 def report_skipped(skipped: list[SkippedFile]) -> None:
@@ -377,8 +425,8 @@ def report_skipped(skipped: list[SkippedFile]) -> None:
         print(f"  {item.reason}", file=sys.stderr)
 
 
-def _check_loaded(train_split: LoadedSplit, validation_split: LoadedSplit, folder) -> None:
-    for name, split in (("training", train_split), ("validation", validation_split)):
+def _check_loaded(splits: Splits, folder: LabelledFolder) -> None:
+    for name, split in (("training", splits.train), ("validation", splits.validation)):
         missing = sorted(set(range(len(folder.class_names))) - set(split.labels.tolist()))
         if missing:
             names = [folder.class_names[index] for index in missing]
@@ -388,17 +436,18 @@ def _check_loaded(train_split: LoadedSplit, validation_split: LoadedSplit, folde
             )
 
 
-def split_record(
-    folder: LabelledFolder, train_split: LoadedSplit, validation_split: LoadedSplit, config
-) -> dict[str, Any]:
+def split_record(folder: LabelledFolder, splits: Splits, config: TrainingConfig) -> dict[str, Any]:
+    """Which file went where (paths relative to the data folder), for split.json."""
     return {
         "data": str(folder.root),
         "seed": config.seed,
         "val_split": config.val_split,
         "classes": folder.class_names,
-        "train": [[path, int(label)] for path, label in zip(train_split.files, train_split.labels)],
+        "train": [
+            [path, int(label)] for path, label in zip(splits.train.files, splits.train.labels)
+        ],
         "validation": [
             [path, int(label)]
-            for path, label in zip(validation_split.files, validation_split.labels)
+            for path, label in zip(splits.validation.files, splits.validation.labels)
         ],
     }

@@ -24,15 +24,21 @@ def cli_run(sample_digits, tmp_path_factory):
         "1",
         "--out",
         out,
+        "--test",
+        sample_digits / "test",
     )
     assert result.returncode == 0, result.stderr
     return out, result
 
 
-def test_train_prints_the_run_folder_and_accuracy(cli_run):
+def test_train_prints_the_run_folder_and_accuracy(cli_run, sample_digits):
     out, result = cli_run
     assert result.stdout.strip() == str(out)
     assert "validation accuracy" in result.stderr
+    assert "lenet: test accuracy" in result.stderr and "on 150 images" in result.stderr
+    assert list(json.loads((out / "evaluations.json").read_text())) == [
+        str((sample_digits / "test").resolve())
+    ]
 
 
 def test_evaluate_json(cli_run, sample_digits):
@@ -79,6 +85,18 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, arguments, message
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_existing_run_is_refused_with_the_flags_that_get_past_it(cli_run, sample_digits):
+    out, _ = cli_run
+    before = (out / "metrics.json").read_text()
+    result = run_cli("train", sample_digits / "train", "--epochs", "1", "--out", out)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {out}: a run folder already exists here; pass --overwrite to replace it, "
+        "or choose another --out."
+    )
+    assert (out / "metrics.json").read_text() == before
 
 
 def test_digits_option_takes_several_values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from foldervision.errors import AlreadyExistsError
 from foldervision.models.export import export_classifier, load_exported
 from foldervision.models.saving import load_classifier, predict_probabilities
 
@@ -33,7 +34,7 @@ def test_export_round_trip_same_top1(request, sample_digits, tmp_path, export_fo
 def test_export_refuses_to_overwrite(lenet_run, tmp_path):
     run, _ = lenet_run
     export_classifier(run, "tflite", out=tmp_path)
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(AlreadyExistsError, match="model.tflite: an export already exists here"):
         export_classifier(run, "tflite", out=tmp_path)
 
 

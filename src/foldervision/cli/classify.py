@@ -40,6 +40,13 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Data augmentation."),
     flip: bool = typer.Option(False, "--flip", help="Add horizontal flips (not for digits)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    test: Path = typer.Option(
+        None,
+        "--test",
+        exists=True,
+        file_okay=False,
+        help="Labelled folder to evaluate on once trained (recorded for `compare`).",
+    ),
 ) -> None:
     """Train a classifier; writes model.keras, metrics.json, split.json, plots and report.md."""
     from foldervision.training import TrainingConfig
@@ -68,7 +75,21 @@ def train(
         f"({metrics['val_size']} images, best epoch {metrics['best_epoch']}/{metrics['epochs']}, "
         f"{metrics['train_seconds']:.1f} s); skipped {len(metrics['skipped_files'])} file(s)"
     )
+    if test is not None:
+        _report_test_accuracy(out, test)
     print(out)
+
+
+def _report_test_accuracy(run: Path, folder: Path) -> None:
+    """One line on held-out data, the same evaluation (and record) as `foldervision evaluate`."""
+    from foldervision.inference import evaluate_folder
+
+    result = evaluate_folder(run, folder)
+    console.print(
+        f"{result['model']}: test accuracy {100 * result['accuracy']:.2f}% on "
+        f"{result['size']} images ({folder})"
+    )
+    _warn_skipped(result["skipped_files"])
 
 
 @app.command()

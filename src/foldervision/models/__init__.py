@@ -1,14 +1,17 @@
-"""Model builders behind one small registry, with how each one is trained and fed.
+"""Model builders behind one small registry, with how each one is trained, frozen and fed.
 
-Every builder returns a Keras model whose input is raw pixels in [0, 255] (height, width,
-channels) and whose last two layers are named "features" (the embedding) and "predictions".
+Every builder returns a `BuiltModel`: a Keras model whose input is raw pixels in [0, 255]
+(height, width, channels) and whose last layer is "predictions", plus the weights it starts from
+in words. Its embedding layer is named by `ModelSpec.feature_layer`, and what learns in each
+training phase is decided by the model's own freeze hook, so callers never match layer names.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import keras
@@ -27,33 +30,56 @@ class TrainingPhase:
     """"cosine" (decays to 1% of learning_rate over the phase) or "constant"."""
 
 
+RANDOM_INITIALISATION = "random initialisation (trained from scratch)"
+"""How metrics.json and report.md name the starting weights of a model without pretraining."""
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A freshly built model and the weights it starts from, in words (for metrics and report)."""
+
+    model: keras.Model
+    weights_description: str
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows of a model: how to build it, feed it and train it."""
+    """What the registry knows of a model: how to build it, feed it, freeze it and train it."""
 
     name: str
     builder: str
-    """"module:function" of the builder, imported on first use so that the CLI starts fast."""
+    """"module:function" returning a BuiltModel, imported on first use so the CLI starts fast."""
+    set_trainable_hook: str
+    """"module:function(model, trainable)" that decides which layers learn in a phase."""
     default_image_size: int
     color_mode: str
     phases: tuple[TrainingPhase, ...]
     batch_size: int
     pretrained: bool
     description: str
+    feature_layer: str = "features"
+    """The layer whose output is the model's embedding (what image search uses)."""
 
     def build(
         self, num_classes: int, image_size: int | None = None, weights: str | None = None
-    ) -> keras.Model:
+    ) -> BuiltModel:
         from foldervision.images import channels_for
 
-        module_name, function_name = self.builder.split(":")
-        builder = getattr(importlib.import_module(module_name), function_name)
-        return builder(
+        return _import_function(self.builder)(
             num_classes=num_classes,
             image_size=image_size or self.default_image_size,
             channels=channels_for(self.color_mode),
             weights=weights,
         )
+
+    def set_trainable(self, model: keras.Model, trainable: str) -> None:
+        """Choose what learns: "all", "head" (pretrained part frozen) or "top:N" (see phases)."""
+        _import_function(self.set_trainable_hook)(model, trainable)
+
+
+def _import_function(location: str) -> Callable[..., Any]:
+    module_name, function_name = location.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -65,6 +91,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def get_model_spec(name: str) -> ModelSpec:
+    """The registered model called `name` (as saved in a trained model's preprocessor)."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(available_models())}.")
     return _REGISTRY[name]
@@ -78,6 +105,7 @@ register_model(
     ModelSpec(
         name="lenet",
         builder="foldervision.models.lenet:build_lenet",
+        set_trainable_hook="foldervision.models.lenet:set_trainable",
         default_image_size=28,
         color_mode="grayscale",
         phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3, schedule="constant"),),
@@ -92,6 +120,7 @@ register_model(
     ModelSpec(
         name="mobilenetv2",
         builder="foldervision.models.classifier:build_mobilenetv2_classifier",
+        set_trainable_hook="foldervision.models.classifier:set_trainable",
         default_image_size=64,
         color_mode="rgb",
         phases=(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import keras
 from keras import layers
 
-from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
-
-BLOCK_NAME = re.compile(r"^block_(\d+)_")
+from foldervision.models import BuiltModel
+from foldervision.models.mobilenetv2 import block_index
+from foldervision.models.mobilenetv2_weights import (
+    build_mobilenetv2_backbone,
+    describe_weights,
+    resolve_mobilenetv2_weights,
+)
 
 
 def build_mobilenetv2_classifier(
@@ -18,20 +20,22 @@ def build_mobilenetv2_classifier(
     channels: int = 3,
     weights: str | None = "auto",
     dropout: float = 0.2,
-) -> keras.Model:
+) -> BuiltModel:
     """Pretrained backbone (called with training=False so BatchNorm statistics stay put), then a
     new dropout + softmax head. Input: raw RGB pixels in [0, 255]."""
     if channels != 3:
         raise ValueError("MobileNetV2 takes RGB input; grayscale images are converted to RGB.")
     if image_size < 32:
         raise ValueError(f"--image-size {image_size} is too small for MobileNetV2; use 32 or more.")
-    backbone = build_mobilenetv2_backbone(image_size=image_size, weights=weights or None)
+    resolved = resolve_mobilenetv2_weights(weights or None)
+    backbone = build_mobilenetv2_backbone(image_size=image_size, weights=resolved)
     inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
     pooled = backbone(inputs, training=False)
     features = layers.Identity(name="features")(pooled)
     x = layers.Dropout(dropout, name="head_dropout")(features)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="mobilenetv2_classifier")
+    model = keras.Model(inputs, outputs, name="mobilenetv2_classifier")
+    return BuiltModel(model, describe_weights(resolved))
 
 
 def find_backbone(model: keras.Model) -> keras.Model | None:
@@ -60,14 +64,14 @@ def set_trainable(model: keras.Model, trainable: str) -> None:
     first_trainable = _first_trainable_block(backbone, int(trainable.split(":", 1)[1]))
     seen_first_trainable_block = False
     for layer in backbone.layers:
-        match = BLOCK_NAME.match(layer.name)
-        if match and int(match.group(1)) >= first_trainable:
+        block = block_index(layer.name)
+        if block is not None and block >= first_trainable:
             seen_first_trainable_block = True
         layer.trainable = seen_first_trainable_block
 
 
 def _first_trainable_block(backbone: keras.Model, block_count: int) -> int:
     block_numbers = [
-        int(match.group(1)) for layer in backbone.layers if (match := BLOCK_NAME.match(layer.name))
+        block for layer in backbone.layers if (block := block_index(layer.name)) is not None
     ]
     return max(block_numbers) - block_count + 1

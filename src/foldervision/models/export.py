@@ -15,7 +15,9 @@ import keras
 import numpy as np
 
 from foldervision.atomic import write_json_atomic, write_text_atomic
+from foldervision.errors import AlreadyExistsError
 from foldervision.models.saving import Preprocessor, load_classifier
+from foldervision.runs import RunFolder
 
 EXPORT_FORMATS: dict[str, str] = {
     "tflite": "model.tflite",
@@ -39,10 +41,10 @@ def export_classifier(
             f"Unknown export format {export_format!r}; use one of {', '.join(EXPORT_FORMATS)}."
         )
     model, preprocessor = load_classifier(run)
-    folder = Path(out) if out is not None else Path(run) / "export"
+    folder = Path(out) if out is not None else RunFolder(run).export_folder
     target = folder / EXPORT_FORMATS[export_format]
     if target.exists() and not overwrite:
-        raise ValueError(f"{target}: already exists; pass --overwrite to replace it.")
+        raise AlreadyExistsError(f"{target}: an export already exists here")
     folder.mkdir(parents=True, exist_ok=True)
     _build(model, preprocessor)
     staging = folder / f".{target.name}.partial-{os.getpid()}"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from foldervision.models import RANDOM_INITIALISATION, BuiltModel
+
 
 def build_lenet(
     num_classes: int, image_size: int = 28, channels: int = 1, weights: str | None = None
-) -> keras.Model:
+) -> BuiltModel:
     """Two conv + pool stages, then dense 120 -> 84 -> classes.
 
     The input is raw pixels in [0, 255]; scaling to [0, 1] happens inside the graph so that
@@ -28,4 +30,9 @@ def build_lenet(
     x = layers.Dense(120, activation="relu", name="dense_120")(x)
     x = layers.Dense(84, activation="relu", name="features")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="lenet")
+    return BuiltModel(keras.Model(inputs, outputs, name="lenet"), RANDOM_INITIALISATION)
+
+
+def set_trainable(model: keras.Model, trainable: str) -> None:
+    """LeNet has no pretrained part to protect: every phase trains every layer."""
+    model.trainable = True

@@ -18,8 +18,8 @@ import numpy as np
 
 from foldervision.atomic import atomic_path
 from foldervision.images import LoadedImages, load_images
+from foldervision.runs import RunFolder
 
-MODEL_FILENAME = "model.keras"
 METADATA_ENTRY = "foldervision.json"
 
 
@@ -65,7 +65,7 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     """Accept a run folder or a .keras file."""
     path = Path(path)
     if path.is_dir():
-        path = path / MODEL_FILENAME
+        path = RunFolder(path).model_path
     if not path.exists():
         raise ValueError(
             f"{path}: no trained model here. Pass a run folder made by `foldervision train` "

@@ -179,7 +179,8 @@ def mobilenetv2_embedder(
 
     Flip averaging gained under 0.005 P@4 on flowers5 for twice the compute, so it is off.
     """
-    from foldervision.weights import resolve_mobilenetv2_weights, sha256_of
+    from foldervision.cache import sha256_of
+    from foldervision.models.mobilenetv2_weights import resolve_mobilenetv2_weights
 
     if pooling not in POOLINGS:
         raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
@@ -202,7 +203,7 @@ def mobilenetv2_embedder(
     def build() -> Any:
         import keras
 
-        from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
+        from foldervision.models.mobilenetv2_weights import build_mobilenetv2_backbone
 
         backbone = build_mobilenetv2_backbone(image_size, weights=resolved.path)
         if spec.layer == "pooled":
@@ -216,16 +217,18 @@ def classifier_embedder(run_dir: str | os.PathLike[str]) -> Embedder:
     """A trained classifier's penultimate layer ("features"): search adapted to its domain."""
     import keras
 
+    from foldervision.cache import sha256_of
+    from foldervision.models import get_model_spec
     from foldervision.models.saving import load_classifier, resolve_model_path
-    from foldervision.weights import sha256_of
 
     model_path = resolve_model_path(run_dir)
     model, preprocessor = load_classifier(model_path)
+    feature_layer = get_model_spec(preprocessor.model_name).feature_layer
     try:
-        features = model.get_layer("features").output
+        features = model.get_layer(feature_layer).output
     except ValueError as error:
         raise ValueError(
-            f"{model_path}: this model has no 'features' layer to search with; "
+            f"{model_path}: this model has no {feature_layer!r} layer to search with; "
             "retrain it with `foldervision train` or use --model mobilenetv2."
         ) from error
     feature_model = keras.Model(model.input, features)
@@ -234,7 +237,7 @@ def classifier_embedder(run_dir: str | os.PathLike[str]) -> Embedder:
         weights=f"{model_path.name} sha256:{sha256_of(model_path)}",
         image_size=preprocessor.image_size,
         color_mode=preprocessor.color_mode,
-        layer="features",
+        layer=feature_layer,
         pooling="none",
     )
     return Embedder(spec, lambda: feature_model)

@@ -1,4 +1,4 @@
-"""Tests for foldervision.weights: safe torch reader, hash check, cache, resolution order."""
+"""Tests for foldervision.torch_checkpoint: tensors read exactly, malicious pickles refused."""
 
 from __future__ import annotations
 
@@ -6,30 +6,23 @@ import collections
 import io
 import os
 import pickle
-import shutil
 import struct
 import sys
 import types
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from foldervision import weights
-from foldervision.weights import (
-    CACHED_WEIGHTS_NAME,
-    INSTALL_COMMAND,
-    PACKAGED_CHECKPOINT_SHA256,
+from foldervision.errors import WeightsError
+from foldervision.models.mobilenetv2_weights import INSTALL_COMMAND, packaged_checkpoint_path
+from foldervision.torch_checkpoint import (
+    LEGACY_MAGIC_NUMBER,
+    LEGACY_PROTOCOL_VERSION,
     CorruptCheckpointError,
     UnsafeCheckpointError,
-    WeightsError,
-    packaged_checkpoint_path,
     read_torch_checkpoint,
-    resolve_mobilenetv2_weights,
-    sha256_of,
-    verify_sha256,
 )
 
 
@@ -127,7 +120,7 @@ def write_zip_checkpoint(path: Path, state: object, storages: list[FakeStorage])
 
 def write_legacy_checkpoint(path: Path, state: object, storages: list[FakeStorage]) -> None:
     with open(path, "wb") as file:
-        for header in (weights.LEGACY_MAGIC_NUMBER, weights.LEGACY_PROTOCOL_VERSION, {}):
+        for header in (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, {}):
             pickle.dump(header, file, protocol=2)
         file.write(pickled(state))
         pickle.dump([storage.key for storage in storages], file, protocol=2)
@@ -223,111 +216,3 @@ def test_reader_refuses_missing_and_non_checkpoint_files(tmp_path):
     garbage.write_bytes(b"definitely not a pickle")
     with pytest.raises(CorruptCheckpointError, match="garbage.pth"):
         read_torch_checkpoint(garbage)
-
-
-# --------------------------------------------------------------------------------------------
-# Hash.
-
-
-def test_packaged_checkpoint_has_the_known_hash(checkpoint):
-    assert sha256_of(checkpoint) == PACKAGED_CHECKPOINT_SHA256
-    verify_sha256(checkpoint, PACKAGED_CHECKPOINT_SHA256)
-
-
-def test_corrupted_checkpoint_is_refused(tmp_path, checkpoint, monkeypatch):
-    corrupted = tmp_path / checkpoint.name
-    shutil.copyfile(checkpoint, corrupted)
-    with open(corrupted, "r+b") as file:
-        file.seek(5_000_000)
-        byte = file.read(1)
-        file.seek(5_000_000)
-        file.write(bytes([byte[0] ^ 0xFF]))
-
-    with pytest.raises(CorruptCheckpointError, match="corrupt") as caught:
-        verify_sha256(corrupted, PACKAGED_CHECKPOINT_SHA256)
-    assert INSTALL_COMMAND in str(caught.value)
-    assert "\n" not in str(caught.value)
-
-    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(weights, "packaged_checkpoint_path", lambda: corrupted)
-    with pytest.raises(CorruptCheckpointError, match=corrupted.name):
-        resolve_mobilenetv2_weights("auto")
-    assert not (tmp_path / "cache" / CACHED_WEIGHTS_NAME).exists()
-
-
-# --------------------------------------------------------------------------------------------
-# Resolution order and cache.
-
-
-def test_cache_directory_follows_environment(monkeypatch, tmp_path):
-    monkeypatch.delenv("FOLDERVISION_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert weights.cache_directory() == tmp_path / "xdg" / "foldervision"
-    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "mine"))
-    assert weights.cache_directory() == tmp_path / "mine"
-
-
-def test_package_is_converted_once_then_cache_is_reused(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("FOLDERVISION_CACHE", str(cache))
-
-    first = resolve_mobilenetv2_weights("auto")
-
-    assert first.source == "package"
-    assert first.path == cache / CACHED_WEIGHTS_NAME
-    assert sorted(path.name for path in cache.iterdir()) == [CACHED_WEIGHTS_NAME]
-
-    def fail_if_converted(*arguments, **keywords):
-        raise AssertionError("the cached file should have been reused")
-
-    monkeypatch.setattr(weights, "convert_checkpoint_to_keras", fail_if_converted)
-    second = resolve_mobilenetv2_weights("auto")
-
-    assert second.source == "cache"
-    assert second.path == first.path
-    assert "cached" in second.description
-
-
-def test_interrupted_conversion_leaves_no_file(tmp_path, monkeypatch, checkpoint):
-    destination = tmp_path / "cache" / CACHED_WEIGHTS_NAME
-
-    def save_half_then_crash(model, path, *arguments, **keywords):
-        Path(path).write_bytes(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(keras.Model, "save_weights", save_half_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        weights.convert_checkpoint_to_keras(checkpoint, destination)
-
-    assert list(destination.parent.iterdir()) == []
-
-
-def test_explicit_paths(tmp_path, monkeypatch, checkpoint):
-    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "cache"))
-    keras_file = tmp_path / "mine.weights.h5"
-    keras_file.write_bytes(b"")
-    assert resolve_mobilenetv2_weights(keras_file).source == "explicit"
-
-    converted = resolve_mobilenetv2_weights(str(checkpoint))
-    assert converted.source == "explicit-torch"
-    assert converted.path.is_file()
-    assert converted.path.parent == tmp_path / "cache"
-
-    with pytest.raises(WeightsError, match="absent.weights.h5: weights file not found"):
-        resolve_mobilenetv2_weights(tmp_path / "absent.weights.h5")
-    notes = tmp_path / "notes.txt"
-    notes.write_text("hello")
-    with pytest.raises(WeightsError, match="unknown weights format"):
-        resolve_mobilenetv2_weights(notes)
-
-
-def test_keywords():
-    assert resolve_mobilenetv2_weights(None) is None
-    assert resolve_mobilenetv2_weights("none") is None
-    assert resolve_mobilenetv2_weights("keras-imagenet").source == "keras-imagenet"
-
-
-def test_auto_falls_back_to_keras_when_nothing_is_installed(tmp_path, monkeypatch):
-    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path))
-    monkeypatch.setattr(weights, "packaged_checkpoint_path", lambda: None)
-    assert resolve_mobilenetv2_weights("auto").source == "keras-imagenet"

