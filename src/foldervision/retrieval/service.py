@@ -57,13 +57,15 @@ class RetrievalService:
         rebuild: bool = False,
         store: str = DEFAULT_STORE,
         embedder: Embedder | None = None,
+        ann: str | None = None,
     ) -> RetrievalService:
         """Open (or create) the index of `database` for the embedder `model` describes.
 
         `embedder` lets a caller that already holds a built embedder reuse it.
         """
         embedder = embedder or load_embedder(model, image_size)
-        return cls(ImageIndex.open(database, embedder.spec, index_path, rebuild, store), embedder)
+        index = ImageIndex.open(database, embedder.spec, index_path, rebuild, store, ann)
+        return cls(index, embedder)
 
     def close(self) -> None:
         self.index.close()
