@@ -21,6 +21,7 @@ import numpy as np
 
 from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile
+from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
@@ -138,6 +139,18 @@ class RetrievalService:
                 for rank, (path, distance) in enumerate(row, start=1)
             ]
             for row in neighbours
+        ]
+
+    def find_duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
+        """Groups of near-identical images (see `retrieval.duplicates`), paths under the folder."""
+        from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        with self._lock:
+            groups = find_duplicates(self.index, threshold)
+        return [
+            DuplicateGroup([str(self.database / path) for path in group.files], group.distances)
+            for group in groups
         ]
 
     def _check_searchable(self, k: int) -> None:

@@ -278,17 +278,25 @@ class SQLiteFaissStore:
         return self._index
 
     def index_kind(self) -> str | None:
-        """"exact" or "approximate" for the loaded index; None before one is loaded."""
+        """The loaded index: "exact" or "approximate"; None before one is loaded."""
         return self._info.kind if self._info is not None else None
 
     def __len__(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
     def close(self) -> None:
-        """Save pending in-memory changes that match the catalogue (never rebuild here)."""
-        if self._dirty and self._generation == self.generation():
-            self.flush()
-        self._drop_index()
+        """Save pending in-memory changes that match the catalogue (never rebuild here).
+
+        If saving fails the old file stays, its stamp no longer matches, and the next search
+        rebuilds it: nothing is lost, so closing does not raise.
+        """
+        try:
+            if self._dirty and self._generation == self.generation():
+                self.flush()
+        except OSError:
+            pass
+        finally:
+            self._drop_index()
 
     # ----------------------------------------------------------------------------------------
     # The stamp, the mode, building and loading.
