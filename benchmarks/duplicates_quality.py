@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=100, help="Per half.")
     parser.add_argument("--distractors", type=int, default=200, help="Per half.")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", type=Path, help="Make the folders here and keep them.")
     arguments = parser.parse_args()
     files = list_image_files(arguments.folder)
     order = np.random.default_rng(0).permutation(len(files))
@@ -92,7 +94,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for half, name in enumerate(("calibration", "held_out")):
             chosen = [files[i] for i in order[half * per_half : (half + 1) * per_half]]
-            folder = Path(scratch) / name
+            folder = (arguments.keep or Path(scratch)) / name
+            if folder.exists():
+                shutil.rmtree(folder)
             truth, kinds = make_half(
                 chosen[: arguments.originals], chosen[arguments.originals :], folder
             )

@@ -370,8 +370,8 @@ class SQLiteFaissStore:
         if index is None:
             self._drop_index()
             return
-        if info.kind == ann.APPROXIMATE:
-            index.nprobe = info.probes
+        if info.kind == ann.APPROXIMATE:  # today's setting, so tuning needs no rebuild
+            index.nprobe = ann.probe_count(info.lists)
         self._index, self._info, self._generation = index, info, info.stamp.generation
         self._writable, self._dirty = writable, False
 
