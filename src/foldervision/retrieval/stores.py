@@ -190,7 +190,9 @@ class SQLiteFaissStore:
         else:
             info = ann.read_index_info(self.index_file)
             if info is not None and info.stamp == stamp and self._fits(info, stamp.count, mode):
-                return
+                self._load(info, writable=False)  # checked now: the next search needs no check
+                if self._index is not None:
+                    return
         self._rebuild(stamp, mode)
 
     def _index_to_change(self) -> Any:
