@@ -129,6 +129,35 @@ def test_added_and_removed_files_change_the_index_file_by_id_without_a_rebuild(
     assert ann.read_index_info(index_file(folder)).kind == kind
 
 
+def test_a_folder_emptied_and_filled_again_is_searchable(
+    tmp_path: Path, photo_folder_template: Path
+) -> None:
+    folder = write_photo_folder(tmp_path / "photos", photo_folder_template)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    embedder = colour_layout_embedder()
+    with open_index(folder) as index:
+        index.update(embedder)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.rename(aside / path.name)
+    with open_index(folder) as index:
+        index.update(embedder)
+        assert len(index.store) == 0
+    index_file(folder).unlink()  # lost: the empty collection is rebuilt from nothing
+    with open_index(folder) as index:
+        index.update(embedder)
+    (aside / "ROCKET.BMP").rename(folder / "ROCKET.BMP")
+
+    with open_index(folder) as index:
+        index.update(embedder)
+        [neighbours] = index.search(index.vector_of("ROCKET.BMP"), k=3)
+        catalogue_ids = index.catalogue.ids().tolist()
+
+    assert neighbours == [("ROCKET.BMP", pytest.approx(0.0, abs=1e-6))]
+    assert ids_in_index_file(index_file(folder)) == catalogue_ids
+
+
 def _another_index_file(tmp_path: Path, photo_folder_template: Path) -> Path:
     other = write_photo_folder(tmp_path / "other", photo_folder_template)
     (other / "chelsea.jpeg").unlink()

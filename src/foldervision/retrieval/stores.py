@@ -160,7 +160,9 @@ class SQLiteFaissStore:
         rows = [(int(i), _as_float32(vector).tobytes()) for i, vector in zip(ids, vectors)]
         self._connection.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
         generation = self._bump_generation()
-        if index is not None:
+        if index is not None and index.d != np.shape(vectors)[1]:
+            self._drop_index()  # built empty or for other vectors: flush() rebuilds
+        elif index is not None:
             ids = np.asarray(ids, dtype=np.int64)
             index.remove_ids(ids)
             index.add_with_ids(_as_float32(vectors), ids)
@@ -335,6 +337,12 @@ class SQLiteFaissStore:
     def _rebuild(self, stamp: ann.Stamp, mode: str) -> None:
         self._drop_index()
         kind = ann.wanted_kind(mode, stamp.count)
+        if stamp.count == 0:  # nothing to index, and no dimension to build one with
+            self.index_file.unlink(missing_ok=True)
+            self._index = ann.build_index(ann.EXACT, 1, 0, lambda size: np.zeros((0, 1)), [])[0]
+            self._info = ann.IndexFileInfo(stamp, kind, 0, 0, trained_count=0)
+            self._generation = stamp.generation
+            return
         dimension = self._dimension()
         ids = self.ids()
 
