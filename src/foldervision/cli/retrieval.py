@@ -1,4 +1,4 @@
-"""Image search commands: `index`, `search` and `evaluate-retrieval`.
+"""Image search commands: `index`, `search`, `evaluate-retrieval` and `duplicates`.
 
 stdout carries only results (tab-separated lines, or one JSON object per line with --json);
 progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
@@ -24,6 +24,7 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console
 from foldervision.images import SkippedFile, list_image_files
+from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import DEFAULT_MODEL
 from foldervision.retrieval.index import IndexUpdate
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
@@ -49,6 +50,13 @@ ImageSizeOption = typer.Option(
 RebuildOption = typer.Option(
     False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
 )
+AnnOption = typer.Option(
+    None,
+    "--ann",
+    help="Vector index: auto (exact below 50,000 images, approximate IVF-SQ8 above), exact, "
+    "or approximate (even for a small folder, to check its quality). Remembered by the "
+    "index; default auto.",
+)
 
 
 @app.command("index")
@@ -58,9 +66,10 @@ def index_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    ann: str | None = AnnOption,
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    with open_updated_service(database, index, model, image_size, rebuild, ann) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
@@ -84,6 +93,13 @@ def search_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    ann: str | None = AnnOption,
+    no_update: bool = typer.Option(
+        False,
+        "--no-update",
+        help="Search the index as it is, without checking the folder for changes first "
+        "(that check stats every file: seconds for 10^6 files).",
+    ),
 ) -> None:
     """Find the images of DATABASE nearest to each query (the index is updated first)."""
     if top_k < 1:
@@ -94,7 +110,9 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    with open_updated_service(
+        database, index, model, image_size, rebuild, ann, update=not no_update
+    ) as service:
         results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
     if not results:
@@ -115,11 +133,12 @@ def evaluate_retrieval_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    ann: str | None = AnnOption,
 ) -> None:
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    with open_updated_service(labelled_folder, index, model, image_size, rebuild) as service:
+    with open_updated_service(labelled_folder, index, model, image_size, rebuild, ann) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -131,15 +150,79 @@ def evaluate_retrieval_command(
     )
 
 
+@app.command("duplicates")
+def duplicates_command(
+    database: Path = typer.Argument(..., help="Folder of images to check for near-duplicates."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Largest Euclidean distance between unit vectors that counts as a duplicate "
+        "(default 0.5, calibrated on edited flowers5 photos; lower is stricter).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per group on stdout."),
+    sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
+    index: Path | None = IndexOption,
+    model: str = ModelOption,
+    image_size: int | None = ImageSizeOption,
+    rebuild: bool = RebuildOption,
+    ann: str | None = AnnOption,
+) -> None:
+    """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
+    with open_updated_service(database, index, model, image_size, rebuild, ann) as service:
+        groups = service.find_duplicates(threshold)
+    for number, group in enumerate(groups, start=1):
+        if as_json:
+            print(json.dumps(group.to_dict(), ensure_ascii=False))
+            continue
+        for path, distance in zip(group.files, group.distances):
+            print(f"{number}\t{distance:.4f}\t{path}")
+    files = sum(len(group.files) for group in groups)
+    console.print(f"{len(groups)} groups of near-duplicates, {files} files")
+    if sheet is not None and groups:
+        from foldervision.retrieval.sheet import write_contact_sheet
+
+        console.print(f"contact sheet: {write_contact_sheet(duplicate_rows(groups), sheet)}")
+
+
+def duplicate_rows(groups: list[DuplicateGroup]) -> list[QueryResult]:
+    """Draw each group as a sheet row: its first file, then the others with their distance."""
+    from foldervision.retrieval.search import Match
+
+    return [
+        QueryResult(
+            group.files[0],
+            [
+                Match(rank, path, distance)
+                for rank, (path, distance) in enumerate(
+                    zip(group.files[1:], group.distances[1:]), start=1
+                )
+            ],
+        )
+        for group in groups[:MAX_SHEET_GROUPS]
+    ]
+
+
+MAX_SHEET_GROUPS = 40
+"""A contact sheet taller than this is unreadable; the full list is on stdout."""
+
+
 # --------------------------------------------------------------------------------------------
 # Shared steps.
 
 
 def open_updated_service(
-    database: Path, index_path: Path | None, model: str, image_size: int | None, rebuild: bool
+    database: Path,
+    index_path: Path | None,
+    model: str,
+    image_size: int | None,
+    rebuild: bool,
+    ann: str | None = None,
+    update: bool = True,
 ) -> RetrievalService:
     """Open the folder's index and bring it up to date, showing progress on stderr."""
-    service = RetrievalService.open(database, index_path, model, image_size, rebuild)
+    service = RetrievalService.open(database, index_path, model, image_size, rebuild, ann=ann)
+    if not update:
+        return service
     try:
         with _progress_bar() as progress:
             task = progress.add_task("embedding", total=None)

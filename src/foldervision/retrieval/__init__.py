@@ -7,8 +7,9 @@
         results, skipped = service.search_files(["query_images/q1.png"], k=4)
 
 Rooms: `embedder` (what a vector means) and `backends` (what runs the network); `catalogue`
-(the files, SQLite) and `stores` (the vectors); `index` joins them; `service` is what callers
-use; `evaluate` and `sheet` read results.
+(the files, SQLite) and `stores` (the vectors; `ann` is the default store's index file, exact
+or approximate by size); `index` joins them; `service` is what callers use; `evaluate`,
+`duplicates` and `sheet` read results.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,18 @@ class Catalogue:
         self.connection.execute(
             "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
         )
+
+    def instance_id(self) -> str:
+        """A random id given to this catalogue once: tells its files from a copied index's."""
+        value = self.setting("instance")
+        if value is None:
+            value = uuid.uuid4().hex
+            if self.connection.in_transaction:  # commit with the caller's transaction
+                self.set_setting("instance", value)
+            else:
+                with self.transaction():
+                    self.set_setting("instance", value)
+        return value
 
     def mark_updated(self) -> None:
         with self.transaction():

@@ -78,8 +78,13 @@ class ImageIndex:
         index_path: str | os.PathLike[str] | None = None,
         rebuild: bool = False,
         store: str = DEFAULT_STORE,
+        ann: str | None = None,
     ) -> ImageIndex:
-        """Open (or create) the index; refuse one built with another embedder unless rebuilding."""
+        """Open (or create) the index; refuse one built with another embedder unless rebuilding.
+
+        `ann` ("auto", "exact", "approximate"; see `retrieval.ann`) is remembered by the index;
+        None keeps what it has (auto for a new one).
+        """
         database_folder = Path(database_folder)
         if not database_folder.is_dir():
             raise FoldervisionError(
@@ -91,6 +96,8 @@ class ImageIndex:
             if rebuild:
                 catalogue.clear()
             catalogue.bind_to(spec)
+            if ann is not None:
+                _remember_ann_mode(catalogue, ann)
             vector_store = open_store(store, catalogue, spec)
         except BaseException:
             catalogue.close()
@@ -163,6 +170,9 @@ class ImageIndex:
                 progress(len(update.embedded) + len(update.skipped), len(to_embed))
         if update.changed_anything or self.catalogue.updated_at() is None:
             self.catalogue.mark_updated()
+        flush = getattr(self.store, "flush", None)  # persist the store's search structure
+        if flush is not None:
+            flush()
         return update
 
     def scan_folder(self) -> dict[str, FileState]:
@@ -230,3 +240,12 @@ class ImageIndex:
 
     def __len__(self) -> int:
         return len(self.catalogue)
+
+
+def _remember_ann_mode(catalogue: Catalogue, mode: str) -> None:
+    from foldervision.retrieval.ann import ANN_MODES
+
+    if mode not in ANN_MODES:
+        raise FoldervisionError(f"--ann {mode}: choose one of {', '.join(ANN_MODES)}.")
+    with catalogue.transaction():
+        catalogue.set_setting("ann", mode)

@@ -21,6 +21,7 @@ import numpy as np
 
 from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile
+from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
@@ -57,13 +58,15 @@ class RetrievalService:
         rebuild: bool = False,
         store: str = DEFAULT_STORE,
         embedder: Embedder | None = None,
+        ann: str | None = None,
     ) -> RetrievalService:
         """Open (or create) the index of `database` for the embedder `model` describes.
 
         `embedder` lets a caller that already holds a built embedder reuse it.
         """
         embedder = embedder or load_embedder(model, image_size)
-        return cls(ImageIndex.open(database, embedder.spec, index_path, rebuild, store), embedder)
+        index = ImageIndex.open(database, embedder.spec, index_path, rebuild, store, ann)
+        return cls(index, embedder)
 
     def close(self) -> None:
         self.index.close()
@@ -136,6 +139,18 @@ class RetrievalService:
                 for rank, (path, distance) in enumerate(row, start=1)
             ]
             for row in neighbours
+        ]
+
+    def find_duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
+        """Groups of near-identical images (see `retrieval.duplicates`), paths under the folder."""
+        from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        with self._lock:
+            groups = find_duplicates(self.index, threshold)
+        return [
+            DuplicateGroup([str(self.database / path) for path in group.files], group.distances)
+            for group in groups
         ]
 
     def _check_searchable(self, k: int) -> None:

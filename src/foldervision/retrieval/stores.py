@@ -6,17 +6,22 @@ The catalogue (`retrieval.catalogue`) stays the record of which file has which i
 never needs to know about paths, and a store that outgrows one machine can be swapped in.
 
 `--store faiss` (the default) keeps the vectors in the catalogue's own SQLite file and searches
-them with FAISS; other stores register a factory under their name.
+them with a FAISS index file beside it (exact or approximate by size: `retrieval.ann`);
+other stores register a factory under their name. A store may also offer `flush()`, which
+`ImageIndex.update` calls once at the end of an update to persist its search structure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from foldervision.retrieval import ann
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
@@ -112,29 +117,104 @@ class ExactSearch:
 
 
 class SQLiteFaissStore:
-    """Vectors as float32 blobs in the catalogue's SQLite file; an exact FAISS index in memory.
+    """Vectors as float32 blobs in the catalogue's SQLite file; a FAISS index file beside it.
 
     Writes go into the catalogue's open transaction, so a batch's files and vectors commit
-    together. The FAISS index is built on the first search and kept in step with later writes.
+    together, and each batch bumps a generation counter in the catalogue's settings. The index
+    file (`index.faiss` beside `index.sqlite`, see `retrieval.ann`) is exact or IVF-SQ8 by
+    size (`--ann`), kept in step with writes in memory and rewritten atomically by `flush()`.
+    Opened for searching it is memory-mapped; its trailer must match the catalogue (ids,
+    generation, embedder, catalogue identity) or it is rebuilt from SQLite.
     """
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    READ_CHUNK = 16_384
+    """Vectors read from SQLite at a time when (re)building: bounds memory at 10^6 vectors."""
+
+    def __init__(self, catalogue: Catalogue, spec: EmbedderSpec) -> None:
+        self._catalogue = catalogue
         self._connection = catalogue.connection
-        self._connection.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)"
-        )
-        self._search: ExactSearch | None = None
+        with catalogue.transaction():
+            self._connection.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)"
+            )
+            # A covering index of the ids alone: listing or counting 10^6 ids then reads a
+            # few MB instead of walking every 5 KB row.
+            self._connection.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
+        catalogue.instance_id()
+        self.index_file = catalogue.path.with_suffix(".faiss")
+        self._spec = ann.spec_fingerprint(spec)
+        self._index: Any = None
+        self._info: ann.IndexFileInfo | None = None
+        self._generation = -1
+        """The catalogue generation the in-memory index reflects (-1: none)."""
+        self._writable = False
+        self._dirty = False
+
+    # ----------------------------------------------------------------------------------------
+    # Writing: SQLite first (the truth), then the in-memory index if it is current.
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        index = self._index_to_change()
         rows = [(int(i), _as_float32(vector).tobytes()) for i, vector in zip(ids, vectors)]
         self._connection.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
-        if self._search is not None:
-            self._search.add(np.asarray(ids, np.int64), vectors)
+        generation = self._bump_generation()
+        if index is not None and index.d != np.shape(vectors)[1]:
+            self._drop_index()  # built empty or for other vectors: flush() rebuilds
+        elif index is not None:
+            ids = np.asarray(ids, dtype=np.int64)
+            index.remove_ids(ids)
+            index.add_with_ids(_as_float32(vectors), ids)
+            self._generation, self._dirty = generation, True
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> None:
+        if not len(ids):
+            return
+        index = self._index_to_change()
         self._connection.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
-        if self._search is not None:
-            self._search.remove(ids)
+        generation = self._bump_generation()
+        if index is not None:
+            index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._generation, self._dirty = generation, True
+
+    def flush(self) -> None:
+        """Make the index file match the catalogue: write pending changes, or rebuild it."""
+        stamp = self.stamp()
+        mode = self.ann_mode()
+        if self._index is not None and self._generation == stamp.generation:
+            if self._fits(self._info, stamp.count, mode):
+                if self._dirty:
+                    self._info = dataclasses.replace(self._info, stamp=stamp)
+                    ann.write_index_file(self.index_file, self._index, self._info)
+                    self._dirty = False
+                return
+        else:
+            info = ann.read_index_info(self.index_file)
+            if info is not None and info.stamp == stamp and self._fits(info, stamp.count, mode):
+                self._load(info, writable=False)  # checked now: the next search needs no check
+                if self._index is not None:
+                    return
+        self._rebuild(stamp, mode)
+
+    def _index_to_change(self) -> Any:
+        """The in-memory index, loaded writable, if it reflects the catalogue; else None.
+
+        With no current index nothing is kept in step: `flush()` rebuilds from SQLite once.
+        """
+        generation = self.generation()
+        if self._index is None or self._generation != generation:
+            self._drop_index()
+            info = ann.read_index_info(self.index_file)
+            if info is None or info.stamp != self.stamp():
+                return None
+            self._load(info, writable=True)
+        elif not self._writable:
+            self._load(self._info, writable=True)
+        return self._index
+
+    # ----------------------------------------------------------------------------------------
+    # Reading.
 
     def ids(self) -> np.ndarray:
         rows = self._connection.execute("SELECT id FROM vectors ORDER BY id").fetchall()
@@ -153,23 +233,161 @@ class SQLiteFaissStore:
         return np.stack([np.frombuffer(found[i], dtype="<f4") for i in id_list]).astype(np.float32)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._search is None:
-            self._search = self._load_search(queries.shape[1])
-        return self._search.search(queries, k)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}.")
+        queries = _as_float32(np.atleast_2d(queries))
+        index = self._searchable_index()
+        k = min(k, int(index.ntotal))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        candidates = k if self.index_kind() == ann.EXACT else min(int(index.ntotal), 2 * k + 8)
+        with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
+            squared, ids = index.search(queries, candidates)
+        if self.index_kind() == ann.EXACT:
+            return np.sqrt(np.maximum(squared, 0.0)), ids
+        return self._rerank(queries, ids, k)
 
-    def _load_search(self, dimension: int) -> ExactSearch:
-        rows = self._connection.execute("SELECT id, vector FROM vectors ORDER BY id").fetchall()
-        search = ExactSearch(dimension)
-        if rows:
-            ids = np.asarray([row[0] for row in rows], dtype=np.int64)
-            search.add(ids, np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows]))
-        return search
+    def _rerank(
+        self, queries: np.ndarray, candidate_ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances from the float32 vectors in SQLite for the approximate candidates."""
+        unique_ids = np.unique(candidate_ids[candidate_ids >= 0])
+        if not len(unique_ids):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        stored = self.vectors(unique_ids)
+        rows = np.searchsorted(unique_ids, np.maximum(candidate_ids, 0))
+        rows = np.minimum(rows, max(len(unique_ids) - 1, 0))
+        differences = stored[rows] - queries[:, np.newaxis, :]
+        distances = np.sqrt((differences * differences).sum(axis=2))
+        distances[candidate_ids < 0] = np.inf
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        return (
+            np.take_along_axis(distances, order, axis=1).astype(np.float32),
+            np.take_along_axis(np.where(candidate_ids < 0, -1, candidate_ids), order, axis=1),
+        )
+
+    def _searchable_index(self) -> Any:
+        """The current index: in memory, else the file memory-mapped, else rebuilt."""
+        if self._index is not None and self._generation == self.generation():
+            return self._index
+        self._drop_index()
+        stamp = self.stamp()
+        info = ann.read_index_info(self.index_file)
+        if info is None or info.stamp != stamp or not self._fits(info, stamp.count):
+            self._rebuild(stamp, self.ann_mode())
+            return self._index
+        self._load(info, writable=False)
+        if self._index is None:  # the trailer was fine but FAISS could not read the file
+            self._rebuild(stamp, self.ann_mode())
+        return self._index
+
+    def index_kind(self) -> str | None:
+        """The loaded index: "exact" or "approximate"; None before one is loaded."""
+        return self._info.kind if self._info is not None else None
 
     def __len__(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
     def close(self) -> None:
-        self._search = None
+        """Save pending in-memory changes that match the catalogue (never rebuild here).
+
+        If saving fails the old file stays, its stamp no longer matches, and the next search
+        rebuilds it: nothing is lost, so closing does not raise.
+        """
+        try:
+            if self._dirty and self._generation == self.generation():
+                self.flush()
+        except OSError:
+            pass
+        finally:
+            self._drop_index()
+
+    # ----------------------------------------------------------------------------------------
+    # The stamp, the mode, building and loading.
+
+    def generation(self) -> int:
+        return int(self._catalogue.setting("vectors_generation") or 0)
+
+    def _bump_generation(self) -> int:
+        generation = self.generation() + 1
+        self._catalogue.set_setting("vectors_generation", str(generation))
+        return generation
+
+    def stamp(self) -> ann.Stamp:
+        ids = self.ids()
+        return ann.Stamp(
+            catalogue=self._catalogue.instance_id(),
+            generation=self.generation(),
+            count=len(ids),
+            ids_sha1=ann.ids_checksum(ids),
+            spec=self._spec,
+        )
+
+    def ann_mode(self) -> str:
+        return self._catalogue.setting("ann") or ann.DEFAULT_ANN_MODE
+
+    def _fits(self, info: ann.IndexFileInfo | None, count: int, mode: str | None = None) -> bool:
+        """Is an index of this kind right for `count` vectors under the mode?"""
+        if info is None:
+            return False
+        if info.kind != ann.wanted_kind(mode or self.ann_mode(), count, info.kind):
+            return False
+        return info.kind == ann.EXACT or count <= ann.RETRAIN_GROWTH * max(info.trained_count, 1)
+
+    def _rebuild(self, stamp: ann.Stamp, mode: str) -> None:
+        self._drop_index()
+        kind = ann.wanted_kind(mode, stamp.count)
+        if stamp.count == 0:  # nothing to index, and no dimension to build one with
+            self.index_file.unlink(missing_ok=True)
+            self._index = ann.build_index(ann.EXACT, 1, 0, lambda size: np.zeros((0, 1)), [])[0]
+            self._info = ann.IndexFileInfo(stamp, kind, 0, 0, trained_count=0)
+            self._generation = stamp.generation
+            return
+        dimension = self._dimension()
+        ids = self.ids()
+
+        def training_sample(size: int) -> np.ndarray:
+            chosen = ids if len(ids) <= size else np.random.default_rng(0).choice(ids, size)
+            return self.vectors(np.sort(np.unique(chosen)))
+
+        index, lists, probes = ann.build_index(
+            kind, dimension, len(ids), training_sample, self._all_vectors()
+        )
+        info = ann.IndexFileInfo(stamp, kind, lists, probes, trained_count=len(ids))
+        ann.write_index_file(self.index_file, index, info)
+        self._index, self._info, self._generation = index, info, stamp.generation
+        self._writable, self._dirty = True, False
+
+    def _all_vectors(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = -(2**62)
+        while True:
+            rows = self._connection.execute(
+                "SELECT id, vector FROM vectors WHERE id > ? ORDER BY id LIMIT ?",
+                (last, self.READ_CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            ids = np.asarray([row[0] for row in rows], dtype=np.int64)
+            yield ids, np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows])
+
+    def _dimension(self) -> int:
+        row = self._connection.execute("SELECT length(vector) FROM vectors LIMIT 1").fetchone()
+        return row[0] // 4 if row else 1
+
+    def _load(self, info: ann.IndexFileInfo, writable: bool) -> None:
+        index = ann.read_index_file(self.index_file, writable)
+        if index is None:
+            self._drop_index()
+            return
+        if info.kind == ann.APPROXIMATE:  # today's setting, so tuning needs no rebuild
+            index.nprobe = ann.probe_count(info.lists)
+        self._index, self._info, self._generation = index, info, info.stamp.generation
+        self._writable, self._dirty = writable, False
+
+    def _drop_index(self) -> None:
+        self._index, self._info, self._generation = None, None, -1
+        self._writable = self._dirty = False
 
 
 def open_sqlite_faiss_store(
@@ -177,7 +395,7 @@ def open_sqlite_faiss_store(
 ) -> SQLiteFaissStore:
     if argument:
         raise ValueError(f"--store faiss takes no argument, got faiss:{argument}.")
-    return SQLiteFaissStore(catalogue)
+    return SQLiteFaissStore(catalogue, spec)
 
 
 register_store("faiss", "foldervision.retrieval.stores:open_sqlite_faiss_store")

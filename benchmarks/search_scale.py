@@ -1,0 +1,246 @@
+"""Search at scale: the default store's index file at 10^5-10^6 vectors. Prints the figures.
+
+Vectors behave like real embeddings: each is a real flowers5 MobileNetV2 vector (read from an
+index made by `foldervision index ../shared/data/flowers5 --index PATH`) plus Gaussian noise
+shaped like the flowers5 vectors' own covariance (their top 256 principal directions, scaled
+by NOISE_SCALE), renormalised. Without that index it falls back to a synthetic mixture: 4096
+random unit centres with the same kind of low-rank noise (say which in the output).
+
+The vectors go into a real catalogue + `SQLiteFaissStore` (float32 blobs in SQLite, files
+rows with made-up paths, bound to the real MobileNetV2 spec), then `flush()` builds the index
+file. Ground truth: exact k-NN of held-out queries, computed chunk by chunk while writing.
+Searching runs in a fresh child process (so RSS is that of a search process, not of this
+generator): it opens the catalogue, memory-maps the index file, and times single queries
+(warm) and batches of 100.
+
+    python benchmarks/search_scale.py --vectors 100000 [--ann auto|exact|approximate]
+        [--source-index /tmp/flowers5_index.sqlite] [--keep DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOP_K = 4
+QUERIES = 200
+BATCH = 100
+CHUNK = 16_384
+NOISE_SCALE = 0.6
+"""Noise standard deviation relative to the data's own along each principal direction."""
+NOISE_RANK = 256
+DEFAULT_SOURCE_INDEX = Path("/tmp/flowers5_index.sqlite")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vectors", type=int, default=20_000)
+    parser.add_argument("--ann", default="auto", choices=("auto", "exact", "approximate"))
+    parser.add_argument("--source-index", type=Path, default=DEFAULT_SOURCE_INDEX)
+    parser.add_argument("--keep", type=Path, help="Write the catalogue here and keep it.")
+    parser.add_argument("--json", action="store_true", help="Last line: one JSON object.")
+    parser.add_argument("--search-only", type=Path, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.search_only:
+        search_phase(arguments.search_only)
+        return
+    if arguments.keep:
+        arguments.keep.mkdir(parents=True, exist_ok=True)
+        run(arguments, arguments.keep)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            run(arguments, Path(scratch))
+
+
+def run(arguments: argparse.Namespace, folder: Path) -> None:
+    generator = VectorSource(arguments.source_index)
+    print(f"vectors: {arguments.vectors:,} x {generator.dimension}, {generator.description}")
+    report = build_phase(folder, arguments.vectors, arguments.ann, generator)
+    child = subprocess.run(
+        [sys.executable, __file__, "--search-only", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+    )
+    report.update(json.loads(child.stdout.strip().splitlines()[-1]))
+    report["source"] = generator.description
+    for key, value in report.items():
+        print(f"{key:28s} {value}")
+    if arguments.json:
+        print(json.dumps(report))
+
+
+class VectorSource:
+    """Real flowers5 vectors plus covariance-shaped noise, or a synthetic mixture."""
+
+    def __init__(self, source_index: Path) -> None:
+        random = np.random.default_rng(0)
+        if source_index.is_file():
+            import sqlite3
+
+            with sqlite3.connect(f"file:{source_index}?mode=ro", uri=True) as connection:
+                rows = connection.execute("SELECT vector FROM vectors ORDER BY id").fetchall()
+            self.centres = np.stack([np.frombuffer(row[0], "<f4") for row in rows])
+            self.description = f"{len(rows)} flowers5 vectors from {source_index} + shaped noise"
+        else:
+            centres = random.normal(size=(4096, 1280)).astype(np.float32)
+            self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+            self.description = "synthetic mixture: 4096 random unit centres + low-rank noise"
+        self.dimension = self.centres.shape[1]
+        centred = self.centres - self.centres.mean(axis=0)
+        _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+        scales = singular[:NOISE_RANK] / np.sqrt(len(self.centres))
+        self.noise_basis = (directions[:NOISE_RANK] * scales[:, None] * NOISE_SCALE).astype(
+            np.float32
+        )
+        if not source_index.is_file():  # random centres have no structure: use isotropic noise
+            self.noise_basis = random.normal(size=(NOISE_RANK, self.dimension)).astype(
+                np.float32
+            ) * (0.6 / np.sqrt(self.dimension))
+
+    def chunk(self, seed: int, count: int) -> np.ndarray:
+        random = np.random.default_rng(seed)
+        centres = self.centres[random.integers(0, len(self.centres), count)]
+        noise = random.standard_normal((count, NOISE_RANK), dtype=np.float32) @ self.noise_basis
+        vectors = centres + noise
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> dict:
+    import faiss
+
+    from foldervision.retrieval.catalogue import Catalogue, FileState
+    from foldervision.retrieval.embedder import mobilenetv2_embedder
+    from foldervision.retrieval.stores import SQLiteFaissStore
+
+    spec = mobilenetv2_embedder().spec  # resolves the weights hash; builds no network
+    (folder / "spec.json").write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    catalogue = Catalogue.open(folder / "index.sqlite")
+    catalogue.bind_to(spec)
+    with catalogue.transaction():
+        catalogue.set_setting("ann", mode)
+    store = SQLiteFaissStore(catalogue, spec)
+    queries = source.chunk(seed=10**9, count=QUERIES)
+    best_distances = np.full((QUERIES, TOP_K), np.inf, np.float32)
+    best_ids = np.full((QUERIES, TOP_K), -1, np.int64)
+    start = time.perf_counter()
+    for number, offset in enumerate(range(0, count, CHUNK)):
+        vectors = source.chunk(seed=number, count=min(CHUNK, count - offset))
+        rows = [
+            (f"synthetic/{offset + row:07d}.jpg", FileState(1000, 0)) for row in range(len(vectors))
+        ]
+        with catalogue.transaction():
+            ids = catalogue.record_files(rows)
+            store.upsert(ids, vectors)
+        distances, found = faiss.knn(queries, vectors, TOP_K)  # exact ground truth, merged
+        merged_d = np.concatenate([best_distances, distances], axis=1)
+        merged_i = np.concatenate([best_ids, ids[found]], axis=1)
+        order = np.argsort(merged_d, axis=1, kind="stable")[:, :TOP_K]
+        best_distances = np.take_along_axis(merged_d, order, axis=1)
+        best_ids = np.take_along_axis(merged_i, order, axis=1)
+    write_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    store.flush()
+    build_seconds = time.perf_counter() - start
+    kind = store.index_kind()
+    store.close()
+    catalogue.close()
+    np.save(folder / "queries.npy", queries)
+    np.save(folder / "truth.npy", best_ids)
+    return {
+        "vectors": count,
+        "ann": mode,
+        "kind": kind,
+        "sqlite_write_s": round(write_seconds, 1),
+        "build_s": round(build_seconds, 1),
+        "disk_mb": round((folder / "index.faiss").stat().st_size / 2**20, 1),
+        "sqlite_mb": round((folder / "index.sqlite").stat().st_size / 2**20, 1),
+    }
+
+
+def search_phase(folder: Path) -> None:
+    """In a fresh process: open, memory-map, search; print one JSON line."""
+    process_start = time.perf_counter()
+    from foldervision.retrieval.catalogue import Catalogue
+    from foldervision.retrieval.embedder import EmbedderSpec
+    from foldervision.retrieval.stores import SQLiteFaissStore
+
+    queries = np.load(folder / "queries.npy")
+    truth = np.load(folder / "truth.npy")
+    spec = EmbedderSpec.from_dict(json.loads((folder / "spec.json").read_text(encoding="utf-8")))
+    catalogue = Catalogue.open(folder / "index.sqlite")
+    store = SQLiteFaissStore(catalogue, spec)
+    store.search(queries[:1], TOP_K)
+    first_query_s = time.perf_counter() - process_start
+
+    single_ms = []
+    found_rows = []
+    for query in queries:
+        start = time.perf_counter()
+        _, found = store.search(query[np.newaxis], TOP_K)
+        single_ms.append((time.perf_counter() - start) * 1000)
+        found_rows.append(found[0])
+    start = time.perf_counter()
+    for offset in range(0, len(queries), BATCH):
+        store.search(queries[offset : offset + BATCH], TOP_K)
+    batch_ms = (time.perf_counter() - start) * 1000 / len(queries)
+    recall = recall_at_k(np.stack(found_rows), truth)
+    sweep = probe_sweep(store, queries, truth) if store.index_kind() == "approximate" else {}
+    print(
+        json.dumps(
+            {
+                "recall_at_4": round(float(recall), 4),
+                "ms_per_query": round(float(np.median(single_ms)), 2),
+                "ms_per_query_p95": round(float(np.percentile(single_ms, 95)), 2),
+                "batch_ms_per_query": round(batch_ms, 2),
+                "rss_mb": peak_rss_mb(),
+                "open_and_first_query_s": round(first_query_s, 2),
+                "probes": getattr(store._index, "nprobe", 0),
+                "probe_sweep": sweep,
+            }
+        )
+    )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would include the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / TOP_K for f, t in zip(found, truth)]))
+
+
+def probe_sweep(store, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """Recall@4 and ms/query (single queries) at other probe counts: how the default was chosen."""
+    index = store._index
+    default = index.nprobe
+    sweep = {}
+    for probes in (4, 8, 16, 32, 64, 128):
+        if probes > index.nlist:
+            break
+        index.nprobe = probes
+        start = time.perf_counter()
+        found = np.concatenate([store.search(query[np.newaxis], TOP_K)[1] for query in queries])
+        milliseconds = (time.perf_counter() - start) * 1000 / len(queries)
+        sweep[probes] = {"recall_at_4": round(recall_at_k(found, truth), 4),
+                         "ms_per_query": round(milliseconds, 2)}  # fmt: skip
+    index.nprobe = default
+    return sweep
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The vector index file beside the catalogue: exact below a size, approximate (IVF-SQ8) above.
+
+SQLite stays the source of truth; this file is a derived, disposable search structure. It is
+written atomically (temp file + os.replace) with a trailer that records exactly which
+catalogue state it was built from (a `Stamp`). A file whose trailer does not match the
+catalogue (stale after a crash, copied from another index, another embedder, damaged) is
+rebuilt, never used.
+
+Why IVF with 8-bit scalar quantization (benchmarks/search_scale.py has the figures):
+- it removes vectors by id in place (HNSW cannot), so updates stay incremental;
+- 1280 bytes a vector: 10^6 vectors are a 1.3 GB file instead of 5.1 GB, and FAISS can
+  memory-map it, so a search process only pages in the lists it probes;
+- the few candidates it returns are re-ranked with the exact float32 vectors from SQLite, so
+  reported distances are exact and the quantization costs almost no recall.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foldervision.atomic import atomic_path
+
+ANN_MODES = ("auto", "exact", "approximate")
+DEFAULT_ANN_MODE = "auto"
+
+APPROXIMATE_FROM = 50_000
+"""`--ann auto` switches to the approximate index from this many vectors (and back below half).
+
+Exact flat search costs about 0.35 ms per 1000 vectors per query on one core of the reference
+machine (17 ms at 5 * 10^4); IVF-SQ8 stays under 10 ms up to 10^6 (benchmarks/search_scale.py).
+"""
+
+MAX_LISTS = 1024
+"""Inverted lists at most: more would make k-means training minutes long on two cores."""
+PROBES = 16
+"""Lists searched per query. On flowers5-like vectors (benchmarks/search_scale.py): recall@4
+0.997 at 10^6 vectors / 1024 lists, 0.97 at 2 * 10^4 / 128 lists; 8 probes gave 0.99 / 0.91."""
+TRAINING_POINTS_PER_LIST = 64
+RETRAIN_GROWTH = 4
+"""Retrain the lists once the collection has grown this many times over its training size."""
+
+EXACT = "exact"
+APPROXIMATE = "approximate"
+
+_MAGIC = b"FVANN001"
+_TRAILER = struct.Struct("<Q8s")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Which catalogue state a file was built from; any difference means "rebuild"."""
+
+    catalogue: str
+    generation: int
+    count: int
+    ids_sha1: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class IndexFileInfo:
+    """What the trailer of an index file says about it."""
+
+    stamp: Stamp
+    kind: str
+    lists: int
+    probes: int
+    trained_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stamp": asdict(self.stamp)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexFileInfo:
+        return cls(**{**data, "stamp": Stamp(**data["stamp"])})
+
+
+def ids_checksum(ids: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
+
+
+def spec_fingerprint(spec: Any) -> str:
+    text = json.dumps(spec.to_dict(), sort_keys=True)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def wanted_kind(mode: str, count: int, current_kind: str | None = None) -> str:
+    """Which index a collection of `count` vectors gets; `auto` has hysteresis at the threshold."""
+    if mode not in ANN_MODES:
+        raise ValueError(f"Unknown --ann mode {mode!r}; choose one of: {', '.join(ANN_MODES)}.")
+    if mode != "auto":
+        return mode
+    if current_kind == APPROXIMATE and count >= APPROXIMATE_FROM // 2:
+        return APPROXIMATE
+    return APPROXIMATE if count >= APPROXIMATE_FROM else EXACT
+
+
+def list_count(count: int) -> int:
+    """About sqrt(N) lists, a power of two, at most MAX_LISTS (1 for a handful of vectors)."""
+    if count < 2:
+        return 1
+    return int(min(MAX_LISTS, 2 ** round(math.log2(math.sqrt(count)))))
+
+
+def probe_count(lists: int) -> int:
+    return min(lists, PROBES)
+
+
+def build_index(
+    kind: str,
+    dimension: int,
+    count: int,
+    training_sample: Callable[[int], np.ndarray],
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+) -> tuple[Any, int, int]:
+    """A FAISS index of `kind` over (ids, vectors) chunks: (index, lists, probes).
+
+    Vectors arrive in chunks so that 10^6 of them never sit in memory as float32 at once;
+    `training_sample(n)` returns about n vectors for k-means.
+    """
+    import faiss
+
+    if kind == EXACT:
+        index = faiss.IndexIDMap2(faiss.IndexFlatL2(dimension))
+        lists = probes = 0
+    else:
+        lists = list_count(count)
+        probes = probe_count(lists)
+        quantizer = faiss.IndexFlatL2(dimension)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dimension, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2
+        )
+        index.train(np.ascontiguousarray(training_sample(lists * TRAINING_POINTS_PER_LIST)))
+        index.nprobe = probes
+    for ids, vectors in chunks:
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
+        )
+    return index, lists, probes
+
+
+def write_index_file(path: Path, index: Any, info: IndexFileInfo) -> None:
+    """FAISS's own format, then a JSON trailer; both land at once via os.replace."""
+    import faiss
+
+    with atomic_path(path) as temporary:
+        faiss.write_index(index, str(temporary))
+        trailer = json.dumps(info.to_dict(), sort_keys=True).encode("utf-8")
+        with open(temporary, "ab") as handle:
+            handle.write(trailer)
+            handle.write(_TRAILER.pack(len(trailer), _MAGIC))
+
+
+def read_index_info(path: Path) -> IndexFileInfo | None:
+    """The trailer of an index file, or None when there is no file or it is not one of ours."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            if size < _TRAILER.size:
+                return None
+            handle.seek(size - _TRAILER.size)
+            length, magic = _TRAILER.unpack(handle.read(_TRAILER.size))
+            if magic != _MAGIC or length > size - _TRAILER.size:
+                return None
+            handle.seek(size - _TRAILER.size - length)
+            return IndexFileInfo.from_dict(json.loads(handle.read(length)))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def read_index_file(path: Path, writable: bool) -> Any | None:
+    """Load the FAISS index: memory-mapped for searching, into memory when it will change.
+
+    A memory-mapped FAISS index is read-only (changing it crashes), hence `writable`.
+    """
+    import faiss
+
+    try:
+        return faiss.read_index(str(path), 0 if writable else faiss.IO_FLAG_MMAP)
+    except RuntimeError:
+        return None
