@@ -51,13 +51,18 @@ def serve_command(
             f"warning: listening on all interfaces ({host or '*'}): anyone who can reach this "
             "machine can browse DATABASE's images; the page has no login.",
             markup=False,
+            soft_wrap=True,
         )
     sock = listen(host, port)
     try:
         with open_updated_service(database, index, model, image_size, rebuild=False) as service:
             warm_up(service)
             web_app = create_app(service, queries or default_query_folder(database), top_k)
-            console.print(f"serving {database} at {url_of(sock)} (Ctrl-C to stop)", markup=False)
+            console.print(
+                f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",
+                markup=False,
+                soft_wrap=True,
+            )
             run_server(web_app, sock)
     finally:
         sock.close()
