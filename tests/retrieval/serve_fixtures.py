@@ -6,37 +6,15 @@ import http.client
 import io
 import select
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 from PIL import Image
 
-from foldervision.web.server import listen, url_of
+from foldervision.web.server import serving_in_thread
 
-
-@contextmanager
-def live_server(app: object) -> Iterator[str]:
-    """Serve `app` on a free loopback port for the block; yields the base URL (no slash)."""
-    sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield url_of(sock).rstrip("/")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+live_server = serving_in_thread
+"""A real uvicorn server on a free loopback port for the block; yields the base URL."""
 
 
 def raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:

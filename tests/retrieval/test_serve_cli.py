@@ -114,3 +114,11 @@ def test_serve_mistakes_print_one_line(database: Path, fetched_pages, tmp_path: 
         assert result.stderr.startswith("error: ") and expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert fetched_pages == []
+
+
+def test_the_listening_socket_sends_small_answers_without_delay():
+    """uvicorn does not set TCP_NODELAY on sockets it is given; without it each answer waits
+    ~40 ms for a delayed ACK (measured by benchmarks/serve_latency.py)."""
+    with web_server.listen("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert sock.getsockname()[0] == "127.0.0.1"
