@@ -1,0 +1,68 @@
+"""`foldervision serve`: the search as a web page, warm across requests.
+
+The command only parses, opens and updates the index (progress on stderr), warms the network
+and hands everything to `foldervision.web`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from foldervision.cli.app import app, console
+from foldervision.cli.retrieval import (
+    ImageSizeOption,
+    IndexOption,
+    ModelOption,
+    open_updated_service,
+)
+from foldervision.retrieval.search import DEFAULT_TOP_K
+
+
+@app.command("serve")
+def serve_command(
+    database: Path = typer.Argument(..., help="Folder of images to search."),
+    index: Path | None = IndexOption,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on. 0.0.0.0 or :: opens it to the network."
+    ),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="Matches shown per query."),
+    queries: Path | None = typer.Option(
+        None,
+        "--queries",
+        help="Folder of query images offered on the page. Default: query_images/ beside "
+        "DATABASE when it exists, else a sample of DATABASE.",
+    ),
+    model: str = ModelOption,
+    image_size: int | None = ImageSizeOption,
+) -> None:
+    """Serve a search page and JSON API for DATABASE (the index is updated first)."""
+    from foldervision.web.app import create_app, default_query_folder, warm_up
+    from foldervision.web.server import listen, listens_everywhere, run_server, url_of
+
+    if top_k < 1:
+        raise ValueError(f"-k must be at least 1, got {top_k}.")
+    if queries is not None and not queries.is_dir():
+        raise ValueError(f"{queries}: not a folder; pass a folder of query images to --queries.")
+    if listens_everywhere(host):
+        console.print(
+            f"warning: listening on all interfaces ({host or '*'}): anyone who can reach this "
+            "machine can browse DATABASE's images; the page has no login.",
+            markup=False,
+            soft_wrap=True,
+        )
+    sock = listen(host, port)
+    try:
+        with open_updated_service(database, index, model, image_size, rebuild=False) as service:
+            warm_up(service)
+            web_app = create_app(service, queries or default_query_folder(database), top_k)
+            console.print(
+                f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",
+                markup=False,
+                soft_wrap=True,
+            )
+            run_server(web_app, sock)
+    finally:
+        sock.close()

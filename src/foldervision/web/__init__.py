@@ -1,0 +1,3 @@
+"""`foldervision serve`: a small web page and JSON API over a warm RetrievalService."""
+
+from __future__ import annotations

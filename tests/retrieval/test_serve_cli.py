@@ -1,0 +1,124 @@
+"""`foldervision serve`: where it listens, what it warns about, and one-line errors.
+
+The command runs for real up to uvicorn; `run_server` is replaced by one that serves the app
+in a thread on the very socket the command bound, fetches the page and stops.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fake_embedders import colour_layout_embedder
+from typer.testing import CliRunner
+
+from foldervision.cli import app as cli_app
+from foldervision.retrieval import service as retrieval_service
+from foldervision.web import server as web_server
+
+
+@pytest.fixture
+def fetched_pages(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Record, for each serve run, the bound address and what the real server answered."""
+    pages: list[dict] = []
+    monkeypatch.setattr(
+        retrieval_service, "load_embedder", lambda *a, **k: colour_layout_embedder()
+    )
+
+    def serve_once(app: object, sock: socket.socket) -> None:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            thread.join(0.02)
+        try:
+            url = web_server.url_of(sock)
+            host = "127.0.0.1" if sock.family == socket.AF_INET else "[::1]"
+            port = sock.getsockname()[1]
+            page = httpx.get(f"http://{host}:{port}/", timeout=30)
+            search = httpx.get(
+                f"http://{host}:{port}/api/search", params={"path": "q1.png", "root": "queries"}
+            )
+            pages.append(
+                {
+                    "address": sock.getsockname()[0],
+                    "url": url,
+                    "page": page.text,
+                    "search": search.json(),
+                }
+            )
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    monkeypatch.setattr(web_server, "run_server", serve_once)
+    return pages
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    """The repository's digits with its query_images/ beside it, as the assignment has them."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "query_images", tmp_path / "query_images")
+    return Path(shutil.copytree(repo / "images_database", tmp_path / "images_database"))
+
+
+def test_serve_listens_on_loopback_by_default_and_is_warm(database: Path, fetched_pages):
+    result = CliRunner().invoke(cli_app, ["serve", str(database), "--port", "0"])
+
+    assert result.exit_code == 0, result.output
+    [served] = fetched_pages
+    assert served["address"] == "127.0.0.1"
+    assert "warning" not in result.stderr
+    assert f"serving {database} at http://127.0.0.1:" in result.stderr
+    assert "90 images" in served["page"]
+    assert 'data-root="queries" data-path="q1.png"' in served["page"]
+    assert len(served["search"]["results"]) == 4
+    assert (database / ".foldervision" / "index.sqlite").is_file()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_serve_warns_when_listening_on_all_interfaces(database: Path, fetched_pages, host: str):
+    if host == "::" and not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    result = CliRunner().invoke(cli_app, ["serve", str(database), "--host", host, "--port", "0"])
+
+    assert result.exit_code == 0, result.output
+    assert "warning: listening on all interfaces" in result.stderr
+    assert fetched_pages[0]["address"] == host
+
+
+def test_serve_mistakes_print_one_line(database: Path, fetched_pages, tmp_path: Path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        in_use = CliRunner().invoke(cli_app, ["serve", str(database), "--port", port])
+    bad_k = CliRunner().invoke(cli_app, ["serve", str(database), "-k", "0"])
+    no_folder = CliRunner().invoke(cli_app, ["serve", str(tmp_path / "nowhere"), "--port", "0"])
+    bad_queries = CliRunner().invoke(
+        cli_app, ["serve", str(database), "--queries", str(tmp_path / "none"), "--port", "0"]
+    )
+
+    for result, expected in [
+        (in_use, f"127.0.0.1:{port}: cannot listen there"),
+        (bad_k, "-k must be at least 1"),
+        (no_folder, "not a folder"),
+        (bad_queries, "not a folder; pass a folder of query images"),
+    ]:
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: ") and expected in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert fetched_pages == []
+
+
+def test_the_listening_socket_sends_small_answers_without_delay():
+    """uvicorn does not set TCP_NODELAY on sockets it is given; without it each answer waits
+    ~40 ms for a delayed ACK (measured by benchmarks/serve_latency.py)."""
+    with web_server.listen("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert sock.getsockname()[0] == "127.0.0.1"
