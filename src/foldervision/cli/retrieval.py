@@ -7,6 +7,7 @@ progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from foldervision.cli.app import app, console
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.embedder import DEFAULT_MODEL
 from foldervision.retrieval.index import IndexUpdate
+from foldervision.retrieval.milvus_store import TOKEN_ENVIRONMENT_VARIABLE
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.stores import DEFAULT_STORE
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
 DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
@@ -49,6 +52,22 @@ ImageSizeOption = typer.Option(
 RebuildOption = typer.Option(
     False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
 )
+StoreOption = typer.Option(
+    DEFAULT_STORE,
+    "--store",
+    help="Where the vectors live: faiss (in the index file), milvus (Milvus Lite beside the "
+    "index), milvus:PATH.db (Milvus Lite there), milvus:http://HOST:19530[/DBNAME] (a Milvus "
+    "server or cluster).",
+)
+"""Every command that reads or writes vectors takes this (`duplicates`, `serve` too)."""
+StoreTokenOption = typer.Option(
+    None,
+    "--store-token",
+    envvar=TOKEN_ENVIRONMENT_VARIABLE,
+    help="Milvus server credentials (USER:PASSWORD or an API key); default "
+    f"${TOKEN_ENVIRONMENT_VARIABLE}.",
+    show_envvar=False,
+)
 
 
 @app.command("index")
@@ -58,9 +77,21 @@ def index_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
+    ray: bool = typer.Option(
+        False, "--ray", help="Embed on a local Ray cluster using this machine's cores."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Embed on an existing Ray cluster (e.g. ray://HEAD:10001)."
+    ),
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    use_store_token(store_token)
+    use_ray = ray or ray_address is not None
+    with open_updated_service(
+        database, index, model, image_size, rebuild, store, use_ray, ray_address
+    ) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
@@ -84,6 +115,8 @@ def search_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
 ) -> None:
     """Find the images of DATABASE nearest to each query (the index is updated first)."""
     if top_k < 1:
@@ -94,7 +127,8 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    use_store_token(store_token)
+    with open_updated_service(database, index, model, image_size, rebuild, store) as service:
         results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
     if not results:
@@ -115,11 +149,14 @@ def evaluate_retrieval_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
 ) -> None:
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    with open_updated_service(labelled_folder, index, model, image_size, rebuild) as service:
+    use_store_token(store_token)
+    with open_updated_service(labelled_folder, index, model, image_size, rebuild, store) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -135,11 +172,34 @@ def evaluate_retrieval_command(
 # Shared steps.
 
 
+def use_store_token(token: str | None) -> None:
+    """Hand --store-token to the Milvus store (read from the environment, never logged)."""
+    if token:
+        os.environ[TOKEN_ENVIRONMENT_VARIABLE] = token
+
+
 def open_updated_service(
-    database: Path, index_path: Path | None, model: str, image_size: int | None, rebuild: bool
+    database: Path,
+    index_path: Path | None,
+    model: str,
+    image_size: int | None,
+    rebuild: bool,
+    store: str = DEFAULT_STORE,
+    use_ray: bool = False,
+    ray_address: str | None = None,
 ) -> RetrievalService:
-    """Open the folder's index and bring it up to date, showing progress on stderr."""
-    service = RetrievalService.open(database, index_path, model, image_size, rebuild)
+    """Open the folder's index and bring it up to date, showing progress on stderr.
+
+    With `use_ray` the files are embedded by Ray workers; this process still writes the index.
+    """
+    embedder = None
+    if use_ray:
+        from foldervision.retrieval.ray_embedding import ray_embedder
+
+        embedder = ray_embedder(model, image_size, address=ray_address)
+    service = RetrievalService.open(
+        database, index_path, model, image_size, rebuild, store, embedder=embedder
+    )
     try:
         with _progress_bar() as progress:
             task = progress.add_task("embedding", total=None)
