@@ -82,8 +82,9 @@ class RayEmbedder(Embedder):
             fn_constructor_args=(self.recipe, self.spec.to_dict(), self.cpus_per_worker),
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=self.cpus_per_worker,
+            max_restarts=0,  # a failed worker fails the run; the next run resumes
         )
         for rows in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield _batch_from_rows(rows)
@@ -153,10 +154,10 @@ def connect_ray(address: str | None = None) -> Any:
         except (ConnectionError, RuntimeError, TimeoutError) as error:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise FoldervisionError(f"cannot start or reach {where}: {error}") from error
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same ids as a single-process run
     context.enable_progress_bars = False  # the CLI draws its own
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
 
 
