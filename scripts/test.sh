@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install everything (dev extras included) into .venv, then lint and run the test suite.
+# Install everything (dev, export, Milvus and Ray extras included) into .venv, then lint and run the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev,export
+bash scripts/setup.sh dev,export,milvus,cluster
 # The web page's browser test drives Debian's chromium (Playwright's own download needs the
 # internet). Install it once when we can; elsewhere that one test is skipped, saying why.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -8,7 +8,12 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from foldervision.errors import AlreadyExistsError, IndexMismatchError, IndexUnavailableError
+from foldervision.errors import (
+    AlreadyExistsError,
+    IndexMismatchError,
+    IndexUnavailableError,
+    StoreLockedError,
+)
 
 console = Console(stderr=True, highlight=False)
 """Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths)."""
@@ -21,6 +26,8 @@ FLAG_HINTS: dict[type[Exception], str] = {
     AlreadyExistsError: "pass --overwrite to replace it, or choose another --out",
     IndexMismatchError: "pass --rebuild to start over, or --index PATH for a separate index",
     IndexUnavailableError: "pass --index PATH with a writable location",
+    StoreLockedError: "wait for it to finish, pass another --store milvus:PATH.db, or share "
+    "vectors between processes through a Milvus server (--store milvus:http://HOST:19530)",
 }
 """What a person can type to get past each typed library error."""
 

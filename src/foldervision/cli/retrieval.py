@@ -7,6 +7,7 @@ progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import DEFAULT_MODEL
 from foldervision.retrieval.index import IndexUpdate
+from foldervision.retrieval.milvus_store import TOKEN_ENVIRONMENT_VARIABLE
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.stores import DEFAULT_STORE
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
 DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
@@ -50,6 +53,22 @@ ImageSizeOption = typer.Option(
 RebuildOption = typer.Option(
     False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
 )
+StoreOption = typer.Option(
+    DEFAULT_STORE,
+    "--store",
+    help="Where the vectors live: faiss (in the index file), milvus (Milvus Lite beside the "
+    "index), milvus:PATH.db (Milvus Lite there), milvus:http://HOST:19530[/DBNAME] (a Milvus "
+    "server or cluster).",
+)
+"""Every command that reads or writes vectors takes this (`duplicates`, `serve` too)."""
+StoreTokenOption = typer.Option(
+    None,
+    "--store-token",
+    envvar=TOKEN_ENVIRONMENT_VARIABLE,
+    help="Milvus server credentials (USER:PASSWORD or an API key); default "
+    f"${TOKEN_ENVIRONMENT_VARIABLE}.",
+    show_envvar=False,
+)
 AnnOption = typer.Option(
     None,
     "--ann",
@@ -67,9 +86,28 @@ def index_command(
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
+    ray: bool = typer.Option(
+        False, "--ray", help="Embed on a local Ray cluster using this machine's cores."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Embed on an existing Ray cluster (e.g. ray://HEAD:10001)."
+    ),
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    with open_updated_service(database, index, model, image_size, rebuild, ann) as service:
+    use_store_token(store_token)
+    with open_updated_service(
+        database,
+        index,
+        model,
+        image_size,
+        rebuild,
+        ann,
+        store,
+        use_ray=ray or ray_address is not None,
+        ray_address=ray_address,
+    ) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
@@ -94,6 +132,8 @@ def search_command(
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
     no_update: bool = typer.Option(
         False,
         "--no-update",
@@ -110,8 +150,9 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
+    use_store_token(store_token)
     with open_updated_service(
-        database, index, model, image_size, rebuild, ann, update=not no_update
+        database, index, model, image_size, rebuild, ann, store, update=not no_update
     ) as service:
         results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
@@ -134,11 +175,16 @@ def evaluate_retrieval_command(
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
 ) -> None:
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    with open_updated_service(labelled_folder, index, model, image_size, rebuild, ann) as service:
+    use_store_token(store_token)
+    with open_updated_service(
+        labelled_folder, index, model, image_size, rebuild, ann, store
+    ) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -166,9 +212,12 @@ def duplicates_command(
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
 ) -> None:
     """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
-    with open_updated_service(database, index, model, image_size, rebuild, ann) as service:
+    use_store_token(store_token)
+    with open_updated_service(database, index, model, image_size, rebuild, ann, store) as service:
         groups = service.find_duplicates(threshold)
     for number, group in enumerate(groups, start=1):
         if as_json:
@@ -210,6 +259,12 @@ MAX_SHEET_GROUPS = 40
 # Shared steps.
 
 
+def use_store_token(token: str | None) -> None:
+    """Hand --store-token to the Milvus store (read from the environment, never logged)."""
+    if token:
+        os.environ[TOKEN_ENVIRONMENT_VARIABLE] = token
+
+
 def open_updated_service(
     database: Path,
     index_path: Path | None,
@@ -217,10 +272,23 @@ def open_updated_service(
     image_size: int | None,
     rebuild: bool,
     ann: str | None = None,
+    store: str = DEFAULT_STORE,
     update: bool = True,
+    use_ray: bool = False,
+    ray_address: str | None = None,
 ) -> RetrievalService:
-    """Open the folder's index and bring it up to date, showing progress on stderr."""
-    service = RetrievalService.open(database, index_path, model, image_size, rebuild, ann=ann)
+    """Open the folder's index and bring it up to date, showing progress on stderr.
+
+    With `use_ray` the files are embedded by Ray workers; this process still writes the index.
+    """
+    embedder = None
+    if use_ray:
+        from foldervision.retrieval.ray_embedding import ray_embedder
+
+        embedder = ray_embedder(model, image_size, address=ray_address)
+    service = RetrievalService.open(
+        database, index_path, model, image_size, rebuild, store, embedder=embedder, ann=ann
+    )
     if not update:
         return service
     try:

@@ -7,6 +7,8 @@ an `EmbedderSpec`, which the index stores and checks before mixing in new vector
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,6 +52,11 @@ class EmbedderSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderSpec:
         return cls(**data)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the spec: names things (a Milvus collection) per embedder."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def describe(self) -> str:
         flip = ", flip-averaged" if self.flip_average else ""

@@ -81,10 +81,15 @@ class RetrievalService:
     def database(self) -> Path:
         return self.index.database_folder
 
-    def update(self, progress: ProgressCallback | None = None) -> IndexUpdate:
-        """Embed new or changed files and drop deleted ones; unchanged files are not read."""
+    def update(
+        self, progress: ProgressCallback | None = None, embedder: Embedder | None = None
+    ) -> IndexUpdate:
+        """Embed new or changed files and drop deleted ones; unchanged files are not read.
+
+        `embedder` embeds this update instead (e.g. on Ray workers); it has the same spec.
+        """
         with self._lock:
-            return self.index.update(self.embedder, progress=progress)
+            return self.index.update(embedder or self.embedder, progress=progress)
 
     def info(self) -> IndexInfo:
         with self._lock:

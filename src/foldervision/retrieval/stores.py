@@ -399,6 +399,7 @@ def open_sqlite_faiss_store(
 
 
 register_store("faiss", "foldervision.retrieval.stores:open_sqlite_faiss_store")
+register_store("milvus", "foldervision.retrieval.milvus_store:open_milvus_store")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""Beyond one machine: stores and engines give the same answers; what they cost. Prints figures.
+
+1. Same answers: real photos (a seeded sample of flowers5) embedded once with MobileNetV2 into
+   the default store; the same vectors are written to Milvus Lite under the same ids; every
+   image queries both stores (exact index on both sides) and the top-4 lists are compared.
+2. Store write time at --write-rows vectors: precomputed unit vectors (dim 1280) written in
+   batches of 16 through catalogue transactions, exactly as `ImageIndex.update` writes them,
+   so embedding time is left out; Milvus Lite includes its final flush. Ratio vs faiss.
+3. Search latency (one query, k=4, exact) at 10^4 and 10^5 vectors, both stores.
+4. Ray: indexing --ray-files photos single-process vs on a local Ray (all cores), same folder;
+   the vectors are compared, then the per-worker throughput projects 10^7 images on N workers.
+
+Run:  python benchmarks/cluster_scale.py [--folder ../shared/data/flowers5] [--files 300]
+      [--ray-files 1000] [--write-rows 10000] [--image-size 224] [--skip-ray]
+The folder is only read: files are symlinked into a temporary folder, where the indexes go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from foldervision.images import list_image_files
+from foldervision.retrieval.catalogue import Catalogue, FileState
+from foldervision.retrieval.embedder import DEFAULT_IMAGE_SIZE, load_embedder
+from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.stores import open_store
+
+SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
+DIMENSION = 1280
+WRITE_BATCH = 16
+SEARCH_SIZES = (10_000, 100_000)
+SEARCH_QUERIES = 30
+TOP_K = 4
+PROJECTED_IMAGES = 10**7
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", default=str(SHARED_FLOWERS))
+    parser.add_argument("--files", type=int, default=300, help="Photos for the equality check.")
+    parser.add_argument("--ray-files", type=int, default=1000, help="Photos for the Ray run.")
+    parser.add_argument("--write-rows", type=int, default=10_000)
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-ray", action="store_true")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_path = Path(scratch)
+        source = Path(arguments.folder)
+        database = link_sample(source, arguments.files, arguments.seed, scratch_path / "same")
+        same_answers(database, arguments.image_size, scratch_path)
+        write_time(arguments.write_rows, scratch_path)
+        search_latency(scratch_path)
+        if not arguments.skip_ray:
+            database = link_sample(
+                source, arguments.ray_files, arguments.seed, scratch_path / "ray"
+            )
+            ray_overhead(database, arguments.image_size, scratch_path)
+
+
+def link_sample(source: Path, count: int, seed: int, database: Path) -> Path:
+    """A seeded random sample of the folder, linked (not copied), class folders kept."""
+    files = list_image_files(source)
+    chosen = np.random.default_rng(seed).choice(len(files), min(count, len(files)), replace=False)
+    for index in sorted(chosen.tolist()):
+        path = files[index]
+        target = database / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path.resolve())
+    print(f"sample: {len(chosen)} photos of {source} (seed {seed})")
+    return database
+
+
+def same_answers(database: Path, image_size: int, scratch: Path) -> None:
+    embedder = load_embedder("mobilenetv2", image_size)
+    with ImageIndex.open(database, embedder.spec, scratch / "faiss.sqlite") as index:
+        start = time.perf_counter()
+        index.update(embedder)
+        print(f"embedded {len(index)} photos in {time.perf_counter() - start:.1f} s")
+        indexed = index.vectors()
+        expected = index.search(indexed.vectors, TOP_K)
+    milvus = f"milvus:{scratch / 'same.db'}"  # the same vectors under the same ids
+    catalogue = Catalogue.open(scratch / "faiss.sqlite")
+    store = open_store(milvus, catalogue, embedder.spec)
+    with catalogue.transaction():
+        store.upsert(indexed.ids, indexed.vectors)
+    distances, ids = store.search(indexed.vectors, TOP_K)
+    store.close()
+    paths = catalogue.paths_of(ids.ravel())
+    catalogue.close()
+    agree = sum(
+        [path for path, _ in want] == [paths[int(i)] for i in row]
+        for want, row in zip(expected, ids)
+    )
+    gap = max(
+        abs(d - want_d)
+        for want, row in zip(expected, distances)
+        for (_, want_d), d in zip(want, row)
+    )
+    print(
+        f"same top-{TOP_K}: {agree}/{len(expected)} queries ({agree / len(expected):.2%}); "
+        f"largest distance difference {gap:.2e}"
+    )
+
+
+def unit_vectors(count: int, seed: int = 1) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, DIMENSION)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def filled_store(location: str, rows: int, scratch: Path, name: str):
+    """A catalogue with `rows` files and a store holding their vectors, written like an index."""
+    from foldervision.retrieval.embedder import EmbedderSpec
+
+    spec = EmbedderSpec("synthetic", "none", 1, "rgb", layer=name)
+    catalogue = Catalogue.open(scratch / f"{name}.sqlite")
+    catalogue.bind_to(spec)
+    store = open_store(location, catalogue, spec)
+    vectors = unit_vectors(rows)
+    start = time.perf_counter()
+    for begin in range(0, rows, WRITE_BATCH):
+        files = [
+            (f"{i:07d}.jpg", FileState(1, 1)) for i in range(begin, min(rows, begin + WRITE_BATCH))
+        ]
+        with catalogue.transaction():
+            store.upsert(catalogue.record_files(files), vectors[begin : begin + len(files)])
+    if hasattr(store, "flush"):
+        store.flush()
+    return catalogue, store, time.perf_counter() - start
+
+
+def write_time(rows: int, scratch: Path) -> None:
+    seconds = {}
+    for name, location in (("faiss", "faiss"), ("milvus", f"milvus:{scratch / 'write.db'}")):
+        catalogue, store, seconds[name] = filled_store(location, rows, scratch, f"write_{name}")
+        store.close()
+        catalogue.close()
+        print(f"write {rows} vectors, batches of {WRITE_BATCH}: {name} {seconds[name]:.2f} s")
+    print(f"milvus lite / faiss write time: {seconds['milvus'] / seconds['faiss']:.2f}x")
+
+
+def search_latency(scratch: Path) -> None:
+    queries = unit_vectors(SEARCH_QUERIES, seed=7)
+    for rows in SEARCH_SIZES:
+        for name, location in (("faiss", "faiss"), ("milvus", f"milvus:{scratch / f's{rows}.db'}")):
+            catalogue, store, _ = filled_store(location, rows, scratch, f"search_{name}_{rows}")
+            store.search(queries[:1], TOP_K)  # warm: loads the FAISS index / Milvus segments
+            start = time.perf_counter()
+            for query in queries:
+                store.search(query[np.newaxis], TOP_K)
+            milliseconds = (time.perf_counter() - start) / len(queries) * 1000
+            print(f"search {rows} vectors, 1 query, k={TOP_K}: {name} {milliseconds:.1f} ms")
+            store.close()
+            catalogue.close()
+
+
+def ray_overhead(database: Path, image_size: int, scratch: Path) -> None:
+    import ray
+
+    from foldervision.retrieval.ray_embedding import RayEmbedder, connect_ray
+
+    embedder = load_embedder("mobilenetv2", image_size)
+    with ImageIndex.open(database, embedder.spec, scratch / "single.sqlite") as index:
+        start = time.perf_counter()
+        index.update(embedder)
+        single = time.perf_counter() - start
+        expected = index.vectors()
+    start = time.perf_counter()
+    connect_ray()
+    cpus = int(ray.cluster_resources()["CPU"])
+    started = time.perf_counter() - start
+    recipe = functools.partial(load_embedder, "mobilenetv2", image_size)
+    on_ray = RayEmbedder(recipe, embedder.spec, workers=cpus)
+    with ImageIndex.open(database, embedder.spec, scratch / "ray.sqlite") as index:
+        start = time.perf_counter()
+        index.update(on_ray)
+        distributed = time.perf_counter() - start
+        found = index.vectors()
+    ray.shutdown()
+    gap = float(np.abs(found.vectors - expected.vectors).max())
+    count = len(expected.paths)
+    print(f"ray: {cpus} workers (1 CPU each); local Ray start-up {started:.1f} s (not counted)")
+    print(
+        f"index {count} photos at {image_size} px: single process {single:.1f} s, "
+        f"local Ray {distributed:.1f} s, ratio {distributed / single:.2f}x; "
+        f"largest vector difference {gap:.1e}"
+    )
+    per_worker = count / distributed / cpus
+    print(f"measured per-worker (1 CPU) throughput: {per_worker:.1f} images/s")
+    for workers in (8, 64, 512):
+        hours = PROJECTED_IMAGES / (per_worker * workers) / 3600
+        print(f"projection: {PROJECTED_IMAGES:.0e} images on {workers} such workers: {hours:.1f} h")
+
+
+if __name__ == "__main__":
+    main()

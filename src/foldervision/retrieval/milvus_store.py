@@ -1,0 +1,398 @@
+"""Milvus as a vector store: embedded Milvus Lite by default, the same client to a cluster.
+
+    --store milvus                      Milvus Lite in DATABASE/.foldervision/milvus.db
+    --store milvus:PATH.db              Milvus Lite, embedded: a folder on disk, no server
+    --store milvus:http://HOST:19530    Milvus Standalone or Distributed (token: --store-token
+                                        or FOLDERVISION_MILVUS_TOKEN); /DBNAME picks a database
+
+The SQLite catalogue stays the record of files; the collection holds one row per catalogue id:
+(id INT64 primary key, vector, relative path). It is named from the embedder's fingerprint and
+carries the spec and the catalogue it belongs to in its properties, so vectors of another
+embedder, or another index's vectors, are refused instead of mixed in.
+
+Traps this module steps around (pymilvus 3.0.2, milvus-lite 3.2.2):
+- Rows not yet flushed are searched by a Python brute force (seconds per query): writes mark
+  the store dirty and the next search (or close) flushes.
+- pymilvus flattens `params={...}` into top-level keys, which Lite drops: build parameters go
+  in a nested "params" entry, which both Lite and a Milvus server read.
+- Lite refuses IVF_PQ; one process at a time may open a Lite folder (its LOCK file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from foldervision.errors import (
+    FoldervisionError,
+    IndexMismatchError,
+    IndexUnavailableError,
+    StoreLockedError,
+)
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.catalogue import Catalogue
+    from foldervision.retrieval.embedder import EmbedderSpec
+
+TOKEN_ENVIRONMENT_VARIABLE = "FOLDERVISION_MILVUS_TOKEN"
+DEFAULT_LITE_FILE_NAME = "milvus.db"
+COLLECTION_PREFIX = "foldervision_"
+SPEC_PROPERTY = "foldervision.spec"
+OWNER_PROPERTY = "foldervision.catalogue"
+OWNER_TABLE = "milvus_store"
+"""A table of the catalogue file: the catalogue's own id, kept through --rebuild."""
+
+EXACT_INDEX = "FLAT"
+"""Exact search, like the default store: both stores give the same answers."""
+MAX_PATH_BYTES = 65535
+ID_QUERY_BATCH = 10000
+GET_BATCH = 1000
+WRITE_BATCH = 1000
+SUPPORTED_LITE_INDEXES = ("FLAT", "BRUTE_FORCE", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
+
+
+class MilvusStore:
+    """Vectors in one Milvus collection keyed by the catalogue's ids (see the module docstring).
+
+    `index_type` and `index_params` choose the collection's index when it is created
+    (e.g. "HNSW", {"M": 16, "efConstruction": 200}); the default is exact search.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        catalogue: Catalogue,
+        spec: EmbedderSpec,
+        token: str | None = None,
+        index_type: str = EXACT_INDEX,
+        index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.is_lite = uri.endswith(".db")
+        self.collection = COLLECTION_PREFIX + spec.fingerprint()
+        self.index_type = index_type.upper()
+        self.index_params = dict(index_params or {})
+        self.search_params = dict(search_params or {})
+        if self.is_lite and self.index_type not in SUPPORTED_LITE_INDEXES:
+            raise FoldervisionError(
+                f"Milvus Lite ({uri}) cannot build a {self.index_type} index; use one of "
+                f"{', '.join(SUPPORTED_LITE_INDEXES)}, or a Milvus server"
+            )
+        self._catalogue = catalogue
+        self._spec_json = json.dumps(spec.to_dict(), sort_keys=True)
+        self._owner = _catalogue_owner(catalogue)
+        self._client = _connect(uri, token)
+        self._dirty = False
+        self._count: int | None = None
+        try:
+            self._exists = self._client.has_collection(self.collection)
+            if self._exists:
+                self._client.load_collection(self.collection)
+                self._check_collection()
+        except BaseException:
+            self._disconnect()
+            raise
+
+    # ----------------------------------------------------------------------------------------
+    # Writing.
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self._exists:
+            self._create(vectors.shape[1])
+        paths = self._catalogue.paths_of(ids)
+        rows = [
+            {"id": int(i), "vector": vector.tolist(), "path": paths.get(int(i), "")}
+            for i, vector in zip(ids, vectors)
+        ]
+        for start in range(0, len(rows), WRITE_BATCH):
+            self._client.upsert(self.collection, rows[start : start + WRITE_BATCH])
+        self._dirty, self._count = True, None
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> None:
+        id_list = [int(i) for i in ids]
+        if not id_list or not self._exists:
+            return
+        for start in range(0, len(id_list), WRITE_BATCH):
+            self._client.delete(self.collection, ids=id_list[start : start + WRITE_BATCH])
+        self._dirty, self._count = True, None
+
+    def flush(self) -> None:
+        """Seal written rows into indexed segments (unflushed rows are brute-forced in Python)."""
+        if self._dirty and self._exists:
+            self._client.flush(self.collection)
+        self._dirty = False
+
+    # ----------------------------------------------------------------------------------------
+    # Reading.
+
+    def ids(self) -> np.ndarray:
+        if not self._exists:
+            return np.zeros(0, np.int64)
+        found: list[int] = []
+        with _quiet("pymilvus"):
+            iterator = self._client.query_iterator(
+                self.collection, batch_size=ID_QUERY_BATCH, filter="id >= 0", output_fields=["id"]
+            )
+            try:
+                while rows := iterator.next():
+                    found.extend(int(row["id"]) for row in rows)
+            finally:
+                iterator.close()
+        return np.asarray(sorted(found), dtype=np.int64)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        id_list = [int(i) for i in ids]
+        if not id_list:
+            return np.zeros((0, 0), np.float32)
+        found: dict[int, list[float]] = {}
+        for start in range(0, len(id_list), GET_BATCH):
+            chunk = id_list[start : start + GET_BATCH]
+            for row in self._client.get(self.collection, ids=chunk, output_fields=["vector"]):
+                found[int(row["id"])] = row["vector"]
+        return np.asarray([found[i] for i in id_list], dtype=np.float32)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}.")
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        count = len(self)
+        k = min(k, count)
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        self.flush()
+        hits = self._client.search(
+            self.collection,
+            data=queries.tolist(),
+            limit=k,
+            anns_field="vector",
+            output_fields=["id"],
+            search_params={"metric_type": "L2", "params": self.search_params},
+        )
+        distances = np.full((len(queries), k), np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        for row, found in enumerate(hits):
+            for column, hit in enumerate(list(found)[:k]):
+                ids[row, column] = int(hit["id"])
+                distances[row, column] = float(hit["distance"])
+        # Milvus's L2 is the squared distance; the store interface answers Euclidean distances.
+        return np.sqrt(np.maximum(distances, 0.0)), ids
+
+    def index_description(self) -> dict[str, Any]:
+        """What Milvus reports about the collection's vector index (build params included)."""
+        return dict(self._client.describe_index(self.collection, "vector"))
+
+    def __len__(self) -> int:
+        if not self._exists:
+            return 0
+        if self._count is None:
+            self.flush()
+            rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+            self._count = int(rows[0]["count(*)"])
+        return self._count
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        self._client.close()
+        if self.is_lite:
+            _release_lite(self.uri)
+
+    # ----------------------------------------------------------------------------------------
+    # The collection.
+
+    def _create(self, dimension: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dimension))
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
+        index_params = self._client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=self.index_type,
+            metric_type="L2",
+            # Nested on purpose: pymilvus flattens params={...} into top-level keys, which
+            # Milvus Lite silently drops; a "params" entry is read by Lite and servers alike.
+            params={"params": self.index_params} if self.index_params else None,
+        )
+        self._client.create_collection(
+            self.collection,
+            schema=schema,
+            index_params=index_params,
+            consistency_level="Strong",
+        )
+        self._client.alter_collection_properties(
+            self.collection,
+            properties={SPEC_PROPERTY: self._spec_json, OWNER_PROPERTY: self._owner},
+        )
+        self._client.load_collection(self.collection)
+        self._exists = True
+
+    def _check_collection(self) -> None:
+        """Refuse vectors of another embedder, or of another index, rather than mixing them."""
+        properties = self._client.describe_collection(self.collection).get("properties", {})
+        stored_spec = properties.get(SPEC_PROPERTY)
+        if stored_spec is not None and json.loads(stored_spec) != json.loads(self._spec_json):
+            raise IndexMismatchError(
+                f"{self.uri}: collection {self.collection} was built with another embedder "
+                f"({stored_spec}); vectors from different models don't compare"
+            )
+        owner = properties.get(OWNER_PROPERTY)
+        if owner == self._owner:
+            return
+        if owner is not None and len(self.ids()):
+            raise FoldervisionError(
+                f"{self.uri}: collection {self.collection} holds the vectors of another index "
+                f"(not {self._catalogue.path}); give each index its own Milvus Lite file or "
+                "Milvus database (http://HOST:PORT/DBNAME), or drop that collection"
+            )
+        self._client.alter_collection_properties(
+            self.collection,
+            properties={SPEC_PROPERTY: self._spec_json, OWNER_PROPERTY: self._owner},
+        )
+
+
+def open_milvus_store(
+    catalogue: Catalogue, spec: EmbedderSpec, argument: str | None
+) -> MilvusStore:
+    """`--store milvus[:PATH.db | :http://HOST:PORT[/DBNAME]]`, see the module docstring."""
+    token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
+    return MilvusStore(milvus_uri(catalogue, argument), catalogue, spec, token=token)
+
+
+def milvus_uri(catalogue: Catalogue, argument: str | None) -> str:
+    """The URI pymilvus gets: an absolute Lite path ending in .db, or a server address."""
+    if not argument:
+        return str(Path(catalogue.path).resolve().parent / DEFAULT_LITE_FILE_NAME)
+    if argument.startswith(("http://", "https://", "tcp://", "grpc://", "unix:")):
+        return argument
+    if not argument.endswith(".db"):
+        raise FoldervisionError(
+            f"--store milvus:{argument}: a Milvus Lite path must end in .db "
+            "(e.g. milvus:vectors.db), or give a server as milvus:http://HOST:19530"
+        )
+    return str(Path(argument).expanduser().resolve())
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting, and who holds a Milvus Lite folder.
+
+
+def _connect(uri: str, token: str | None) -> Any:
+    try:
+        from pymilvus import MilvusClient
+    except ImportError as error:
+        raise FoldervisionError(
+            "--store milvus needs pymilvus and milvus-lite: pip install 'foldervision[milvus]'"
+        ) from error
+    if uri.endswith(".db"):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        _refuse_if_locked(Path(uri))
+    try:
+        with _quiet("milvus_lite"):
+            client = MilvusClient(uri=uri, token=token or "")
+    except Exception as error:
+        if uri.endswith(".db"):
+            _refuse_if_locked(Path(uri))
+        raise IndexUnavailableError(f"{uri}: cannot open the Milvus store ({error})") from error
+    if uri.endswith(".db"):
+        _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
+    return client
+
+
+def _refuse_if_locked(data_dir: Path) -> None:
+    holders = [pid for pid in lock_holders(data_dir / "LOCK") if pid != os.getpid()]
+    if holders:
+        pid = holders[0]
+        raise StoreLockedError(
+            f"{data_dir}: Milvus Lite folder is in use by process {pid} ({_command_of(pid)}); "
+            "Milvus Lite allows one process at a time"
+        )
+
+
+def lock_holders(lock_file: Path) -> list[int]:
+    """Pids holding a flock/POSIX lock on `lock_file`, from /proc/locks (Linux; else [])."""
+    try:
+        status = lock_file.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    holders = []
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if len(fields) >= 6 and fields[5] == device and fields[4].isdigit():
+            holders.append(int(fields[4]))
+    return holders
+
+
+def _command_of(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "unknown command"
+    command = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
+    return command[:80] + ("..." if len(command) > 80 else "")
+
+
+@contextlib.contextmanager
+def _quiet(*logger_names: str) -> Iterator[None]:
+    """Silence library log lines (Lite's start-up traceback, pymilvus' iterator warning): the
+    user gets one line from us instead."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop the in-process Lite server once no store of this process uses it (frees LOCK)."""
+    _LITE_USERS[uri] = _LITE_USERS.get(uri, 1) - 1
+    if _LITE_USERS[uri] > 0:
+        return
+    del _LITE_USERS[uri]
+    module = sys.modules.get("milvus_lite.server_manager")
+    if module is not None:
+        module.server_manager_instance.release_server(uri)
+
+
+_LITE_USERS: dict[str, int] = {}
+
+
+def _catalogue_owner(catalogue: Catalogue) -> str:
+    """This catalogue's id (a table of its own, so `--rebuild` keeps it)."""
+    connection = catalogue.connection
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {OWNER_TABLE} (owner TEXT NOT NULL)")
+    row = connection.execute(f"SELECT owner FROM {OWNER_TABLE}").fetchone()
+    if row:
+        return row[0]
+    owner = uuid.uuid4().hex
+    with catalogue.transaction():
+        connection.execute(f"INSERT INTO {OWNER_TABLE} VALUES (?)", (owner,))
+    return owner

@@ -1,0 +1,171 @@
+"""Embedding on a Ray cluster: Ray Data decodes and embeds, this process writes the index.
+
+    foldervision index DATABASE --ray                     # local Ray on this machine's cores
+    foldervision index DATABASE --ray-address HEAD:6379   # an existing cluster
+
+`RayEmbedder` is an `Embedder` whose `embed_files` sends the paths through
+`ray.data.from_items(paths).map_batches(...)` over a pool of actors; each actor builds its own
+Embedder from a picklable recipe (whatever backend is the default) and checks that its spec
+equals the driver's, so a worker with other weights fails instead of writing other vectors.
+The driver receives batches in order and writes them through the same catalogue transactions
+as a single-process run, so resuming, ids and stores behave exactly the same.
+
+Ray is the optional extra `foldervision[cluster]`; nothing imports it unless --ray is used.
+Workers must see the image paths: a shared folder mounted at the same path (see
+docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foldervision.errors import FoldervisionError
+from foldervision.images import SkippedFile, iter_images
+from foldervision.retrieval.embedder import (
+    DEFAULT_BATCH_SIZE,
+    EmbeddedBatch,
+    Embedder,
+    EmbedderSpec,
+    load_embedder,
+)
+
+CPUS_PER_WORKER = 1
+"""One core per actor, its network pinned to one thread: N actors use N cores without
+oversubscribing them (TensorFlow would otherwise start a thread per core in every actor)."""
+
+EmbedderRecipe = Callable[[], Embedder]
+"""A picklable way to build the embedder on a worker, e.g. partial(load_embedder, model)."""
+
+
+class RayEmbedder(Embedder):
+    """Embed files on Ray workers; the vectors equal those of the recipe's Embedder locally."""
+
+    def __init__(
+        self,
+        recipe: EmbedderRecipe,
+        spec: EmbedderSpec,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_worker: float = CPUS_PER_WORKER,
+    ) -> None:
+        super().__init__(spec, build_feature_model=lambda: None)
+        self.recipe = recipe
+        self.address = address
+        self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
+        self._local: Embedder | None = None
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels already in this process are embedded here (queries, uploads)."""
+        if self._local is None:
+            self._local = self.recipe()
+        return self._local.embed_pixels(pixels)
+
+    def embed_files(
+        self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[EmbeddedBatch]:
+        if not paths:
+            return
+        ray = connect_ray(self.address)
+        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = max(1, min(workers, -(-len(paths) // batch_size)))
+        dataset = ray.data.from_items([{"path": str(path)} for path in paths])
+        embedded = dataset.map_batches(
+            EmbedOnWorker,
+            fn_constructor_args=(self.recipe, self.spec.to_dict(), self.cpus_per_worker),
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=self.cpus_per_worker,
+            max_restarts=0,  # a failed worker fails the run; the next run resumes
+        )
+        for rows in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            yield _batch_from_rows(rows)
+
+
+class EmbedOnWorker:
+    """A Ray Data actor: holds one Embedder, turns a batch of paths into vectors or reasons."""
+
+    def __init__(self, recipe: EmbedderRecipe, spec: dict[str, Any], threads: float) -> None:
+        count = str(max(1, int(threads)))
+        for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[variable] = count
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        self.embedder = recipe()
+        if self.embedder.spec.to_dict() != spec:
+            raise FoldervisionError(
+                f"a Ray worker built {self.embedder.spec.describe()}, not the driver's "
+                f"{EmbedderSpec.from_dict(spec).describe()}; give the workers the same weights"
+            )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        paths = [str(path) for path in batch["path"]]
+        spec = self.embedder.spec
+        decoded = list(iter_images(paths, spec.image_size, spec.color_mode))
+        good = [image for _, image, skip in decoded if skip is None]
+        vectors = iter(self.embedder.embed_pixels(np.stack(good)) if good else [])
+        payload, reasons = [], []
+        for _, _, skip in decoded:
+            payload.append(b"" if skip is not None else next(vectors).astype("<f4").tobytes())
+            reasons.append(skip.reason if skip is not None else "")
+        return {
+            "path": np.asarray(paths, dtype=object),
+            "vector": np.asarray(payload, dtype=object),
+            "reason": np.asarray(reasons, dtype=object),
+        }
+
+
+def _batch_from_rows(rows: dict[str, np.ndarray]) -> EmbeddedBatch:
+    batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
+    vectors = []
+    for path, payload, reason in zip(rows["path"], rows["vector"], rows["reason"]):
+        if reason:
+            batch.skipped.append(SkippedFile(str(path), str(reason)))
+        else:
+            batch.paths.append(Path(str(path)))
+            vectors.append(np.frombuffer(payload, dtype="<f4"))
+    if vectors:
+        batch.vectors = np.stack(vectors).astype(np.float32)
+    return batch
+
+
+def connect_ray(address: str | None = None) -> Any:
+    """Join the cluster at `address`, or start a local Ray on this machine's cores (once)."""
+    try:
+        import ray
+    except ImportError as error:
+        raise FoldervisionError(
+            "--ray needs Ray, which is not installed; pip install 'foldervision[cluster]'"
+        ) from error
+    if not ray.is_initialized():
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+        try:
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **options)
+        except (ConnectionError, RuntimeError, TimeoutError) as error:
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise FoldervisionError(f"cannot start or reach {where}: {error}") from error
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # same ids as a single-process run
+    context.enable_progress_bars = False  # the CLI draws its own
+    return ray
+
+
+def ray_embedder(
+    model: str, image_size: int | None, address: str | None = None, workers: int | None = None
+) -> RayEmbedder:
+    """What `--ray` / `--ray-address` mean: the `--model` embedder, run on Ray workers."""
+    connect_ray(address)  # fail now, in one line, if Ray is missing or unreachable
+    local = load_embedder(model, image_size)  # resolves the weights and the spec; builds nothing
+    recipe = functools.partial(load_embedder, model, image_size)
+    return RayEmbedder(recipe, local.spec, address, workers)

@@ -1,0 +1,125 @@
+"""Embedding on Ray (local, 2 CPUs): the same vectors as one process, written to any store.
+
+One Ray session serves the whole module (starting Ray costs ~10 s); the workers build the real
+MobileNetV2 at 96 px from the session's weights cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from foldervision.cli import app
+from foldervision.retrieval.embedder import Embedder, load_embedder
+from foldervision.retrieval.index import ImageIndex
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local_ray(weights_cache: Path) -> Iterator[object]:
+    ray = pytest.importorskip("ray")
+    from foldervision.retrieval.ray_embedding import connect_ray
+
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield connect_ray()
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("store", ["faiss", "milvus"])
+def test_ray_index_equals_the_single_process_index(
+    photo_folder: Path,
+    tmp_path: Path,
+    embedder: Embedder,
+    local_ray: object,
+    store: str,
+    broken_photos: list[str],
+) -> None:
+    from foldervision.retrieval.ray_embedding import RayEmbedder
+
+    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "one.sqlite") as index:
+        index.update(embedder, batch_size=3)
+        expected = index.vectors()
+    recipe = functools.partial(load_embedder, "mobilenetv2", embedder.spec.image_size)
+    on_ray = RayEmbedder(recipe, embedder.spec, workers=2)
+    location = f"milvus:{tmp_path / 'v.db'}" if store == "milvus" else store
+    with ImageIndex.open(
+        photo_folder, embedder.spec, tmp_path / "ray.sqlite", store=location
+    ) as index:
+        update = index.update(on_ray, batch_size=3)
+        found = index.vectors()
+        skipped = sorted(Path(skip.path).name for skip in index.skipped_files())
+
+    assert sorted(Path(skip.path).name for skip in update.skipped) == broken_photos == skipped
+    assert found.paths == expected.paths
+    assert found.ids.tolist() == expected.ids.tolist()  # written in the same order
+    np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-5)
+
+
+def test_cli_index_with_ray_writes_milvus(
+    photo_folder: Path, tmp_path: Path, local_ray: object, readable_photos: list[str]
+) -> None:
+    lite = tmp_path / "v.db"
+    result = CliRunner().invoke(
+        app,
+        ["index", str(photo_folder), "--ray", "--image-size", "96", "--store", f"milvus:{lite}"],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert f"({len(readable_photos)} images)" in result.stderr
+
+
+RUN_CLI = """
+import sys
+from foldervision.cli import main
+{setup}
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    print("exit", exit.code)
+print("imported", "ray" in sys.modules, "pymilvus" in sys.modules)
+"""
+
+
+def run_cli_in_subprocess(weights_cache: Path, *arguments: str, setup: str = "") -> tuple[str, str]:
+    environment = {**os.environ, "FOLDERVISION_CACHE": str(weights_cache)}
+    environment["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), *sys.path])
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_CLI.format(setup=setup), *arguments],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )  # fmt: skip
+    return done.stdout, done.stderr
+
+
+def test_a_plain_index_run_never_imports_ray_or_milvus(
+    photo_folder: Path, weights_cache: Path, embedder: Embedder
+) -> None:
+    stdout, stderr = run_cli_in_subprocess(
+        weights_cache, "index", str(photo_folder), "--image-size", "96"
+    )
+
+    assert "exit 0" in stdout, stderr
+    assert "imported False False" in stdout
+
+
+def test_ray_option_without_ray_installed_is_one_line(
+    photo_folder: Path, weights_cache: Path
+) -> None:
+    stdout, stderr = run_cli_in_subprocess(
+        weights_cache, "index", str(photo_folder), "--ray", setup="sys.modules['ray'] = None"
+    )
+
+    assert "exit 2" in stdout
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("error: --ray needs Ray") and "foldervision[cluster]" in line

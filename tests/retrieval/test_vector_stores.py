@@ -1,0 +1,390 @@
+"""Every vector store, through the index a user runs: the same answers, updates and resumes.
+
+Shared behaviour is parametrised over every registered store (faiss, and Milvus Lite: a real
+embedded Milvus engine on disk); Milvus's own traps (flush, index parameters, the Lite lock,
+foreign collections) are tested below them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_embedders import colour_layout_embedder
+from typer.testing import CliRunner
+
+from foldervision.cli import app
+from foldervision.errors import FoldervisionError, IndexMismatchError, StoreLockedError
+from foldervision.retrieval.catalogue import Catalogue
+from foldervision.retrieval.embedder import Embedder, EmbedderSpec
+from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.milvus_store import MilvusStore, lock_holders
+from foldervision.retrieval.stores import available_stores
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=available_stores())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A `--store` value per registered store; Milvus Lite gets a fresh folder on disk."""
+    if request.param == "milvus":
+        return f"milvus:{tmp_path / 'vectors.db'}"
+    return request.param
+
+
+def test_every_store_is_covered() -> None:
+    assert set(available_stores()) == {"faiss", "milvus"}
+
+
+def neighbours(index: ImageIndex, k: int) -> dict[str, list[str]]:
+    """Top-k paths for every indexed image used as a query, by its stored vector."""
+    indexed = index.vectors()
+    answers = index.search(indexed.vectors, k)
+    return {
+        index.relative(path): [found for found, _ in row]
+        for path, row in zip(indexed.paths, answers)
+    }
+
+
+def test_index_and_search_on_real_photos(
+    photo_folder: Path, embedder: Embedder, store: str, readable_photos: list[str]
+) -> None:
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        update = index.update(embedder)
+        assert sorted(update.embedded) == readable_photos
+        assert len(index.store) == len(readable_photos)
+        indexed = index.vectors()
+        [row] = index.search(indexed.vectors[:1], k=3)
+        second = index.vector_of(row[1][0])
+
+    assert row[0] == (index.relative(indexed.paths[0]), pytest.approx(0.0, abs=1e-3))
+    assert len(row) == 3 and row[1][1] > 0.1
+    distances = [distance for _, distance in row]
+    assert distances == sorted(distances)
+    # Euclidean, not squared: the distance to the second match is |a - b| of the unit vectors.
+    expected = np.linalg.norm(indexed.vectors[0] - second)
+    assert row[1][1] == pytest.approx(expected, abs=1e-4)
+
+
+def test_every_store_gives_the_default_stores_answers(
+    digits_folder: Path, photo_folder: Path, tmp_path: Path, embedder: Embedder, store: str
+) -> None:
+    for name in ("café au lait.webp", "Coffee.PNG", "猫 cat.tif"):
+        shutil.copy(photo_folder / name, digits_folder / name)
+    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "faiss.sqlite") as index:
+        index.update(embedder)
+        expected = neighbours(index, k=4)
+    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "x.sqlite", store=store) as index:
+        index.update(embedder)
+        answers = neighbours(index, k=4)
+
+    assert len(answers) == len(expected) > 20
+    assert answers == expected
+
+
+def test_adds_changes_and_removals_follow_the_catalogue(
+    photo_folder: Path, embedder: Embedder, store: str, readable_photos: list[str]
+) -> None:
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        index.update(embedder)
+        first_ids = dict(index.catalogue.files())
+    (photo_folder / "ROCKET.BMP").unlink()
+    shutil.copy(photo_folder / "astronaut.jpg", photo_folder / "chelsea.jpeg")
+    stat = (photo_folder / "chelsea.jpeg").stat()
+    os.utime(photo_folder / "chelsea.jpeg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    shutil.copy(photo_folder / "Coffee.PNG", photo_folder / "added.png")
+
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        update = index.update(embedder)
+        ids = {path: file_id for file_id, path in index.catalogue.files()}
+        store_ids = index.store.ids()
+        [row] = index.search(index.vector_of("chelsea.jpeg")[np.newaxis], k=2)
+
+    assert sorted(update.embedded) == ["added.png", "chelsea.jpeg"]
+    assert update.removed == ["ROCKET.BMP"]
+    assert sorted(store_ids.tolist()) == sorted(ids.values())
+    assert len(store_ids) == len(readable_photos)
+    assert ids["chelsea.jpeg"] == {v: k for k, v in first_ids.items()}["chelsea.jpeg"]  # kept
+    # the changed file's vector was replaced, not duplicated: its twin is now at distance 0
+    assert {path for path, _ in row} == {"chelsea.jpeg", "astronaut.jpg"}
+    assert row[1][1] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(
+    photo_folder: Path, tmp_path: Path, store: str, readable_photos: list[str]
+) -> None:
+    embedder = colour_layout_embedder()
+    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "clean.sqlite") as index:
+        index.update(embedder, batch_size=2)
+        clean = index.vectors()
+    original = embedder.embed_pixels
+
+    def crash_on_third_batch(pixels: np.ndarray) -> np.ndarray:
+        if len(embedder.calls) == 2:
+            raise KeyboardInterrupt
+        return original(pixels)
+
+    embedder.calls.clear()
+    embedder.embed_pixels = crash_on_third_batch  # type: ignore[method-assign]
+    with (
+        pytest.raises(KeyboardInterrupt),
+        ImageIndex.open(photo_folder, embedder.spec, store=store) as index,
+    ):
+        index.update(embedder, batch_size=2)
+    embedder.embed_pixels = original  # type: ignore[method-assign]
+    embedder.calls.clear()
+
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        assert len(index.store) == 4  # two whole batches were kept
+        update = index.update(embedder, batch_size=2)
+        resumed = index.vectors()
+        store_ids = index.store.ids()
+
+    assert len(update.embedded) == len(readable_photos) - 4 == sum(embedder.calls)
+    assert resumed.paths == clean.paths
+    np.testing.assert_allclose(resumed.vectors, clean.vectors, atol=1e-6)
+    assert sorted(store_ids.tolist()) == sorted(resumed.ids.tolist())
+
+
+def test_a_vector_written_without_its_catalogue_row_is_dropped_on_open(
+    photo_folder: Path, store: str
+) -> None:
+    """A crash between the store's write and the catalogue's commit leaves an orphan id."""
+    embedder = colour_layout_embedder()
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        index.update(embedder)
+        index.store.upsert(np.asarray([9999]), np.ones((1, 48), np.float32) / np.sqrt(48))
+        assert 9999 in index.store.ids()
+    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+        assert 9999 not in index.store.ids()
+        assert len(index.store) == len(index)
+
+
+# --------------------------------------------------------------------------------------------
+# Milvus: its traps, each tested.
+
+
+def open_lite(path: Path, catalogue_path: Path, spec: EmbedderSpec, **options) -> MilvusStore:
+    catalogue = Catalogue.open(catalogue_path)
+    catalogue.bind_to(spec)
+    return MilvusStore(str(path), catalogue, spec, **options)
+
+
+def unit_vectors(count: int, dimension: int = 48, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_hnsw_parameters_reach_the_milvus_index(tmp_path: Path) -> None:
+    """pymilvus flattens params={...} into keys Lite drops; ours must arrive intact."""
+    spec = colour_layout_embedder().spec
+    store = open_lite(
+        tmp_path / "v.db", tmp_path / "c.sqlite", spec,
+        index_type="HNSW", index_params={"M": 12, "efConstruction": 90},
+    )  # fmt: skip
+    try:
+        store.upsert(np.arange(1, 41), unit_vectors(40))
+        description = store.index_description()
+        distances, ids = store.search(unit_vectors(40)[:2], k=1)
+    finally:
+        store.close()
+
+    assert description["index_type"] == "HNSW"
+    assert description["params"] == {"M": 12, "efConstruction": 90}
+    assert ids[:, 0].tolist() == [1, 2]
+
+
+def test_searches_after_writes_are_served_from_flushed_segments(tmp_path: Path) -> None:
+    """Unflushed rows are brute-forced in Python (seconds a query): writes flush before search."""
+    spec = colour_layout_embedder().spec
+    store = open_lite(tmp_path / "v.db", tmp_path / "c.sqlite", spec)
+    flushes: list[str] = []
+    original_flush = store._client.flush
+    store._client.flush = lambda name, **kw: (flushes.append(name), original_flush(name, **kw))
+    try:
+        store.upsert(np.arange(1, 101), unit_vectors(100))
+        store.search(unit_vectors(100)[:1], k=4)
+        store.search(unit_vectors(100)[1:2], k=4)  # nothing new written: no second flush
+        store.remove([1])
+        _, ids = store.search(unit_vectors(100)[:1], k=4)
+    finally:
+        store.close()
+
+    assert flushes == [store.collection, store.collection]
+    assert 1 not in ids[0]
+    data_files = list((tmp_path / "v.db" / "collections" / store.collection).rglob("*.parquet"))
+    assert data_files  # the rows live in sealed segments, not only in the write-ahead log
+
+
+def test_lite_refuses_an_index_type_it_cannot_build(tmp_path: Path) -> None:
+    spec = colour_layout_embedder().spec
+    with pytest.raises(FoldervisionError, match="cannot build a IVF_PQ index"):
+        open_lite(tmp_path / "v.db", tmp_path / "c.sqlite", spec, index_type="IVF_PQ")
+
+
+HOLD_LITE_FOLDER = """
+import sys, time
+from pymilvus import MilvusClient
+MilvusClient(sys.argv[1])
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_lite_folder_held_by_another_process_is_one_line_naming_it(
+    photo_folder: Path, tmp_path: Path, cli_uses_session_embedder: Embedder
+) -> None:
+    lite = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_LITE_FOLDER), str(lite)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        assert lock_holders(lite / "LOCK") == [holder.pid]
+        embedder = colour_layout_embedder()
+        with pytest.raises(StoreLockedError, match=f"in use by process {holder.pid}"):
+            ImageIndex.open(photo_folder, embedder.spec, store=f"milvus:{lite}")
+        result = CliRunner().invoke(
+            app,
+            ["index", str(photo_folder), "--index", str(tmp_path / "cli.sqlite"),
+             "--image-size", "96", "--store", f"milvus:{lite}"],
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(lite) in line and str(holder.pid) in line and "--store" in line
+
+
+def test_a_collection_of_another_embedder_is_refused(
+    photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lite = f"milvus:{tmp_path / 'v.db'}"
+    first, second = colour_layout_embedder(16), colour_layout_embedder(32)
+    with ImageIndex.open(photo_folder, first.spec, tmp_path / "a.sqlite", store=lite) as index:
+        index.update(first)
+    # Same collection name (as if renamed or shared), other embedder: never mixed in.
+    monkeypatch.setattr(EmbedderSpec, "fingerprint", lambda spec: "same")
+    with ImageIndex.open(photo_folder, first.spec, tmp_path / "b.sqlite", store=lite) as index:
+        index.update(first)
+    with pytest.raises(IndexMismatchError, match="another embedder"):
+        ImageIndex.open(photo_folder, second.spec, tmp_path / "c.sqlite", store=lite)
+
+
+def test_another_indexs_collection_is_not_overwritten(photo_folder: Path, tmp_path: Path) -> None:
+    lite = f"milvus:{tmp_path / 'v.db'}"
+    embedder = colour_layout_embedder()
+    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "a.sqlite", store=lite) as index:
+        index.update(embedder)
+        count = len(index.store)
+    with pytest.raises(FoldervisionError, match="holds the vectors of another index"):
+        ImageIndex.open(photo_folder, embedder.spec, tmp_path / "b.sqlite", store=lite)
+    # --rebuild of the owning index keeps its claim and starts over
+    with ImageIndex.open(
+        photo_folder, embedder.spec, tmp_path / "a.sqlite", rebuild=True, store=lite
+    ) as index:
+        assert len(index.store) == 0
+        index.update(embedder)
+        assert len(index.store) == count
+
+
+def test_cli_indexes_and_searches_through_milvus_lite(
+    photo_folder: Path, tmp_path: Path, cli_uses_session_embedder: Embedder
+) -> None:
+    lite = tmp_path / "vectors.db"
+    size = ["--image-size", "96", "--store", f"milvus:{lite}"]
+    indexed = CliRunner().invoke(app, ["index", str(photo_folder), *size])
+    query = photo_folder / "猫 cat.tif"
+    found = CliRunner().invoke(
+        app, ["search", str(query), "--database", str(photo_folder), "-k", "2", *size]
+    )
+
+    assert indexed.exit_code == 0, indexed.stderr
+    assert (lite / "LOCK").exists()
+    assert found.exit_code == 0, found.stderr
+    first = found.stdout.splitlines()[0].split("\t")
+    assert first[0] == "1" and float(first[1]) < 1e-3 and first[2] == str(query)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("milvus:vectors", "must end in .db"), ("qdrant", "Unknown vector store")],
+)
+def test_a_bad_store_is_one_line_saying_what_to_pass(
+    photo_folder: Path, value: str, message: str, cli_uses_session_embedder: Embedder
+) -> None:
+    arguments = ["index", str(photo_folder), "--image-size", "96", "--store", value]
+    result = CliRunner().invoke(app, arguments)
+
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert message in line
+
+
+# --------------------------------------------------------------------------------------------
+# The remote path: a real Milvus standalone server (PyPI `milvus`) on a local port.
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Milvus 2.3 standalone server: $FOLDERVISION_TEST_MILVUS_URI, else one started here."""
+    if os.environ.get("FOLDERVISION_TEST_MILVUS_URI"):
+        yield os.environ["FOLDERVISION_TEST_MILVUS_URI"]
+        return
+    milvus = pytest.importorskip("milvus", reason="the Milvus server package is Linux x86-64 only")
+    server = milvus.MilvusServer(wait_for_started=False)
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    try:
+        server.start()
+        server.wait_started(timeout=SERVER_START_SECONDS * 1000)
+    except (TimeoutError, RuntimeError) as error:
+        server.stop()
+        pytest.skip(f"the Milvus server did not start here: {error}")
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+
+
+SERVER_START_SECONDS = 120
+
+
+def test_a_milvus_server_answers_like_the_default_store(
+    digits_folder: Path, tmp_path: Path, milvus_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = colour_layout_embedder()
+    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "faiss.sqlite") as index:
+        index.update(embedder)
+        expected = neighbours(index, k=4)
+    monkeypatch.setenv("FOLDERVISION_MILVUS_TOKEN", "root:Milvus")  # credentials pass through
+    remote = f"milvus:{milvus_server}"
+    with ImageIndex.open(
+        digits_folder, embedder.spec, tmp_path / "m.sqlite", store=remote
+    ) as index:
+        index.update(embedder, batch_size=8)
+        answers = neighbours(index, k=4)
+    removed = sorted(digits_folder.rglob("*.png"))[:3]
+    for path in removed:
+        path.unlink()
+    with ImageIndex.open(
+        digits_folder, embedder.spec, tmp_path / "m.sqlite", store=remote
+    ) as index:
+        update = index.update(embedder)
+        remaining = len(index.store)
+        store_ids = sorted(index.store.ids().tolist())
+        catalogue_ids = sorted(index.catalogue.ids().tolist())
+        index.store._client.drop_collection(index.store.collection)
+
+    assert answers == expected
+    assert len(update.removed) == 3
+    assert remaining == len(expected) - 3 and store_ids == catalogue_ids
