@@ -24,7 +24,8 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console
 from foldervision.images import SkippedFile, list_image_files
-from foldervision.retrieval.embedder import DEFAULT_MODEL
+from foldervision.retrieval.backends import DEFAULT_BACKEND, available_backends
+from foldervision.retrieval.embedder import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS
 from foldervision.retrieval.index import IndexUpdate
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService
@@ -49,6 +50,16 @@ ImageSizeOption = typer.Option(
 RebuildOption = typer.Option(
     False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
 )
+BackendOption = typer.Option(
+    DEFAULT_BACKEND,
+    "--backend",
+    help=f"What runs the network: {', '.join(available_backends())} (keras for GPUs).",
+)
+PrecisionOption = typer.Option(
+    DEFAULT_PRECISION,
+    "--precision",
+    help=f"{' or '.join(PRECISIONS)}; int8 is faster, its vectors differ a little (onnx only).",
+)
 
 
 @app.command("index")
@@ -58,9 +69,13 @@ def index_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    with open_updated_service(
+        database, index, model, image_size, rebuild, backend, precision
+    ) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
@@ -84,6 +99,8 @@ def search_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Find the images of DATABASE nearest to each query (the index is updated first)."""
     if top_k < 1:
@@ -94,7 +111,9 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    with open_updated_service(database, index, model, image_size, rebuild) as service:
+    with open_updated_service(
+        database, index, model, image_size, rebuild, backend, precision
+    ) as service:
         results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
     if not results:
@@ -115,11 +134,15 @@ def evaluate_retrieval_command(
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
     rebuild: bool = RebuildOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    with open_updated_service(labelled_folder, index, model, image_size, rebuild) as service:
+    with open_updated_service(
+        labelled_folder, index, model, image_size, rebuild, backend, precision
+    ) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -136,10 +159,18 @@ def evaluate_retrieval_command(
 
 
 def open_updated_service(
-    database: Path, index_path: Path | None, model: str, image_size: int | None, rebuild: bool
+    database: Path,
+    index_path: Path | None,
+    model: str,
+    image_size: int | None,
+    rebuild: bool,
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
 ) -> RetrievalService:
     """Open the folder's index and bring it up to date, showing progress on stderr."""
-    service = RetrievalService.open(database, index_path, model, image_size, rebuild)
+    service = RetrievalService.open(
+        database, index_path, model, image_size, rebuild, backend=backend, precision=precision
+    )
     try:
         with _progress_bar() as progress:
             task = progress.add_task("embedding", total=None)

@@ -21,7 +21,13 @@ import numpy as np
 
 from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile
-from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
+from foldervision.retrieval.backends import DEFAULT_BACKEND
+from foldervision.retrieval.embedder import (
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    Embedder,
+    load_embedder,
+)
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.stores import DEFAULT_STORE
@@ -57,12 +63,14 @@ class RetrievalService:
         rebuild: bool = False,
         store: str = DEFAULT_STORE,
         embedder: Embedder | None = None,
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
     ) -> RetrievalService:
         """Open (or create) the index of `database` for the embedder `model` describes.
 
         `embedder` lets a caller that already holds a built embedder reuse it.
         """
-        embedder = embedder or load_embedder(model, image_size)
+        embedder = embedder or load_embedder(model, image_size, backend, precision)
         return cls(ImageIndex.open(database, embedder.spec, index_path, rebuild, store), embedder)
 
     def close(self) -> None:

@@ -1,0 +1,174 @@
+"""The "onnx" backend: the Keras embedding model exported once to ONNX and run by ONNX Runtime.
+
+The file is cached under the embedder spec's fingerprint (`<cache>/embedders/<fingerprint>.onnx`),
+so a later process that finds it never imports TensorFlow: a single search starts in well under
+a second. Exporting (the first run for a spec) builds the Keras model and does import it.
+
+INT8 (`--precision int8`) is the fp32 file statically quantized (QDQ, per-channel weights),
+calibrated on a fixed set of photos (`calibration_pixels`), so that the same spec gives the
+same vectors on every machine whatever folder was indexed first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from foldervision.atomic import atomic_path
+from foldervision.errors import FoldervisionError
+from foldervision.weights import cache_directory  # moves to foldervision.cache on merge
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.backends import Forward
+    from foldervision.retrieval.embedder import EmbedderSpec
+
+EXPORT_FOLDER = "embedders"
+EXPORT_FORMAT = 1
+"""Bumped when the export or quantization recipe changes, so stale cached files are not reused."""
+
+INTRA_OP_THREADS = 2
+"""ONNX Runtime threads per forward pass; the decode threads share the same cores."""
+
+CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat")
+"""scikit-image's bundled photographs (no download): varied, real, identical on every machine."""
+
+
+def exported_model_path(spec: EmbedderSpec) -> Path:
+    return cache_directory() / EXPORT_FOLDER / f"{spec.fingerprint()}-v{EXPORT_FORMAT}.onnx"
+
+
+def ensure_exported(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Path:
+    """The spec's ONNX file, exported (and for INT8 quantized) on first use, written atomically."""
+    path = exported_model_path(spec)
+    if path.is_file():
+        return path
+    if spec.precision == "int8":
+        float_model = ensure_exported(replace(spec, precision="fp32"), build_model)
+        quantize_embedding_model(float_model, path, spec)
+    else:
+        export_embedding_model(build_model(), spec, path)
+    return path
+
+
+def export_embedding_model(model: Any, spec: EmbedderSpec, path: Path) -> Path:
+    """Keras' own ONNX export of the embedding model (float pixels in, unit vectors out)."""
+    from foldervision.images import channels_for
+
+    channels = channels_for(spec.color_mode)
+    # Keras' exporters need a model that has been called once.
+    model(np.zeros((1, spec.image_size, spec.image_size, channels), np.float32))
+    with atomic_path(path) as temporary:
+        model.export(str(temporary), format="onnx", verbose=False)
+    return path
+
+
+def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) -> Path:
+    """Static INT8 quantization (QDQ, per-channel weights) calibrated on `calibration_pixels`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pixels = calibration_pixels(spec).astype(np.float32)
+    input_name = _input_name(open_session(float_model))
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+                {input_name: pixels[i : i + 1]} for i in range(len(pixels))
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    scratch = Path(tempfile.mkdtemp(prefix="foldervision-quantize-"))
+    try:
+        prepared = scratch / "prepared.onnx"
+        quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(path) as temporary:
+            quantize_static(
+                str(prepared),
+                str(temporary),
+                Calibration(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
+    """Each bundled photo whole, centre-cropped and mirrored, decoded by the project's loader."""
+    try:
+        import skimage.data
+    except ImportError as error:
+        raise FoldervisionError(
+            "--precision int8 calibrates on scikit-image's bundled photos; install it "
+            "(pip install scikit-image) or use --precision fp32."
+        ) from error
+    from PIL import Image
+
+    from foldervision.images import decode_image_bytes
+
+    variants = []
+    for name in CALIBRATION_PHOTOS:
+        photo = np.asarray(getattr(skimage.data, name)())
+        height, width = photo.shape[:2]
+        crop = photo[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
+        variants += [photo, crop, photo[:, ::-1]]
+    pixels = []
+    for number, variant in enumerate(variants):
+        encoded = _png_bytes(Image.fromarray(np.ascontiguousarray(variant)))
+        pixels.append(
+            decode_image_bytes(encoded, f"calibration {number}", spec.image_size, spec.color_mode)
+        )
+    return np.stack(pixels)
+
+
+def _png_bytes(image: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def open_session(path: Path, threads: int = INTRA_OP_THREADS) -> Any:
+    """A CPU session; idle ORT threads sleep instead of spinning, leaving cores to decoding."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(os.environ.get("FOLDERVISION_ORT_THREADS", threads))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _input_name(session: Any) -> str:
+    return session.get_inputs()[0].name
+
+
+def onnx_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
+    """uint8 pixels -> unit vectors with ONNX Runtime; exports the model if it is not cached."""
+    session = open_session(ensure_exported(spec, build_model))
+    input_name = _input_name(session)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        vectors = session.run(None, {input_name: np.asarray(pixels, dtype=np.float32)})[0]
+        return np.asarray(vectors, dtype=np.float32)
+
+    return run
