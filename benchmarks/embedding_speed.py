@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--ort-threads", default="2", help="Comma-separated values to compare.")
     parser.add_argument("--searches", type=int, default=3, help="Alternated start-up runs.")
     parser.add_argument("--quality", type=int, default=0, help="Photos for the quality part.")
+    parser.add_argument(
+        "--memory", type=int, default=0, help="Index this many links (repeating files), for RSS."
+    )
     parser.add_argument("--straightforward", help=argparse.SUPPRESS)  # the child process
     arguments = parser.parse_args()
     if arguments.straightforward:
@@ -73,6 +76,8 @@ def main() -> None:
             threads = [int(value) for value in arguments.ort_threads.split(",")]
             benchmark_indexing(database, arguments.rounds, threads, environment)
         benchmark_start_up(database, arguments.searches, environment)
+        if arguments.memory:
+            benchmark_memory(Path(arguments.folder), arguments.memory, Path(scratch), environment)
     if arguments.quality:
         benchmark_quality(Path(arguments.folder), arguments.quality)
 
@@ -145,6 +150,20 @@ def benchmark_start_up(database: Path, runs: int, environment: dict[str, str]) -
     print(min(imports, key=lambda t: t.wall).line('`python -c "import tensorflow"` (best)', None))
     median = np.median([t.wall for t in imports]) / np.median([t.wall for t in searches])
     print(f"search vs importing TensorFlow (medians): {median:.2f}x faster")
+
+
+def benchmark_memory(source: Path, count: int, scratch: Path, environment: dict[str, str]) -> None:
+    """Peak RSS of one `foldervision index` over `count` files (the folder's files, repeated)."""
+    from foldervision.images import list_image_files
+
+    files = list_image_files(source)
+    database = scratch / "memory"
+    database.mkdir()
+    for number in range(count):
+        path = files[number % len(files)]
+        (database / f"{number:06d}_{path.name}").symlink_to(path.resolve())
+    timing = run_timed(foldervision("index", str(database)), environment)
+    print(timing.line(f"index of {count} files (memory)", count))
 
 
 # --------------------------------------------------------------------------------------------

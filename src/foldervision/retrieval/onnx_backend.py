@@ -36,6 +36,13 @@ EXPORT_FORMAT = 1
 INTRA_OP_THREADS = 2
 """ONNX Runtime threads per forward pass; the decode threads share the same cores."""
 
+NETWORK_OPS = frozenset({"Conv", "Clip", "Relu", "MatMul", "Gemm"})
+"""Ops of the network proper; what follows the last of them (pooling, L2 norm) stays float."""
+
+CALIBRATION_PERCENTILE = 99.9
+"""Activation ranges cover 99.9% of calibration values: mean cosine to fp32 on 40 flowers5 photos
+was 0.973 (min 0.946), against 0.926 (min 0.866) with plain min/max ranges."""
+
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat")
 """scikit-image's bundled photographs (no download): varied, real, identical on every machine."""
 
@@ -73,6 +80,7 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
     """Static INT8 quantization (QDQ, per-channel weights) calibrated on `calibration_pixels`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -104,10 +112,23 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
+                nodes_to_exclude=head_nodes(prepared),
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+def head_nodes(model_path: Path) -> list[str]:
+    """Nodes after the network's last layer: GeM and the L2 norm lose too much in 8 bits (the
+    vectors would not even be unit length), and they cost next to nothing in float."""
+    import onnx
+
+    nodes = list(onnx.load(str(model_path)).graph.node)  # in topological order
+    last = max(i for i, node in enumerate(nodes) if node.op_type in NETWORK_OPS)
+    return [node.name for node in nodes[last + 1 :]]
 
 
 def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
