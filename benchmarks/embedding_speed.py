@@ -12,7 +12,8 @@
    ONNX INT8 and ONNX fp32 without JPEG draft mode; max abs difference of the unit vectors,
    how often the leave-one-out top 4 is the same, and P@4 / mAP for each.
 
-Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2] [--quality 1000]
+Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2] [--variants fp32,int8,keras]
+          [--ort-threads 1,2] [--quality 1000] [--memory 10000]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 Timings on a shared machine are noisy: read the ratios, measured in the same run.
 """
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--folder", default=str(SHARED_FLOWERS))
     parser.add_argument("--files", type=int, default=1000, help="JPEGs to index (0: skip).")
     parser.add_argument("--rounds", type=int, default=2, help="Alternated rounds of each.")
-    parser.add_argument("--ort-threads", default="2", help="Comma-separated values to compare.")
+    parser.add_argument("--ort-threads", default="1", help="Comma-separated values to compare.")
+    parser.add_argument("--variants", default="fp32", help=f"Of: {', '.join(INDEX_VARIANTS)}.")
     parser.add_argument("--searches", type=int, default=3, help="Alternated start-up runs.")
     parser.add_argument("--quality", type=int, default=0, help="Photos for the quality part.")
     parser.add_argument(
@@ -74,7 +76,8 @@ def main() -> None:
         run_timed(foldervision("index", str(database)), environment)  # export ONNX, warm caches
         if arguments.files:
             threads = [int(value) for value in arguments.ort_threads.split(",")]
-            benchmark_indexing(database, arguments.rounds, threads, environment)
+            variants = arguments.variants.split(",")
+            benchmark_indexing(database, arguments.rounds, threads, variants, environment)
         benchmark_start_up(database, arguments.searches, environment)
         if arguments.memory:
             benchmark_memory(Path(arguments.folder), arguments.memory, Path(scratch), environment)
@@ -115,27 +118,46 @@ def run_timed(command: list[str], environment: dict[str, str]) -> Timing:
     return Timing(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
+INDEX_VARIANTS: dict[str, list[str]] = {
+    "fp32": [],
+    "int8": ["--precision", "int8"],
+    "keras": ["--backend", "keras"],
+}
+"""`--variants` names -> extra `foldervision index` options."""
+
+
 def benchmark_indexing(
-    database: Path, rounds: int, thread_counts: list[int], environment: dict[str, str]
+    database: Path,
+    rounds: int,
+    thread_counts: list[int],
+    variants: list[str],
+    environment: dict[str, str],
 ) -> None:
     images = sum(path.is_file() for path in database.iterdir())
     loop_command = [sys.executable, __file__, "--straightforward", str(database)]
+    runs = {
+        f"index {variant}" + (f", ORT {threads} threads" if variant != "keras" else ""): (
+            foldervision("index", str(database), "--rebuild", *INDEX_VARIANTS[variant]),
+            dict(environment, FOLDERVISION_ORT_THREADS=str(threads)),
+        )
+        for variant in variants
+        for threads in (thread_counts if variant != "keras" else thread_counts[:1])
+    }
+    for command, with_threads in runs.values():  # warm-up: exports (and quantizes) once
+        run_timed(command, with_threads)
     loops: list[Timing] = []
-    indexes: dict[int, list[Timing]] = {threads: [] for threads in thread_counts}
+    timings: dict[str, list[Timing]] = {name: [] for name in runs}
     for round_number in range(1, rounds + 1):
         loops.append(run_timed(loop_command, environment))
-        print(loops[-1].line(f"round {round_number} straightforward loop", images), flush=True)
-        for threads in thread_counts:
-            with_threads = dict(environment, FOLDERVISION_ORT_THREADS=str(threads))
-            indexes[threads].append(
-                run_timed(foldervision("index", str(database), "--rebuild"), with_threads)
-            )
-            name = f"round {round_number} index (ORT {threads} threads)"
-            print(indexes[threads][-1].line(name, images), flush=True)
+        print(loops[-1].line(f"{round_number}: straightforward loop", images), flush=True)
+        for name, (command, with_threads) in runs.items():
+            timings[name].append(run_timed(command, with_threads))
+            print(timings[name][-1].line(f"{round_number}: {name}", images), flush=True)
     loop_wall = sum(timing.wall for timing in loops)
-    for threads, timings in indexes.items():
-        ratio = loop_wall / sum(timing.wall for timing in timings)
-        print(f"index (ORT {threads} threads) vs straightforward loop: {ratio:.2f}x faster")
+    for name, measured in timings.items():
+        ratio = loop_wall / sum(timing.wall for timing in measured)
+        print(f"{name} vs straightforward loop (summed over rounds): {ratio:.2f}x faster")
+    run_timed(foldervision("index", str(database), "--rebuild"), environment)  # back to default
 
 
 def benchmark_start_up(database: Path, runs: int, environment: dict[str, str]) -> None:
