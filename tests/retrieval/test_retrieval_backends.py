@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foldervision.cli import app
-from foldervision.errors import IndexMismatchError
+from foldervision.errors import FoldervisionError, IndexMismatchError
 from foldervision.images import list_image_files, load_images
 from foldervision.retrieval.backends import available_backends
 from foldervision.retrieval.embedder import Embedder, mobilenetv2_embedder
@@ -69,6 +69,19 @@ def test_the_exported_model_is_found_by_fingerprint_without_building_keras(
     np.testing.assert_array_equal(
         cached.embed_pixels(photo_pixels), embedder.embed_pixels(photo_pixels)
     )
+
+
+def test_a_damaged_cached_model_is_one_clear_error(
+    embedder: Embedder, photo_pixels: np.ndarray
+) -> None:
+    spec = dataclasses.replace(embedder.spec, weights="damaged.weights.h5 sha256:0")
+    path = exported_model_path(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not an onnx model")
+
+    with pytest.raises(FoldervisionError, match="delete the file") as caught:
+        Embedder(spec, lambda: None, backend="onnx").embed_pixels(photo_pixels)
+    assert str(path) in str(caught.value)
 
 
 def test_fingerprint_is_stable_and_changes_with_every_field(embedder: Embedder) -> None:

@@ -196,7 +196,14 @@ def _input_name(session: Any) -> str:
 
 def onnx_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
     """uint8 pixels -> unit vectors with ONNX Runtime; exports the model if it is not cached."""
-    session = open_session(ensure_exported(spec, build_model))
+    path = ensure_exported(spec, build_model)
+    try:
+        session = open_session(path)
+    except Exception as error:  # onnxruntime raises its own types for a damaged file
+        raise FoldervisionError(
+            f"{path}: cannot load this cached ONNX model ({type(error).__name__}); delete the "
+            "file and run again to export it afresh."
+        ) from error
     input_name = _input_name(session)
 
     def run(pixels: np.ndarray) -> np.ndarray:
