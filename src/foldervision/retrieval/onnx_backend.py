@@ -1,12 +1,13 @@
 """The "onnx" backend: the Keras embedding model exported once to ONNX and run by ONNX Runtime.
 
-The file is cached under the embedder spec's fingerprint (`<cache>/embedders/<fingerprint>.onnx`),
-so a later process that finds it never imports TensorFlow: a single search starts in well under
-a second. Exporting (the first run for a spec) builds the Keras model and does import it.
+The file is cached under the embedder spec's fingerprint
+(`<cache>/embedders/<fingerprint>-v1.onnx`), so a later process that finds it never imports
+TensorFlow: a single search starts in well under a second. Exporting (the first run for a
+spec) builds the Keras model and does import it.
 
 INT8 (`--precision int8`) is the fp32 file statically quantized (QDQ, per-channel weights),
 calibrated on a fixed set of photos (`calibration_pixels`), so that the same spec gives the
-same vectors on every machine whatever folder was indexed first.
+same vectors on every machine (with the same onnxruntime) whatever folder was indexed first.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
         import skimage.data
     except ImportError as error:
         raise FoldervisionError(
-            "--precision int8 calibrates on scikit-image's bundled photos; install it "
-            "(pip install scikit-image) or use --precision fp32."
+            "--precision int8 calibrates on scikit-image's bundled photos; install them "
+            "(pip install 'foldervision[int8]') or use --precision fp32."
         ) from error
     from PIL import Image
 
