@@ -57,3 +57,9 @@ def mobilenetv2_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
         verbose=0,
     )
     return out, train(config)
+
+
+@pytest.fixture(scope="session")
+def weights_cache() -> Path:
+    """The session's converted-weights cache (also what CLI processes started by tests use)."""
+    return Path(os.environ["FOLDERVISION_CACHE"])

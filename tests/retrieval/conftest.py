@@ -48,9 +48,12 @@ def cli_uses_session_embedder(embedder: Embedder, monkeypatch: pytest.MonkeyPatc
     from foldervision.retrieval import service as retrieval_service
     from foldervision.retrieval.embedder import load_embedder
 
-    def reuse_or_load(model: str = "mobilenetv2", image_size: int | None = None) -> Embedder:
-        loaded = load_embedder(model, image_size)
-        return embedder if loaded.spec == embedder.spec else loaded
+    def reuse_or_load(
+        model: str = "mobilenetv2", image_size: int | None = None, *options: str
+    ) -> Embedder:
+        loaded = load_embedder(model, image_size, *options)
+        same = loaded.spec == embedder.spec and loaded.backend == embedder.backend
+        return embedder if same else loaded
 
     monkeypatch.setattr(retrieval_service, "load_embedder", reuse_or_load)
     return embedder

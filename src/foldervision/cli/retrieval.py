@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -25,8 +26,14 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console
 from foldervision.images import SkippedFile, list_image_files
+from foldervision.retrieval.backends import DEFAULT_BACKEND, available_backends
 from foldervision.retrieval.duplicates import DuplicateGroup
-from foldervision.retrieval.embedder import DEFAULT_MODEL
+from foldervision.retrieval.embedder import (
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    Embedder,
+)
 from foldervision.retrieval.index import IndexUpdate
 from foldervision.retrieval.milvus_store import TOKEN_ENVIRONMENT_VARIABLE
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
@@ -52,6 +59,16 @@ ImageSizeOption = typer.Option(
 )
 RebuildOption = typer.Option(
     False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
+)
+BackendOption = typer.Option(
+    DEFAULT_BACKEND,
+    "--backend",
+    help=f"What runs the network: {', '.join(available_backends())} (keras for GPUs).",
+)
+PrecisionOption = typer.Option(
+    DEFAULT_PRECISION,
+    "--precision",
+    help=f"{' or '.join(PRECISIONS)}; int8 is faster, its vectors differ a little (onnx only).",
 )
 StoreOption = typer.Option(
     DEFAULT_STORE,
@@ -84,6 +101,8 @@ def index_command(
     index: Path | None = IndexOption,
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
     store: str = StoreOption,
@@ -96,18 +115,15 @@ def index_command(
     ),
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    use_store_token(store_token)
-    with open_updated_service(
-        database,
-        index,
-        model,
-        image_size,
-        rebuild,
-        ann,
-        store,
-        use_ray=ray or ray_address is not None,
-        ray_address=ray_address,
-    ) as service:
+    choice = IndexChoice(
+        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+    )
+    embedder = None
+    if ray or ray_address is not None:
+        from foldervision.retrieval.ray_embedding import ray_embedder
+
+        embedder = ray_embedder(model, image_size, address=ray_address)
+    with open_updated_service(choice, embedder=embedder) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
@@ -130,6 +146,8 @@ def search_command(
     index: Path | None = IndexOption,
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
     store: str = StoreOption,
@@ -150,10 +168,10 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    use_store_token(store_token)
-    with open_updated_service(
-        database, index, model, image_size, rebuild, ann, store, update=not no_update
-    ) as service:
+    choice = IndexChoice(
+        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+    )
+    with open_updated_service(choice, update=not no_update) as service:
         results, skipped = service.search_files(query_paths, top_k)
     report_skipped(skipped, "query")
     if not results:
@@ -173,6 +191,8 @@ def evaluate_retrieval_command(
     index: Path | None = IndexOption,
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
     store: str = StoreOption,
@@ -181,10 +201,19 @@ def evaluate_retrieval_command(
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    use_store_token(store_token)
-    with open_updated_service(
-        labelled_folder, index, model, image_size, rebuild, ann, store
-    ) as service:
+    choice = IndexChoice(
+        labelled_folder,
+        index,
+        model,
+        image_size,
+        backend,
+        precision,
+        store,
+        store_token,
+        ann,
+        rebuild,
+    )
+    with open_updated_service(choice) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -210,14 +239,18 @@ def duplicates_command(
     index: Path | None = IndexOption,
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     rebuild: bool = RebuildOption,
     ann: str | None = AnnOption,
     store: str = StoreOption,
     store_token: str | None = StoreTokenOption,
 ) -> None:
     """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
-    use_store_token(store_token)
-    with open_updated_service(database, index, model, image_size, rebuild, ann, store) as service:
+    choice = IndexChoice(
+        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+    )
+    with open_updated_service(choice) as service:
         groups = service.find_duplicates(threshold)
     for number, group in enumerate(groups, start=1):
         if as_json:
@@ -259,36 +292,46 @@ MAX_SHEET_GROUPS = 40
 # Shared steps.
 
 
-def use_store_token(token: str | None) -> None:
-    """Hand --store-token to the Milvus store (read from the environment, never logged)."""
-    if token:
-        os.environ[TOKEN_ENVIRONMENT_VARIABLE] = token
+@dataclass(frozen=True)
+class IndexChoice:
+    """What every command that reads or writes vectors is told: which index, made how."""
+
+    database: Path
+    index: Path | None = None
+    model: str = DEFAULT_MODEL
+    image_size: int | None = None
+    backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
+    store: str = DEFAULT_STORE
+    store_token: str | None = None
+    ann: str | None = None
+    rebuild: bool = False
+
+    def open(self, embedder: Embedder | None = None) -> RetrievalService:
+        if self.store_token:  # the Milvus store reads it from the environment, never logged
+            os.environ[TOKEN_ENVIRONMENT_VARIABLE] = self.store_token
+        return RetrievalService.open(
+            self.database,
+            self.index,
+            model=self.model,
+            image_size=self.image_size,
+            backend=self.backend,
+            precision=self.precision,
+            store=self.store,
+            ann=self.ann,
+            rebuild=self.rebuild,
+            embedder=embedder,
+        )
 
 
 def open_updated_service(
-    database: Path,
-    index_path: Path | None,
-    model: str,
-    image_size: int | None,
-    rebuild: bool,
-    ann: str | None = None,
-    store: str = DEFAULT_STORE,
-    update: bool = True,
-    use_ray: bool = False,
-    ray_address: str | None = None,
+    choice: IndexChoice, update: bool = True, embedder: Embedder | None = None
 ) -> RetrievalService:
     """Open the folder's index and bring it up to date, showing progress on stderr.
 
-    With `use_ray` the files are embedded by Ray workers; this process still writes the index.
+    `embedder` (e.g. Ray workers) embeds the files; this process still writes the index.
     """
-    embedder = None
-    if use_ray:
-        from foldervision.retrieval.ray_embedding import ray_embedder
-
-        embedder = ray_embedder(model, image_size, address=ray_address)
-    service = RetrievalService.open(
-        database, index_path, model, image_size, rebuild, store, embedder=embedder, ann=ann
-    )
+    service = choice.open(embedder)
     if not update:
         return service
     try:

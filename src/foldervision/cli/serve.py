@@ -12,9 +12,15 @@ import typer
 
 from foldervision.cli.app import app, console
 from foldervision.cli.retrieval import (
+    AnnOption,
+    BackendOption,
     ImageSizeOption,
+    IndexChoice,
     IndexOption,
     ModelOption,
+    PrecisionOption,
+    StoreOption,
+    StoreTokenOption,
     open_updated_service,
 )
 from foldervision.retrieval.search import DEFAULT_TOP_K
@@ -37,6 +43,11 @@ def serve_command(
     ),
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
+    store: str = StoreOption,
+    store_token: str | None = StoreTokenOption,
+    ann: str | None = AnnOption,
 ) -> None:
     """Serve a search page and JSON API for DATABASE (the index is updated first)."""
     from foldervision.web.app import create_app, default_query_folder, warm_up
@@ -55,7 +66,10 @@ def serve_command(
         )
     sock = listen(host, port)
     try:
-        with open_updated_service(database, index, model, image_size, rebuild=False) as service:
+        choice = IndexChoice(
+            database, index, model, image_size, backend, precision, store, store_token, ann
+        )
+        with open_updated_service(choice) as service:
             warm_up(service)
             web_app = create_app(service, queries or default_query_folder(database), top_k)
             console.print(

@@ -33,6 +33,10 @@ DEFAULT_POOLING = "gem"
 GEM_POWER = 3.0
 """Generalized-mean pooling exponent (Radenovic et al.); 3 is the usual choice."""
 
+PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISION = "fp32"
+"""INT8 is an option: it moved the top 4 too often on flowers5 (benchmarks/embedding_speed.py)."""
+
 
 @dataclass(frozen=True)
 class EmbedderSpec:
@@ -45,24 +49,27 @@ class EmbedderSpec:
     layer: str
     pooling: str = "avg"
     flip_average: bool = False
+    precision: str = DEFAULT_PRECISION
+    """"fp32", or "int8" (statically quantized): vectors of the two never mix in one index."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of every field: names the exported model file and the collection."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderSpec:
         return cls(**data)
 
-    def fingerprint(self) -> str:
-        """A short stable hash of the spec: names things (a Milvus collection) per embedder."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
     def describe(self) -> str:
         flip = ", flip-averaged" if self.flip_average else ""
+        precision = f", {self.precision}" if self.precision != DEFAULT_PRECISION else ""
         return (
             f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
-            f"{self.image_size} px {self.color_mode}"
+            f"{self.image_size} px {self.color_mode}{precision}"
         )
 
 
@@ -94,6 +101,7 @@ class Embedder:
         self._build_feature_model = build_feature_model
         self._forward: Forward | None = None
         get_backend(backend)  # an unknown backend fails now, not at the first image
+        check_precision(spec.precision, backend)
 
     def build_embedding_model(self) -> Any:
         """The Keras model: float pixels in [0, 255] -> pooled, flip-averaged unit vectors."""
@@ -139,6 +147,21 @@ class Embedder:
         return self.embed_pixels(np.stack(pixels))
 
 
+def check_precision(precision: str, backend: str) -> None:
+    """INT8 models exist only as quantized ONNX files; say so before any work is done."""
+    from foldervision.errors import FoldervisionError
+
+    if precision not in PRECISIONS:
+        raise FoldervisionError(
+            f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}."
+        )
+    if precision != DEFAULT_PRECISION and backend != "onnx":
+        raise FoldervisionError(
+            f"precision {precision} runs only on the onnx backend, not {backend!r}; "
+            "use --backend onnx or --precision fp32."
+        )
+
+
 def embedding_model(feature_model: Any, spec: EmbedderSpec) -> Any:
     """Wrap a feature model with pooling, optional flip averaging and L2 normalisation.
 
@@ -181,6 +204,8 @@ def mobilenetv2_embedder(
     weights: str | os.PathLike[str] = "auto",
     pooling: str = DEFAULT_POOLING,
     flip_average: bool = False,
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
 ) -> Embedder:
     """ImageNet MobileNetV2, its last feature map pooled; no head, no fine-tuning.
 
@@ -205,6 +230,7 @@ def mobilenetv2_embedder(
         layer="out_relu" if pooling != "avg" else "pooled",
         pooling=pooling,
         flip_average=flip_average,
+        precision=precision,
     )
 
     def build() -> Any:
@@ -217,10 +243,14 @@ def mobilenetv2_embedder(
             return backbone
         return keras.Model(backbone.input, backbone.get_layer("pooled").input)
 
-    return Embedder(spec, build)
+    return Embedder(spec, build, backend)
 
 
-def classifier_embedder(run_dir: str | os.PathLike[str]) -> Embedder:
+def classifier_embedder(
+    run_dir: str | os.PathLike[str],
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
+) -> Embedder:
     """A trained classifier's penultimate layer ("features"): search adapted to its domain."""
     import keras
 
@@ -246,14 +276,22 @@ def classifier_embedder(run_dir: str | os.PathLike[str]) -> Embedder:
         color_mode=preprocessor.color_mode,
         layer=feature_layer,
         pooling="none",
+        precision=precision,
     )
-    return Embedder(spec, lambda: feature_model)
+    return Embedder(spec, lambda: feature_model, backend)
 
 
-def load_embedder(model: str = DEFAULT_MODEL, image_size: int | None = None) -> Embedder:
-    """What `--model` and `--image-size` mean on the command line."""
+def load_embedder(
+    model: str = DEFAULT_MODEL,
+    image_size: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
+) -> Embedder:
+    """What `--model`, `--image-size`, `--backend` and `--precision` mean on the command line."""
     if model == DEFAULT_MODEL:
-        return mobilenetv2_embedder(image_size or DEFAULT_IMAGE_SIZE)
+        return mobilenetv2_embedder(
+            image_size or DEFAULT_IMAGE_SIZE, backend=backend, precision=precision
+        )
     if not Path(model).exists():
         raise ValueError(
             f"{model}: no such run folder or .keras file; pass --model mobilenetv2 or a run "
@@ -264,4 +302,4 @@ def load_embedder(model: str = DEFAULT_MODEL, image_size: int | None = None) -> 
             f"--image-size does not apply to {model}: a trained model always uses the size it "
             "was trained at. Leave --image-size out."
         )
-    return classifier_embedder(model)
+    return classifier_embedder(model, backend, precision)

@@ -21,8 +21,14 @@ import numpy as np
 
 from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile
+from foldervision.retrieval.backends import DEFAULT_BACKEND
 from foldervision.retrieval.duplicates import DuplicateGroup
-from foldervision.retrieval.embedder import DEFAULT_MODEL, Embedder, load_embedder
+from foldervision.retrieval.embedder import (
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    Embedder,
+    load_embedder,
+)
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.stores import DEFAULT_STORE
@@ -53,18 +59,22 @@ class RetrievalService:
         cls,
         database: str | os.PathLike[str],
         index_path: str | os.PathLike[str] | None = None,
+        *,
         model: str = DEFAULT_MODEL,
         image_size: int | None = None,
-        rebuild: bool = False,
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
         store: str = DEFAULT_STORE,
-        embedder: Embedder | None = None,
         ann: str | None = None,
+        rebuild: bool = False,
+        embedder: Embedder | None = None,
     ) -> RetrievalService:
         """Open (or create) the index of `database` for the embedder `model` describes.
 
-        `embedder` lets a caller that already holds a built embedder reuse it.
+        `embedder` lets a caller that already holds a built embedder reuse it (its spec then
+        decides, and `model`, `image_size`, `backend` and `precision` are not used).
         """
-        embedder = embedder or load_embedder(model, image_size)
+        embedder = embedder or load_embedder(model, image_size, backend, precision)
         index = ImageIndex.open(database, embedder.spec, index_path, rebuild, store, ann)
         return cls(index, embedder)
 

@@ -1,0 +1,214 @@
+"""The "onnx" backend: the Keras embedding model exported once to ONNX and run by ONNX Runtime.
+
+The file is cached under the embedder spec's fingerprint
+(`<cache>/embedders/<fingerprint>-v1.onnx`), so a later process that finds it never imports
+TensorFlow: a single search starts in well under a second. Exporting (the first run for a
+spec) builds the Keras model and does import it.
+
+INT8 (`--precision int8`) is the fp32 file statically quantized (QDQ, per-channel weights),
+calibrated on a fixed set of photos (`calibration_pixels`), so that the same spec gives the
+same vectors on every machine (with the same onnxruntime) whatever folder was indexed first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from foldervision.atomic import atomic_path
+from foldervision.cache import cache_directory
+from foldervision.errors import FoldervisionError
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.backends import Forward
+    from foldervision.retrieval.embedder import EmbedderSpec
+
+EXPORT_FOLDER = "embedders"
+EXPORT_FORMAT = 1
+"""Bumped when the export or quantization recipe changes, so stale cached files are not reused."""
+
+
+def default_intra_op_threads() -> int:
+    """One core decodes, the others run the network: on two shared cores one ORT thread indexed
+    1.9x faster than the straightforward loop, two ORT threads only 1.0x (embedding_speed.py)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+NETWORK_OPS = frozenset({"Conv", "Clip", "Relu", "MatMul", "Gemm"})
+"""Ops of the network proper; what follows the last of them (pooling, L2 norm) stays float."""
+
+CALIBRATION_PERCENTILE = 99.9
+"""Activation ranges cover 99.9% of calibration values: mean cosine to fp32 on 40 flowers5 photos
+was 0.973 (min 0.946), against 0.926 (min 0.866) with plain min/max ranges."""
+
+CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat")
+"""scikit-image's bundled photographs (no download): varied, real, identical on every machine."""
+
+
+def exported_model_path(spec: EmbedderSpec) -> Path:
+    return cache_directory() / EXPORT_FOLDER / f"{spec.fingerprint()}-v{EXPORT_FORMAT}.onnx"
+
+
+def ensure_exported(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Path:
+    """The spec's ONNX file, exported (and for INT8 quantized) on first use, written atomically."""
+    path = exported_model_path(spec)
+    if path.is_file():
+        return path
+    if spec.precision == "int8":
+        float_model = ensure_exported(replace(spec, precision="fp32"), build_model)
+        quantize_embedding_model(float_model, path, spec)
+    else:
+        export_embedding_model(build_model(), spec, path)
+    return path
+
+
+def export_embedding_model(model: Any, spec: EmbedderSpec, path: Path) -> Path:
+    """Keras' own ONNX export of the embedding model (float pixels in, unit vectors out)."""
+    from foldervision.images import channels_for
+
+    channels = channels_for(spec.color_mode)
+    # Keras' exporters need a model that has been called once.
+    model(np.zeros((1, spec.image_size, spec.image_size, channels), np.float32))
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy deprecation notes
+        model.export(str(temporary), format="onnx", verbose=False)
+    return path
+
+
+def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) -> Path:
+    """Static INT8 quantization (QDQ, per-channel weights) calibrated on `calibration_pixels`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pixels = calibration_pixels(spec).astype(np.float32)
+    input_name = _input_name(open_session(float_model))
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+                {input_name: pixels[i : i + 1]} for i in range(len(pixels))
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    scratch = Path(tempfile.mkdtemp(prefix="foldervision-quantize-"))
+    try:
+        prepared = scratch / "prepared.onnx"
+        quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        # The calibrator prints its progress; stdout is for results only.
+        with atomic_path(path) as temporary, contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(prepared),
+                str(temporary),
+                Calibration(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=head_nodes(prepared),
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def head_nodes(model_path: Path) -> list[str]:
+    """Nodes after the network's last layer: GeM and the L2 norm lose too much in 8 bits (the
+    vectors would not even be unit length), and they cost next to nothing in float."""
+    import onnx
+
+    nodes = list(onnx.load(str(model_path)).graph.node)  # in topological order
+    last = max(i for i, node in enumerate(nodes) if node.op_type in NETWORK_OPS)
+    return [node.name for node in nodes[last + 1 :]]
+
+
+def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
+    """Each bundled photo whole, centre-cropped and mirrored, decoded by the project's loader."""
+    try:
+        import skimage.data
+    except ImportError as error:
+        raise FoldervisionError(
+            "--precision int8 calibrates on scikit-image's bundled photos; install them "
+            "(pip install 'foldervision[int8]') or use --precision fp32."
+        ) from error
+    from PIL import Image
+
+    from foldervision.images import decode_image_bytes
+
+    variants = []
+    for name in CALIBRATION_PHOTOS:
+        photo = np.asarray(getattr(skimage.data, name)())
+        height, width = photo.shape[:2]
+        crop = photo[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
+        variants += [photo, crop, photo[:, ::-1]]
+    pixels = []
+    for number, variant in enumerate(variants):
+        encoded = _png_bytes(Image.fromarray(np.ascontiguousarray(variant)))
+        pixels.append(
+            decode_image_bytes(encoded, f"calibration {number}", spec.image_size, spec.color_mode)
+        )
+    return np.stack(pixels)
+
+
+def _png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def open_session(path: Path, threads: int | None = None) -> Any:
+    """A CPU session; idle ORT threads sleep instead of spinning, leaving cores to decoding.
+
+    FOLDERVISION_ORT_THREADS overrides the thread count (benchmarks compare settings with it).
+    """
+    import onnxruntime
+
+    threads = threads or int(os.environ.get("FOLDERVISION_ORT_THREADS", 0)) or None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or default_intra_op_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _input_name(session: Any) -> str:
+    return session.get_inputs()[0].name
+
+
+def onnx_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
+    """uint8 pixels -> unit vectors with ONNX Runtime; exports the model if it is not cached."""
+    path = ensure_exported(spec, build_model)
+    try:
+        session = open_session(path)
+    except Exception as error:  # onnxruntime raises its own types for a damaged file
+        raise FoldervisionError(
+            f"{path}: cannot load this cached ONNX model ({type(error).__name__}); delete the "
+            "file and run again to export it afresh."
+        ) from error
+    input_name = _input_name(session)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        vectors = session.run(None, {input_name: np.asarray(pixels, dtype=np.float32)})[0]
+        return np.asarray(vectors, dtype=np.float32)
+
+    return run
