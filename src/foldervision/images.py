@@ -170,7 +170,8 @@ def _decode(
             "(possible decompression bomb); shrink it or remove it."
         ) from error
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as error:
-        raise ImageLoadError(f"{name}: cannot decode image ({_short(error)}).") from error
+        reason = _short(error).replace(repr(source), "the data")  # Pillow names a BytesIO
+        raise ImageLoadError(f"{name}: cannot decode image ({reason}).") from error
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     return pixels

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from foldervision.cli import app
 from foldervision.retrieval.duplicates import group_pairs
 from foldervision.retrieval.embedder import Embedder
+from foldervision.retrieval.stores import available_stores
 
 SIZE_OPTION = ["--image-size", "96"]
 
@@ -61,12 +62,19 @@ def relative(paths: list[str], folder: Path) -> list[str]:
     return [Path(path).relative_to(folder).as_posix() for path in paths]
 
 
+@pytest.mark.parametrize("store", available_stores())
 def test_duplicates_json_lists_exactly_the_planted_groups(
-    planted_folder: tuple[Path, list[list[str]]], cli_uses_session_embedder: Embedder
+    planted_folder: tuple[Path, list[list[str]]],
+    cli_uses_session_embedder: Embedder,
+    store: str,
+    tmp_path: Path,
 ) -> None:
     folder, planted = planted_folder
+    location = f"milvus:{tmp_path / 'vectors.db'}" if store == "milvus" else store
 
-    result = CliRunner().invoke(app, ["duplicates", str(folder), "--json", *SIZE_OPTION])
+    result = CliRunner().invoke(
+        app, ["duplicates", str(folder), "--json", "--store", location, *SIZE_OPTION]
+    )
 
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]

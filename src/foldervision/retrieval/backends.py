@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from foldervision.retrieval.embedder import EmbedderSpec
+    from foldervision.retrieval.spec import EmbedderSpec
 
 Forward = Callable[[np.ndarray], np.ndarray]
 """uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from foldervision.errors import IndexMismatchError, IndexUnavailableError
-from foldervision.retrieval.embedder import EmbedderSpec
+from foldervision.retrieval.spec import EmbedderSpec
 
 SCHEMA_VERSION = "2"
 

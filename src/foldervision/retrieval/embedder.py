@@ -2,16 +2,16 @@
 
 The same `Embedder` turns database files and query files into vectors, so an index and its
 queries can never be preprocessed two different ways. What produced the vectors is summed up in
-an `EmbedderSpec`, which the index stores and checks before mixing in new vectors.
+an `EmbedderSpec` (`retrieval.spec`), which the index stores and checks before mixing in new
+vectors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from foldervision.images import SkippedFile, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
+from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
 
 DEFAULT_MODEL = "mobilenetv2"
 DEFAULT_IMAGE_SIZE = 224
@@ -32,46 +33,6 @@ DEFAULT_POOLING = "gem"
 """GeM beat average pooling on flowers5 at no extra cost (benchmarks/retrieval_quality.py)."""
 GEM_POWER = 3.0
 """Generalized-mean pooling exponent (Radenovic et al.); 3 is the usual choice."""
-
-PRECISIONS = ("fp32", "int8")
-DEFAULT_PRECISION = "fp32"
-"""INT8 is an option: it moved the top 4 too often on flowers5 (benchmarks/embedding_speed.py)."""
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """Everything that decides a vector's value; vectors from different specs don't compare."""
-
-    model: str
-    weights: str
-    image_size: int
-    color_mode: str
-    layer: str
-    pooling: str = "avg"
-    flip_average: bool = False
-    precision: str = DEFAULT_PRECISION
-    """"fp32", or "int8" (statically quantized): vectors of the two never mix in one index."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def fingerprint(self) -> str:
-        """A short stable hash of every field: names the exported model file and the collection."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmbedderSpec:
-        return cls(**data)
-
-    def describe(self) -> str:
-        flip = ", flip-averaged" if self.flip_average else ""
-        precision = f", {self.precision}" if self.precision != DEFAULT_PRECISION else ""
-        return (
-            f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
-            f"{self.image_size} px {self.color_mode}{precision}"
-        )
-
 
 @dataclass
 class EmbeddedBatch:
@@ -100,6 +61,7 @@ class Embedder:
         self.backend = backend
         self._build_feature_model = build_feature_model
         self._forward: Forward | None = None
+        self._setup_lock = threading.Lock()
         get_backend(backend)  # an unknown backend fails now, not at the first image
         check_precision(spec.precision, backend)
 
@@ -109,9 +71,14 @@ class Embedder:
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D)."""
-        if self._forward is None:
-            self._forward = get_backend(self.backend)(self.spec, self.build_embedding_model)
-        return self._forward(np.ascontiguousarray(pixels, dtype=np.uint8))
+        return self._forward_function()(np.ascontiguousarray(pixels, dtype=np.uint8))
+
+    def _forward_function(self) -> Forward:
+        """Set the backend up once, even when the first calls come from several threads."""
+        with self._setup_lock:
+            if self._forward is None:
+                self._forward = get_backend(self.backend)(self.spec, self.build_embedding_model)
+            return self._forward
 
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE

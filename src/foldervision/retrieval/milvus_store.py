@@ -41,7 +41,7 @@ from foldervision.errors import (
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
-    from foldervision.retrieval.embedder import EmbedderSpec
+    from foldervision.retrieval.spec import EmbedderSpec
 
 TOKEN_ENVIRONMENT_VARIABLE = "FOLDERVISION_MILVUS_TOKEN"
 DEFAULT_LITE_FILE_NAME = "milvus.db"

@@ -31,7 +31,7 @@ from foldervision.errors import FoldervisionError
 
 if TYPE_CHECKING:
     from foldervision.retrieval.backends import Forward
-    from foldervision.retrieval.embedder import EmbedderSpec
+    from foldervision.retrieval.spec import EmbedderSpec
 
 EXPORT_FOLDER = "embedders"
 EXPORT_FORMAT = 1

@@ -25,7 +25,7 @@ from foldervision.retrieval import ann
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
-    from foldervision.retrieval.embedder import EmbedderSpec
+    from foldervision.retrieval.spec import EmbedderSpec
 
 DEFAULT_STORE = "faiss"
 PARALLEL_QUERY_COUNT = 16

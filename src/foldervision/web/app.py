@@ -19,7 +19,6 @@ the database folder; every error is {"error": "one line"}.
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +40,6 @@ from foldervision.retrieval.service import RetrievalService
 from foldervision.web.files import resolve_inside, thumbnail, thumbnail_folder
 
 HERE = Path(__file__).parent
-IN_MEMORY_FILE = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Uploads above this are refused with 413 before they are read whole."""
 MAX_K = 100
@@ -220,7 +218,6 @@ def search_response(
 
 
 def error_response(status: int, message: str) -> JSONResponse:
-    message = IN_MEMORY_FILE.sub("the upload", message)  # Pillow names a BytesIO, not the file
     line = " ".join(message.split())  # always one line, whatever the cause
     return JSONResponse({"error": line}, status_code=status)
 
