@@ -11,6 +11,7 @@ import pytest
 from fake_embedders import colour_layout_embedder
 
 from foldervision.images import save_image_atomic
+from foldervision.retrieval.catalogue import Catalogue, IdSummary
 from foldervision.retrieval.index import ImageIndex, default_index_path
 from foldervision.retrieval.stores import ExactSearch, available_stores, open_store
 
@@ -142,3 +143,66 @@ def test_unknown_store_names_the_choices(tmp_path: Path) -> None:
     ):
         open_store("nosuch", index.catalogue, embedder.spec)
     assert "faiss" in available_stores()
+
+
+def test_id_summaries_follow_every_write_including_outside_writers(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    names = write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        (tmp_path / names[0]).unlink()
+        (tmp_path / names[1]).write_bytes(b"not an image")  # embedded -> skipped
+        index.update(embedder)
+        with index.catalogue.transaction():  # replacing a vector keeps its id counted once
+            index.store.upsert(index.catalogue.ids()[:1], np.ones((1, 48), np.float32))
+        index.catalogue.connection.execute("DELETE FROM vectors WHERE id = 3")  # no helper
+        index.catalogue.connection.commit()
+        files = IdSummary.of(index.catalogue.ids().tolist())
+        vectors = IdSummary.of(index.store.ids().tolist())
+        assert index.catalogue.id_summary("files") == files and files.count == len(names) - 2
+        assert index.store.id_summary() == vectors and vectors != files
+
+    with sqlite3.connect(default_index_path(tmp_path)) as connection:  # another program
+        connection.execute("INSERT OR REPLACE INTO vectors VALUES (4, ?)", (b"\0" * 4 * 48,))
+        assert connection.execute("PRAGMA recursive_triggers").fetchone() == (0,)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:  # drift found, dropped, recounted
+        assert index.store.id_summary() == IdSummary.of(index.store.ids().tolist())
+        assert index.store.id_summary() == index.catalogue.id_summary()
+        assert set(index.store.ids().tolist()) == set(index.catalogue.ids().tolist())
+
+
+def test_opening_a_consistent_index_reads_no_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = colour_layout_embedder()
+    write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+    read: list[str] = []
+    monkeypatch.setattr(Catalogue, "ids", lambda self: read.append("catalogue") or [])
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        assert len(index) == 6 and len(index.store) == 6
+        assert index.store.stamp().count == 6
+    assert read == []
+
+
+def test_an_index_made_before_id_summaries_is_counted_once_on_open(tmp_path: Path) -> None:
+    embedder = colour_layout_embedder()
+    write_colour_folder(tmp_path)
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        index.update(embedder)
+        expected = IdSummary.of(index.catalogue.ids().tolist())
+    with sqlite3.connect(default_index_path(tmp_path)) as connection:
+        for (trigger,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        ).fetchall():
+            connection.execute(f"DROP TRIGGER {trigger}")
+        connection.execute("DROP TABLE id_summaries")
+        connection.execute("DELETE FROM files WHERE id = 1")  # untracked change
+
+    with ImageIndex.open(tmp_path, embedder.spec) as index:
+        update = index.update(embedder)
+        assert update.embedded == ["colour_0.png"]
+        assert index.catalogue.id_summary() == index.store.id_summary()
+        assert index.catalogue.id_summary().count == expected.count
+        assert index.catalogue.id_summary() != expected  # colour_0.png has a new id

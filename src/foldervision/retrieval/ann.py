@@ -62,7 +62,8 @@ class Stamp:
     catalogue: str
     generation: int
     count: int
-    ids_sha1: str
+    ids_summary: str
+    """SHA-1 of the vector ids' `IdSummary` (count, sum, hashed sums; kept by triggers)."""
     spec: str
 
 
@@ -84,8 +85,8 @@ class IndexFileInfo:
         return cls(**{**data, "stamp": Stamp(**data["stamp"])})
 
 
-def ids_checksum(ids: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
+def summary_checksum(summary: Iterable[int]) -> str:
+    return hashlib.sha1(json.dumps([int(value) for value in summary]).encode()).hexdigest()
 
 
 def spec_fingerprint(spec: Any) -> str:

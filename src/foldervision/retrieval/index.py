@@ -5,7 +5,8 @@ mtime, the files that could not be decoded, and the embedder spec; the vector st
 (`retrieval.stores`) holds one vector per id. Each batch of files and its vectors is written in
 one transaction, so an interrupted run keeps what it finished, loses nothing and stores no file
 twice: the next run embeds only what is still missing. On open, ids that only one side knows
-(a crash between an external store's write and the catalogue's commit) are dropped.
+(a crash between an external store's write and the catalogue's commit) are dropped; with the
+default store that check compares two id summaries (`Catalogue.id_summary`), not 10^6 ids.
 """
 
 from __future__ import annotations
@@ -127,14 +128,23 @@ class ImageIndex:
         return self.catalogue.stored_spec()
 
     def _reconcile(self) -> None:
-        """Drop ids only one side has: their files are embedded again on the next update."""
+        """Drop ids only one side has: their files are embedded again on the next update.
+
+        A store that keeps an id summary (`id_summary()`, the default store's: a few numbers
+        kept by triggers) is compared by summary first; the ids themselves are read only when
+        the summaries differ, or for a store without one.
+        """
+        store_summary = getattr(self.store, "id_summary", None)
+        if store_summary is not None and store_summary() == self.catalogue.id_summary():
+            return
         catalogue_ids = set(self.catalogue.ids().tolist())
         store_ids = set(self.store.ids().tolist())
-        if catalogue_ids == store_ids:
-            return
-        with self.catalogue.transaction():
-            self.store.remove(sorted(store_ids - catalogue_ids))
-            self.catalogue.remove_ids(sorted(catalogue_ids - store_ids))
+        if catalogue_ids != store_ids:
+            with self.catalogue.transaction():
+                self.store.remove(sorted(store_ids - catalogue_ids))
+                self.catalogue.remove_ids(sorted(catalogue_ids - store_ids))
+        if store_summary is not None:  # equal sets, yet the summaries differed: count again
+            self.catalogue.recount_ids()
 
     # ----------------------------------------------------------------------------------------
     # Updating.

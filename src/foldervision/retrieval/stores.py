@@ -24,7 +24,7 @@ import numpy as np
 from foldervision.retrieval import ann
 
 if TYPE_CHECKING:
-    from foldervision.retrieval.catalogue import Catalogue
+    from foldervision.retrieval.catalogue import Catalogue, IdSummary
     from foldervision.retrieval.spec import EmbedderSpec
 
 DEFAULT_STORE = "faiss"
@@ -140,6 +140,7 @@ class SQLiteFaissStore:
             # A covering index of the ids alone: listing or counting 10^6 ids then reads a
             # few MB instead of walking every 5 KB row.
             self._connection.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
+        catalogue.track_ids("vectors")
         catalogue.instance_id()
         self.index_file = catalogue.path.with_suffix(".faiss")
         self._spec = ann.spec_fingerprint(spec)
@@ -158,7 +159,11 @@ class SQLiteFaissStore:
             return
         index = self._index_to_change()
         rows = [(int(i), _as_float32(vector).tobytes()) for i, vector in zip(ids, vectors)]
-        self._connection.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+        self._connection.executemany(
+            "INSERT INTO vectors VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET vector = "
+            "excluded.vector",
+            rows,
+        )
         generation = self._bump_generation()
         if index is not None and index.d != np.shape(vectors)[1]:
             self._drop_index()  # built empty or for other vectors: flush() rebuilds
@@ -219,6 +224,12 @@ class SQLiteFaissStore:
     def ids(self) -> np.ndarray:
         rows = self._connection.execute("SELECT id FROM vectors ORDER BY id").fetchall()
         return np.asarray([row[0] for row in rows], dtype=np.int64)
+
+    def id_summary(self) -> IdSummary:
+        """Count, sum and hashed sums of the ids, kept by triggers: no ids are read."""
+        summary = self._catalogue.id_summary("vectors")
+        assert summary is not None  # tracked since __init__
+        return summary
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         found: dict[int, bytes] = {}
@@ -286,7 +297,7 @@ class SQLiteFaissStore:
         return self._info.kind if self._info is not None else None
 
     def __len__(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        return self.id_summary().count
 
     def close(self) -> None:
         """Save pending in-memory changes that match the catalogue (never rebuild here).
@@ -314,12 +325,12 @@ class SQLiteFaissStore:
         return generation
 
     def stamp(self) -> ann.Stamp:
-        ids = self.ids()
+        summary = self.id_summary()
         return ann.Stamp(
             catalogue=self._catalogue.instance_id(),
             generation=self.generation(),
-            count=len(ids),
-            ids_sha1=ann.ids_checksum(ids),
+            count=summary.count,
+            ids_summary=ann.summary_checksum(summary),
             spec=self._spec,
         )
 
