@@ -15,6 +15,14 @@ generator): it opens the catalogue, memory-maps the index file, and times single
 
     python benchmarks/search_scale.py --vectors 100000 [--ann auto|exact|approximate]
         [--source-index /tmp/flowers5_index.sqlite] [--keep DIR] [--json]
+
+`--cold-search QUERY_IMAGE` then times whole `foldervision search QUERY --database DIR/database
+--index DIR/index.sqlite --no-update -k 4` processes (a first, untimed one exports the ONNX
+model if it is not cached; --no-update never looks at the made-up files, so DIR/database is an
+empty folder), COLD_RUNS of them, and a breakdown of one such search in a fresh process:
+imports, loading the embedder, `ImageIndex.open` (catalogue + id reconciliation), the index
+file's stamp check, memory-mapping it and the first query, embedding the query. With `--keep
+DIR --reuse` an index already built there is measured again without building it.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np
 TOP_K = 4
 QUERIES = 200
 BATCH = 100
+COLD_RUNS = 3
 CHUNK = 16_384
 NOISE_SCALE = 0.6
 """Noise standard deviation relative to the data's own along each principal direction."""
@@ -48,10 +57,27 @@ def main() -> None:
     parser.add_argument("--source-index", type=Path, default=DEFAULT_SOURCE_INDEX)
     parser.add_argument("--keep", type=Path, help="Write the catalogue here and keep it.")
     parser.add_argument("--json", action="store_true", help="Last line: one JSON object.")
+    parser.add_argument("--cold-search", type=Path, help="Time whole search processes.")
+    parser.add_argument("--reuse", action="store_true", help="With --keep: don't build again.")
     parser.add_argument("--search-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown-only", nargs=2, type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.search_only:
         search_phase(arguments.search_only)
+        return
+    if arguments.breakdown_only:
+        breakdown_phase(*arguments.breakdown_only)
+        return
+    if arguments.reuse:
+        if not arguments.keep or not (arguments.keep / "index.faiss").is_file():
+            parser.error("--reuse needs --keep DIR holding a built index")
+        report = {"vectors": arguments.vectors, "reused": str(arguments.keep)}
+        if arguments.cold_search:
+            report.update(cold_search(arguments.keep, arguments.cold_search))
+        for key, value in report.items():
+            print(f"{key:28s} {value}")
+        if arguments.json:
+            print(json.dumps(report))
         return
     if arguments.keep:
         arguments.keep.mkdir(parents=True, exist_ok=True)
@@ -74,6 +100,8 @@ def run(arguments: argparse.Namespace, folder: Path) -> None:
     )
     report.update(json.loads(child.stdout.strip().splitlines()[-1]))
     report["source"] = generator.description
+    if arguments.cold_search:
+        report.update(cold_search(folder, arguments.cold_search))
     for key, value in report.items():
         print(f"{key:28s} {value}")
     if arguments.json:
@@ -210,6 +238,72 @@ def search_phase(folder: Path) -> None:
             }
         )
     )
+
+
+def cold_search(folder: Path, query: Path) -> dict:
+    """Whole `foldervision search --no-update` processes against the built index."""
+    database = folder / "database"
+    database.mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "foldervision", "search", str(query), "--database",
+               str(database), "--index", str(folder / "index.sqlite"), "--no-update", "-k",
+               str(TOP_K), "--json"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    subprocess.run(command, check=True, capture_output=True, env=environment)  # warm-up
+    seconds = []
+    for _ in range(COLD_RUNS):
+        start = time.perf_counter()
+        result = subprocess.run(command, check=True, capture_output=True, text=True,
+                                env=environment)  # fmt: skip
+        seconds.append(time.perf_counter() - start)
+    answer = json.loads(result.stdout)
+    answer = answer[0] if isinstance(answer, list) else answer
+    child = subprocess.run(
+        [sys.executable, __file__, "--breakdown-only", str(folder), str(query)],
+        check=True, capture_output=True, text=True, env=environment,
+    )  # fmt: skip
+    return {
+        "cold_search_s": [round(value, 2) for value in seconds],
+        "cold_search_median_s": round(float(np.median(seconds)), 2),
+        "cold_search_results": len(answer["results"]),
+        "cold_breakdown_s": json.loads(child.stdout.strip().splitlines()[-1]),
+    }
+
+
+def breakdown_phase(folder: Path, query: Path) -> None:
+    """In a fresh process: the steps of one `search --no-update`, timed; one JSON line."""
+    times = {}
+    start = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal start
+        now = time.perf_counter()
+        times[name] = round(now - start, 3)
+        start = now
+
+    from foldervision.cli import app  # noqa: F401  (what the command imports)
+    from foldervision.retrieval.embedder import load_embedder
+    from foldervision.retrieval.index import ImageIndex
+
+    lap("imports")
+    embedder = load_embedder()
+    lap("load_embedder")
+    index = ImageIndex.open(folder / "database", embedder.spec, folder / "index.sqlite")
+    lap("open_and_reconcile")
+    stamp = index.store.stamp()
+    from foldervision.retrieval import ann
+
+    info = ann.read_index_info(index.store.index_file)
+    assert info is not None and info.stamp == stamp, "index file does not match"
+    lap("stamp_check")
+    [vector] = embedder.embed_files([query]).__next__().vectors
+    lap("embed_query")
+    index.search(vector, TOP_K)
+    lap("mmap_and_first_query")
+    index.search(vector, TOP_K)
+    lap("second_query")
+    index.close()
+    times["tensorflow_imported"] = "tensorflow" in sys.modules
+    print(json.dumps(times))
 
 
 def peak_rss_mb() -> float:
