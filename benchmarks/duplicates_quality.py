@@ -5,14 +5,16 @@ copies each, of two different kinds from EDITS (resized, re-compressed, cropped 
 turned a few degrees, brighter, lower contrast, a caption bar, saved in another format), and
 DISTRACTORS other photos are added untouched (same classes: similar flowers that are *not*
 duplicates). Each half is indexed with the real embedder into a temporary folder and
-`close_pairs` is run once at a generous threshold; pair precision and recall at every
-threshold follow from those pairs with union-find. The default is the threshold with the best
-F1 on the calibration half; the held-out half reports precision and recall at it.
+`close_pairs` (vectors, ratio test and the pixel recheck) is run at every threshold (pixel
+signatures cached across thresholds); pair precision and recall follow with union-find. The
+default is the threshold with the best F1 on the calibration half; the held-out half reports
+precision and recall at it. `--no-recheck` scores the vectors and ratio test alone.
 
 A true pair is two files made from the same original; a predicted pair is two files in the
 same predicted group (so grouping by transitivity is scored too).
 
     python benchmarks/duplicates_quality.py [--originals 100] [--distractors 200] [--json]
+        [--keep DIR [--reuse]] [--no-recheck]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
 from foldervision.images import list_image_files
+from foldervision.retrieval import duplicates
 from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, close_pairs, group_pairs
 from foldervision.retrieval.embedder import mobilenetv2_embedder
 from foldervision.retrieval.index import ImageIndex
@@ -85,7 +88,11 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=200, help="Per half.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", type=Path, help="Make the folders here and keep them.")
+    parser.add_argument("--reuse", action="store_true", help="With --keep: use them again.")
+    parser.add_argument("--no-recheck", action="store_true", help="Vectors and ratio test only.")
     arguments = parser.parse_args()
+    if arguments.no_recheck:
+        duplicates.RECHECK_FACTOR = 1.0
     files = list_image_files(arguments.folder)
     order = np.random.default_rng(0).permutation(len(files))
     per_half = arguments.originals + arguments.distractors
@@ -95,10 +102,11 @@ def main() -> None:
         for half, name in enumerate(("calibration", "held_out")):
             chosen = [files[i] for i in order[half * per_half : (half + 1) * per_half]]
             folder = (arguments.keep or Path(scratch)) / name
-            if folder.exists():
+            reuse = arguments.reuse and arguments.keep is not None and folder.exists()
+            if folder.exists() and not reuse:
                 shutil.rmtree(folder)
             truth, kinds = make_half(
-                chosen[: arguments.originals], chosen[arguments.originals :], folder
+                chosen[: arguments.originals], chosen[arguments.originals :], folder, reuse
             )
             results[name] = score_half(folder, embedder, truth, kinds)
     calibration = results["calibration"]["by_threshold"]
@@ -126,40 +134,50 @@ def main() -> None:
 
 
 def make_half(
-    originals: list[Path], distractors: list[Path], folder: Path
+    originals: list[Path], distractors: list[Path], folder: Path, reuse: bool = False
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """Write originals, two edited copies of each, and distractors; return the true pairs."""
-    folder.mkdir(parents=True)
+    """Write originals, two edited copies of each, and distractors; return the true pairs.
+
+    With `reuse` the files already there (made by the same seeded draw) are kept."""
+    folder.mkdir(parents=True, exist_ok=reuse)
     random = np.random.default_rng(len(originals))
     truth: set[tuple[str, str]] = set()
     kinds: dict[tuple[str, str], str] = {}
     for number, source in enumerate(originals):
-        image = Image.open(source).convert("RGB")
+        image = None if reuse else Image.open(source).convert("RGB")
         names = [f"dup{number:04d}_original.jpg"]
-        image.save(folder / names[0], quality=95)
+        if image is not None:
+            image.save(folder / names[0], quality=95)
         for kind in random.choice(list(EDITS), size=2, replace=False):
             edit, extension, quality = EDITS[kind]
             names.append(f"dup{number:04d}_{kind}.{extension}")
             options = {"quality": quality} if quality else {}
-            edit(image).save(folder / names[-1], **options)
+            if image is not None:
+                edit(image).save(folder / names[-1], **options)
         for a, b in itertools.combinations(sorted(names), 2):
             truth.add((a, b))
             kinds[(a, b)] = next(n.split("_", 1)[1].rsplit(".", 1)[0] for n in (a, b)
                                  if "original" not in n)  # fmt: skip
     for number, source in enumerate(distractors):
-        Image.open(source).convert("RGB").save(folder / f"other{number:04d}.jpg", quality=95)
+        if not reuse:
+            Image.open(source).convert("RGB").save(folder / f"other{number:04d}.jpg", quality=95)
     return truth, kinds
 
 
 def score_half(folder: Path, embedder, truth: set, kinds: dict) -> dict:
     with ImageIndex.open(folder, embedder.spec, folder.parent / f"{folder.name}.sqlite") as index:
         index.update(embedder)
-        pairs = close_pairs(index, float(THRESHOLDS.max()))
+        signatures: dict = {}
+        pairs_at = {
+            float(threshold): close_pairs(index, float(threshold), signatures)
+            for threshold in THRESHOLDS
+        }
+        default_found = close_pairs(index, DEFAULT_THRESHOLD, signatures)
         paths = index.catalogue.paths_of(index.catalogue.ids())
     rows = []
     for threshold in THRESHOLDS:
         predicted = set()
-        for group in group_pairs([pair for pair in pairs if pair[2] <= threshold]):
+        for group in group_pairs(pairs_at[float(threshold)]):
             names = sorted(paths[i] for i in group)
             predicted.update(itertools.combinations(names, 2))
         hits = len(predicted & truth)
@@ -170,9 +188,7 @@ def score_half(folder: Path, embedder, truth: set, kinds: dict) -> dict:
         rows.append({"threshold": float(threshold), "precision": round(precision, 4),
                      "recall": round(recall, 4), "f1": round(f1, 4),
                      "false_pairs": false_pairs})  # fmt: skip
-    default_pairs = {
-        tuple(sorted((paths[a], paths[b]))) for a, b, d in pairs if d <= DEFAULT_THRESHOLD
-    }
+    default_pairs = {tuple(sorted((paths[a], paths[b]))) for a, b, _ in default_found}
     by_edit: dict[str, list[bool]] = {}
     for pair in truth:
         if "original" in pair[0] or "original" in pair[1]:
