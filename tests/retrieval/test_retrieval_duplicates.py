@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 from typer.testing import CliRunner
+from user_process import run_cli
 
 from foldervision.cli import app
 from foldervision.retrieval.duplicates import PIXEL_MATCH, group_pairs, pixel_signature
@@ -65,19 +66,15 @@ def relative(paths: list[str], folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("store", available_stores())
 def test_duplicates_json_lists_exactly_the_planted_groups(
-    planted_folder: tuple[Path, list[list[str]]],
-    cli_uses_session_embedder: Embedder,
-    store: str,
-    tmp_path: Path,
+    planted_folder: tuple[Path, list[list[str]]], store: str, tmp_path: Path
 ) -> None:
+    """As a user runs it: a fresh process, through every vector store."""
     folder, planted = planted_folder
     location = f"milvus:{tmp_path / 'vectors.db'}" if store == "milvus" else store
 
-    result = CliRunner().invoke(
-        app, ["duplicates", str(folder), "--json", "--store", location, *SIZE_OPTION]
-    )
+    result = run_cli("duplicates", folder, "--json", "--store", location, *SIZE_OPTION)
 
-    assert result.exit_code == 0, result.stderr
+    assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert all(set(line) == {"files", "distances"} for line in lines)
     assert [relative(line["files"], folder) for line in lines] == planted
