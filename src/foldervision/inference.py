@@ -67,7 +67,7 @@ def evaluate_folder(
             "data": data,
             "model": preprocessor.model_name,
             "ms_per_image": round(1000 * seconds / max(1, len(labels)), 4),
-            "confusion_matrix_plot": str(plot_path) if plot_path is not None else None,
+            "confusion_matrix_plot": str(plot_path.resolve()) if plot_path is not None else None,
             "skipped_files": [item.to_dict() for item in loaded.skipped],
         }
     )
