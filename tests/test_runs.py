@@ -63,3 +63,13 @@ def test_free_run_folder_never_picks_an_existing_one(tmp_path):
     base.mkdir()
     (tmp_path / "task_01_lenet-2").mkdir()
     assert free_run_folder(base) == tmp_path / "task_01_lenet-3"
+
+
+def test_each_evaluated_folder_gets_its_own_confusion_matrix_plot(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    digits = run.evaluation_confusion_matrix_plot_path("/data/digits/test")
+    photos = run.evaluation_confusion_matrix_plot_path("/data/photos/test")
+    assert digits.parent == photos.parent == tmp_path / "run" / "evaluations"
+    assert digits.name.startswith("test-") and photos.name.startswith("test-")
+    assert digits != photos
+    assert digits == run.evaluation_confusion_matrix_plot_path("/data/digits/test")

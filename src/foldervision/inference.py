@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from foldervision.datasets import scan_labelled_folder
 from foldervision.images import SkippedFile, is_image_file, list_image_files
@@ -17,20 +18,25 @@ from foldervision.models.saving import (
     predict_probabilities,
     resolve_model_path,
 )
-from foldervision.reports import classification_metrics
+from foldervision.reports import classification_metrics, plot_confusion_matrix
 from foldervision.runs import RunFolder
 
-RECORDED_FIGURES = ("accuracy", "loss", "size", "ms_per_image")
+RECORDED_FIGURES = ("accuracy", "loss", "size", "ms_per_image", "confusion_matrix_plot")
 """What evaluations.json keeps of an evaluation: enough for `compare`."""
 
 
 def evaluate_folder(
-    run: str | os.PathLike, folder: str | os.PathLike, record: bool = True
+    run: str | os.PathLike,
+    folder: str | os.PathLike,
+    record: bool = True,
+    confusion_matrix_plot: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Accuracy, per-class figures and confusion matrix of a trained model on a labelled folder.
 
     The result is also recorded in the run folder (keyed by the data folder) so `compare` can
-    show test accuracy next to validation accuracy.
+    show test accuracy next to validation accuracy, and the confusion matrix is drawn as
+    training draws it: to `confusion_matrix_plot` if given, else into the run folder (see
+    `RunFolder.evaluation_confusion_matrix_plot_path`) when recording.
     """
     model, preprocessor = load_classifier(run)
     labelled = scan_labelled_folder(
@@ -42,17 +48,32 @@ def evaluate_folder(
     probabilities = predict_probabilities(model, loaded.pixels)
     seconds = time.perf_counter() - started
     result = classification_metrics(labels, probabilities, preprocessor.class_names)
+    data = str(Path(folder).resolve())
+    recording = record and Path(run).is_dir()
+    plot_path = None
+    if confusion_matrix_plot is not None:
+        plot_path = Path(confusion_matrix_plot)
+    elif recording:
+        plot_path = RunFolder(run).evaluation_confusion_matrix_plot_path(data)
+    if plot_path is not None:
+        plot_confusion_matrix(
+            result["confusion_matrix"],
+            preprocessor.class_names,
+            plot_path,
+            title=f"{preprocessor.model_name}: {Path(data).name} ({result['size']} images)",
+        )
     result.update(
         {
-            "data": str(Path(folder).resolve()),
+            "data": data,
             "model": preprocessor.model_name,
             "ms_per_image": round(1000 * seconds / max(1, len(labels)), 4),
+            "confusion_matrix_plot": str(plot_path.resolve()) if plot_path is not None else None,
             "skipped_files": [item.to_dict() for item in loaded.skipped],
         }
     )
-    if record and Path(run).is_dir():
+    if recording:
         figures = {key: result[key] for key in RECORDED_FIGURES}
-        RunFolder(run).record_evaluation(result["data"], figures)
+        RunFolder(run).record_evaluation(data, figures)
     return result
 
 
@@ -69,16 +90,39 @@ def collect_image_paths(inputs: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+DEFAULT_TOP = 3
+"""How many classes `predict` ranks per image: the runner-up says how sure the model was."""
+
+
 def predict_files(
-    run: str | os.PathLike, inputs: list[str | os.PathLike]
+    run: str | os.PathLike, inputs: list[str | os.PathLike], top: int = DEFAULT_TOP
 ) -> tuple[list[dict[str, Any]], list[SkippedFile]]:
-    """Label and class probabilities for each readable image, decoded as during training."""
+    """Label, class probabilities and the `top` most likely classes for each readable image,
+    decoded as during training."""
+    _check_top(top)
     model, preprocessor = load_classifier(run)
-    return predict_with(model, preprocessor, collect_image_paths(inputs))
+    return predict_with(model, preprocessor, collect_image_paths(inputs), top)
+
+
+def top_classes(
+    probabilities: np.ndarray, class_names: list[str], top: int
+) -> list[dict[str, Any]]:
+    """The `top` most likely classes, most likely first (ties keep class order); fewer when
+    the model has fewer classes."""
+    _check_top(top)
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    return [
+        {"label": class_names[index], "probability": float(probabilities[index])} for index in order
+    ]
+
+
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise ValueError(f"--top must be at least 1 (got {top}).")
 
 
 def predict_with(
-    model: keras.Model, preprocessor: Preprocessor, paths: list[Path]
+    model: keras.Model, preprocessor: Preprocessor, paths: list[Path], top: int = DEFAULT_TOP
 ) -> tuple[list[dict[str, Any]], list[SkippedFile]]:
     not_images = [
         SkippedFile(str(path), f"{path}: not an image file (unknown extension).")
@@ -98,6 +142,7 @@ def predict_with(
                 "probabilities": {
                     name: float(value) for name, value in zip(preprocessor.class_names, row)
                 },
+                "top": top_classes(row, preprocessor.class_names, top),
             }
         )
     return predictions, not_images + loaded.skipped

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from foldervision.atomic import atomic_path, write_text_atomic  # noqa: E402
 
@@ -55,8 +57,11 @@ def classification_metrics(
     }
 
 
-def plot_history(history: dict[str, list[float]], path: str | os.PathLike, phases=None) -> None:
-    """Loss and accuracy per epoch for training and validation, phase changes marked."""
+def history_figure(history: dict[str, list[float]], phases: list[int] | None = None) -> Figure:
+    """Loss and accuracy per epoch for training and validation, phase changes marked.
+
+    Epochs are numbered from 1 and the x axis only ticks whole epochs: "epoch 2.5" means nothing.
+    """
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key, title in ((loss_axis, "loss", "Loss"), (accuracy_axis, "accuracy", "Accuracy")):
@@ -66,10 +71,19 @@ def plot_history(history: dict[str, list[float]], path: str | os.PathLike, phase
             axis.axvline(boundary + 0.5, color="grey", linestyle="--", linewidth=1)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.set_xlim(0.5, max(1, len(epochs)) + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
+    return figure
+
+
+def plot_history(
+    history: dict[str, list[float]], path: str | os.PathLike, phases: list[int] | None = None
+) -> None:
+    """Write `history_figure` to `path` (history.png in a run folder)."""
+    _save_figure(history_figure(history, phases), path)
 
 
 def plot_confusion_matrix(

@@ -7,8 +7,10 @@ Evaluation, comparison and export read and add to a finished run through the sam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +65,22 @@ class RunFolder:
     def evaluations_path(self) -> Path:
         """Test results recorded by `evaluate`, keyed by the data folder."""
         return self.path / "evaluations.json"
+
+    @property
+    def evaluations_folder(self) -> Path:
+        """Figures `evaluate` draws, one set per data folder evaluated."""
+        return self.path / "evaluations"
+
+    def evaluation_confusion_matrix_plot_path(self, data: str | os.PathLike[str]) -> Path:
+        """`evaluations/<folder name>-<hash>_confusion_matrix.png` for an evaluated data folder.
+
+        The name says which folder; the short hash of its full path keeps two folders that share
+        a name (every `.../test`) from overwriting each other's plot.
+        """
+        data = Path(data)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", data.name).strip("._") or "data"
+        digest = hashlib.sha1(str(data).encode("utf-8")).hexdigest()[:8]
+        return self.evaluations_folder / f"{name}-{digest}_confusion_matrix.png"
 
     @property
     def export_folder(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from user_process import run_cli
@@ -60,6 +61,74 @@ def test_predict_json_one_object_per_line_and_bad_file_reported(cli_run, sample_
     assert [line["path"] for line in lines] == [str(path) for path in good]
     assert all(set(line["probabilities"]) == {"0", "1", "2"} for line in lines)
     assert "broken.jpg" in result.stderr
+
+
+def test_predict_prints_top_classes_with_probabilities(cli_run, sample_digits):
+    out, _ = cli_run
+    images = sorted((sample_digits / "test" / "2").glob("*.png"))[:3]
+    plain = run_cli("predict", out, *images)
+    as_json = run_cli("predict", out, *images, "--json")
+    assert plain.returncode == 0 and as_json.returncode == 0, plain.stderr + as_json.stderr
+    objects = [json.loads(line) for line in as_json.stdout.splitlines()]
+    lines = plain.stdout.splitlines()
+    assert len(lines) == len(objects) == 3
+    for line, prediction in zip(lines, objects):
+        path, label, confidence, top = line.split("\t")
+        assert (path, label) == (prediction["path"], prediction["label"])
+        ranked = sorted(prediction["probabilities"].items(), key=lambda item: -item[1])
+        assert [(item["label"], item["probability"]) for item in prediction["top"]] == ranked
+        assert top == ", ".join(f"{name} ({value:.4f})" for name, value in ranked)
+        assert top.startswith(f"{label} ({confidence})")
+
+
+def test_predict_top_n_is_capped_at_the_number_of_classes(cli_run, sample_digits):
+    out, _ = cli_run
+    image = sorted((sample_digits / "test" / "0").glob("*.png"))[0]
+    one = run_cli("predict", out, image, "--top", "1").stdout.strip().split("\t")[3]
+    many = json.loads(run_cli("predict", out, image, "--top", "10", "--json").stdout)["top"]
+    assert one.count("(") == 1 and one.split(" (")[0] == many[0]["label"]
+    assert sorted(item["label"] for item in many) == ["0", "1", "2"]
+    refused = run_cli("predict", out, image, "--top", "0")
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: --top must be at least 1 (got 0)."
+    )
+
+
+def test_evaluate_prints_per_class_figures_and_writes_the_confusion_matrix(cli_run, sample_digits):
+    out, _ = cli_run
+    as_json = run_cli("evaluate", out, sample_digits / "test", "--json")
+    plain = run_cli("evaluate", out, sample_digits / "test")
+    assert plain.returncode == 0 and as_json.returncode == 0, plain.stderr + as_json.stderr
+    evaluation = json.loads(as_json.stdout)
+
+    rows = [line.split("\t") for line in plain.stdout.splitlines()]
+    header = rows.index(["class", "precision", "recall", "f1", "support"])
+    for name, precision, recall, f1, support in rows[header + 1 : header + 4]:
+        figures = evaluation["per_class"][name]
+        assert float(precision) == pytest.approx(figures["precision"], abs=5e-5)
+        assert float(recall) == pytest.approx(figures["recall"], abs=5e-5)
+        assert float(f1) == pytest.approx(figures["f1"], abs=5e-5)
+        assert int(support) == figures["support"] == 50
+    matrix_header = rows.index(["", "0", "1", "2"])
+    matrix = [[int(count) for count in row[1:]] for row in rows[matrix_header + 1 :]]
+    assert matrix == evaluation["confusion_matrix"]
+
+    plot = Path(evaluation["confusion_matrix_plot"])
+    assert plot.parent == out / "evaluations" and plot.name.endswith("_confusion_matrix.png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"confusion matrix: {plot}" in plain.stderr and str(plot) not in plain.stdout
+    recorded = json.loads((out / "evaluations.json").read_text())
+    assert recorded[evaluation["data"]]["confusion_matrix_plot"] == str(plot)
+
+
+def test_evaluate_writes_the_confusion_matrix_where_asked(cli_run, sample_digits, tmp_path):
+    out, _ = cli_run
+    target = tmp_path / "plots" / "test_matrix.png"
+    result = run_cli(
+        "evaluate", out / "model.keras", sample_digits / "test", "--confusion-matrix", target
+    )
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_compare_table(cli_run, sample_digits):

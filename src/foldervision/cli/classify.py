@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from foldervision.cli.app import app, console
 from foldervision.models import available_models
@@ -96,53 +95,87 @@ def _report_test_accuracy(run: Path, folder: Path) -> None:
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
     data: Path = typer.Argument(..., help="Labelled folder: one subfolder per class."),
+    confusion_matrix: Path = typer.Option(
+        None,
+        "--confusion-matrix",
+        help="Write the confusion matrix PNG here (default: into the run folder's evaluations/).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Accuracy, per-class figures and confusion matrix on a labelled folder."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on a labelled folder.
+
+    Results go to stdout: an accuracy line, then tab-separated per-class and confusion-matrix
+    tables (or one JSON object with --json). The confusion matrix is also drawn as a PNG, as
+    training does for validation.
+    """
     from foldervision.inference import evaluate_folder
 
-    result = evaluate_folder(run, data)
+    result = evaluate_folder(run, data, confusion_matrix_plot=confusion_matrix)
     if as_json:
         print(json.dumps(result))
-        return
-    print(
-        f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
-        f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}"
-    )
-    table = Table("class", "precision", "recall", "f1", "support")
-    for name, figures in result["per_class"].items():
-        table.add_row(
-            name,
-            f"{figures['precision']:.4f}",
-            f"{figures['recall']:.4f}",
-            f"{figures['f1']:.4f}",
-            str(figures["support"]),
+    else:
+        print(evaluation_text(result))
+    if result["confusion_matrix_plot"]:
+        console.print(
+            f"confusion matrix: {result['confusion_matrix_plot']}", markup=False, soft_wrap=True
         )
-    console.print(table)
-    console.print("confusion matrix (rows: true, columns: predicted):")
-    for name, row in zip(result["per_class"], result["confusion_matrix"]):
-        console.print(f"  {name:>12} " + " ".join(f"{count:6d}" for count in row))
     _warn_skipped(result["skipped_files"])
+
+
+def evaluation_text(result: dict) -> str:
+    """`evaluate`'s plain output: accuracy, per-class figures, matrix; tab-separated tables."""
+    lines = [
+        f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
+        f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}",
+        "",
+        "class\tprecision\trecall\tf1\tsupport",
+    ]
+    for name, figures in result["per_class"].items():
+        lines.append(
+            f"{name}\t{figures['precision']:.4f}\t{figures['recall']:.4f}\t"
+            f"{figures['f1']:.4f}\t{figures['support']}"
+        )
+    names = list(result["per_class"])
+    lines += ["", "confusion matrix (rows: true, columns: predicted)", "\t".join(["", *names])]
+    for name, row in zip(names, result["confusion_matrix"]):
+        lines.append("\t".join([name, *map(str, row)]))
+    return "\n".join(lines)
 
 
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    top: int = typer.Option(
+        3, "--top", help="Rank the N most likely classes (fewer if the model has fewer)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image, per line."),
 ) -> None:
-    """Label and probabilities for each image."""
+    """Label, confidence and the top classes for each image.
+
+    One line per image: PATH, LABEL, CONFIDENCE and the top classes as
+    "label (0.9300), other (0.0500), ...", separated by tabs. --json prints every class's
+    probability and a "top" list instead.
+    """
     from foldervision.inference import predict_files
 
-    predictions, skipped = predict_files(run, images)
+    predictions, skipped = predict_files(run, images, top=top)
     for prediction in predictions:
         if as_json:
             print(json.dumps(prediction, ensure_ascii=False))
         else:
-            print(f"{prediction['path']}\t{prediction['label']}\t{prediction['confidence']:.4f}")
+            print(
+                f"{prediction['path']}\t{prediction['label']}\t{prediction['confidence']:.4f}\t"
+                + format_top(prediction["top"])
+            )
     _warn_skipped([item.to_dict() for item in skipped])
     if not predictions:
         raise typer.Exit(1)
+
+
+def format_top(top: list[dict[str, float | str]]) -> str:
+    """`label (0.9300), other (0.0500)`: readable, and one tab-free field for `cut -f4`."""
+    return ", ".join(f"{item['label']} ({item['probability']:.4f})" for item in top)
 
 
 @app.command()
