@@ -109,7 +109,11 @@ class RayEmbedder(Embedder):
         embedded = dataset.map_batches(
             EmbedOnWorker,
             fn_constructor_args=(
-                self.recipe, self.spec.to_dict(), self.cpus_per_worker, model_ref, batch_size
+                self.recipe,
+                self.spec.to_dict(),
+                self.cpus_per_worker,
+                model_ref,
+                batch_size,
             ),
             batch_size=task_size,
             batch_format="numpy",
