@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,10 @@ CPUS_PER_WORKER = 1
 oversubscribing them (ONNX Runtime and TensorFlow would otherwise start a thread per core of the
 node in every actor)."""
 
-WORKER_BATCH_SIZE = 64
+WORKER_BATCH_SIZE = 32
 """Paths per Ray task: each actor decodes them in threads while its network runs
-`DEFAULT_BATCH_SIZE` at a time. Fewer, larger tasks cut Ray's per-task cost
-(benchmarks/cluster_scale.py)."""
+`DEFAULT_BATCH_SIZE` at a time. On 1000 flowers5 photos, 2 actors, 32 ran fastest of 16/32/64
+(benchmarks/cluster_scale.py): fewer tasks than 16, a shorter tail than 64."""
 
 EmbedderRecipe = Callable[[], Embedder]
 """A picklable way to build the embedder on a worker, e.g. partial(load_embedder, model)."""
@@ -106,21 +107,24 @@ class RayEmbedder(Embedder):
         task_size = max(batch_size, self.worker_batch_size)
         workers = max(1, min(workers, -(-len(paths) // task_size)))
         dataset = ray.data.from_items([{"path": str(path)} for path in paths])
-        embedded = dataset.map_batches(
-            EmbedOnWorker,
-            fn_constructor_args=(
-                self.recipe,
-                self.spec.to_dict(),
-                self.cpus_per_worker,
-                model_ref,
-                batch_size,
-            ),
-            batch_size=task_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=self.cpus_per_worker,
-            max_restarts=0,  # a failed worker fails the run; the next run resumes
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote arguments but has no named max_restarts yet.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            embedded = dataset.map_batches(
+                EmbedOnWorker,
+                fn_constructor_args=(
+                    self.recipe,
+                    self.spec.to_dict(),
+                    self.cpus_per_worker,
+                    model_ref,
+                    batch_size,
+                ),
+                batch_size=task_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=self.cpus_per_worker,
+                max_restarts=0,  # a failed worker fails the run; the next run resumes
+            )
         for rows in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield _batch_from_rows(rows)
 
