@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foldervision.cli import app
+from foldervision.images import load_image
 from foldervision.retrieval.embedder import Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex
 
@@ -52,7 +53,8 @@ def test_ray_index_equals_the_single_process_index(
         index.update(embedder, batch_size=3)
         expected = index.vectors()
     recipe = functools.partial(load_embedder, "mobilenetv2", embedder.spec.image_size)
-    on_ray = RayEmbedder(recipe, embedder.spec, workers=2)
+    # Tasks of 4 paths, forward passes of 3: several tasks per worker, batches that straddle them.
+    on_ray = RayEmbedder(recipe, embedder.spec, workers=2, worker_batch_size=4)
     location = f"milvus:{tmp_path / 'v.db'}" if store == "milvus" else store
     with ImageIndex.open(
         photo_folder, embedder.spec, tmp_path / "ray.sqlite", store=location
@@ -65,6 +67,52 @@ def test_ray_index_equals_the_single_process_index(
     assert found.paths == expected.paths
     assert found.ids.tolist() == expected.ids.tolist()  # written in the same order
     np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-5)
+
+
+def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_keras(
+    photo_folder: Path,
+    tmp_path: Path,
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    readable_photos: list[str],
+    broken_photos: list[str],
+) -> None:
+    from foldervision.retrieval import onnx_backend
+    from foldervision.retrieval.onnx_backend import exported_model_path
+    from foldervision.retrieval.ray_embedding import EmbedOnWorker
+
+    model = exported_model_path(embedder.spec).read_bytes()  # what the driver hands over
+    for variable in ("FOLDERVISION_ORT_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(variable, "0")  # restored after the worker sets it
+    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "node-cache"))  # a bare node
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # a big node: ORT would take 7 threads
+    threads: list[int] = []
+    open_session = onnx_backend.open_session
+
+    def recording_open_session(path: Path, count: int | None = None) -> object:
+        session = open_session(path, count)
+        threads.append(session.get_session_options().intra_op_num_threads)
+        return session
+
+    def no_keras() -> None:
+        raise AssertionError("the worker built the Keras model")
+
+    monkeypatch.setattr(onnx_backend, "open_session", recording_open_session)
+    worker = EmbedOnWorker(
+        lambda: Embedder(embedder.spec, no_keras, "onnx"), embedder.spec.to_dict(), 1, model, 3
+    )
+    names = sorted(readable_photos + broken_photos)
+    out = worker({"path": np.asarray([str(photo_folder / name) for name in names], dtype=object)})
+
+    assert threads == [1]
+    assert [Path(path).name for path in out["path"]] == names
+    assert sorted(n for n, r in zip(names, out["reason"]) if r) == broken_photos
+    good = [n for n, r in zip(names, out["reason"]) if not r]
+    vectors = np.stack([np.frombuffer(v, "<f4") for v in out["vector"] if v])
+    expected = embedder.embed_pixels(
+        np.stack([load_image(photo_folder / n, embedder.spec.image_size) for n in good])
+    )
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
 def test_cli_index_with_ray_writes_milvus(

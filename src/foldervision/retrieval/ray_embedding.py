@@ -7,6 +7,11 @@
 `ray.data.from_items(paths).map_batches(...)` over a pool of actors; each actor builds its own
 Embedder from a picklable recipe (whatever backend is the default) and checks that its spec
 equals the driver's, so a worker with other weights fails instead of writing other vectors.
+
+With the ONNX backend the driver exports the model once, before any actor starts, and hands the
+file to the actors through Ray's object store: an actor only opens an ONNX Runtime session
+(one intra-op thread per CPU it was given), never imports TensorFlow, on any node, whatever
+its cache holds. Inside an actor, decoding (threads) overlaps the network's forward passes.
 The driver receives batches in order and writes them through the same catalogue transactions
 as a single-process run, so resuming, ids and stores behave exactly the same.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from foldervision.errors import FoldervisionError
-from foldervision.images import SkippedFile, iter_images
+from foldervision.images import SkippedFile
 from foldervision.retrieval.embedder import (
     DEFAULT_BATCH_SIZE,
     EmbeddedBatch,
@@ -38,7 +44,13 @@ from foldervision.retrieval.embedder import (
 
 CPUS_PER_WORKER = 1
 """One core per actor, its network pinned to one thread: N actors use N cores without
-oversubscribing them (TensorFlow would otherwise start a thread per core in every actor)."""
+oversubscribing them (ONNX Runtime and TensorFlow would otherwise start a thread per core of the
+node in every actor)."""
+
+WORKER_BATCH_SIZE = 32
+"""Paths per Ray task: each actor decodes them in threads while its network runs
+`DEFAULT_BATCH_SIZE` at a time. On 1000 flowers5 photos, 2 actors, 32 ran fastest of 16/32/64
+(benchmarks/cluster_scale.py): fewer tasks than 16, a shorter tail than 64."""
 
 EmbedderRecipe = Callable[[], Embedder]
 """A picklable way to build the embedder on a worker, e.g. partial(load_embedder, model)."""
@@ -54,19 +66,34 @@ class RayEmbedder(Embedder):
         address: str | None = None,
         workers: int | None = None,
         cpus_per_worker: float = CPUS_PER_WORKER,
+        worker_batch_size: int = WORKER_BATCH_SIZE,
     ) -> None:
         super().__init__(spec, build_feature_model=lambda: None)
         self.recipe = recipe
         self.address = address
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker
+        self.worker_batch_size = worker_batch_size
         self._local: Embedder | None = None
+
+    def local_embedder(self) -> Embedder:
+        """The recipe's Embedder in this process (built once; its model only on first use)."""
+        if self._local is None:
+            self._local = self.recipe()
+        return self._local
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels already in this process are embedded here (queries, uploads)."""
-        if self._local is None:
-            self._local = self.recipe()
-        return self._local.embed_pixels(pixels)
+        return self.local_embedder().embed_pixels(pixels)
+
+    def exported_model(self) -> bytes | None:
+        """The ONNX file the workers run, exported here first if no run has cached it yet."""
+        local = self.local_embedder()
+        if local.backend != "onnx":
+            return None
+        from foldervision.retrieval.onnx_backend import ensure_exported
+
+        return ensure_exported(local.spec, local.build_embedding_model).read_bytes()
 
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -74,18 +101,30 @@ class RayEmbedder(Embedder):
         if not paths:
             return
         ray = connect_ray(self.address)
+        model = self.exported_model()  # before any actor starts: none of them exports it
+        model_ref = ray.put(model) if model is not None else None
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = max(1, min(workers, -(-len(paths) // batch_size)))
+        task_size = max(batch_size, self.worker_batch_size)
+        workers = max(1, min(workers, -(-len(paths) // task_size)))
         dataset = ray.data.from_items([{"path": str(path)} for path in paths])
-        embedded = dataset.map_batches(
-            EmbedOnWorker,
-            fn_constructor_args=(self.recipe, self.spec.to_dict(), self.cpus_per_worker),
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=self.cpus_per_worker,
-            max_restarts=0,  # a failed worker fails the run; the next run resumes
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote arguments but has no named max_restarts yet.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            embedded = dataset.map_batches(
+                EmbedOnWorker,
+                fn_constructor_args=(
+                    self.recipe,
+                    self.spec.to_dict(),
+                    self.cpus_per_worker,
+                    model_ref,
+                    batch_size,
+                ),
+                batch_size=task_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=self.cpus_per_worker,
+                max_restarts=0,  # a failed worker fails the run; the next run resumes
+            )
         for rows in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield _batch_from_rows(rows)
 
@@ -93,33 +132,65 @@ class RayEmbedder(Embedder):
 class EmbedOnWorker:
     """A Ray Data actor: holds one Embedder, turns a batch of paths into vectors or reasons."""
 
-    def __init__(self, recipe: EmbedderRecipe, spec: dict[str, Any], threads: float) -> None:
+    def __init__(
+        self,
+        recipe: EmbedderRecipe,
+        spec: dict[str, Any],
+        threads: float,
+        model: Any = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
         count = str(max(1, int(threads)))
-        for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        for variable in ("FOLDERVISION_ORT_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
             os.environ[variable] = count
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        self.batch_size = batch_size
         self.embedder = recipe()
         if self.embedder.spec.to_dict() != spec:
             raise FoldervisionError(
                 f"a Ray worker built {self.embedder.spec.describe()}, not the driver's "
                 f"{EmbedderSpec.from_dict(spec).describe()}; give the workers the same weights"
             )
+        if model is not None and self.embedder.backend == "onnx":
+            install_exported_model(self.embedder.spec, _resolve(model))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [str(path) for path in batch["path"]]
-        spec = self.embedder.spec
-        decoded = list(iter_images(paths, spec.image_size, spec.color_mode))
-        good = [image for _, image, skip in decoded if skip is None]
-        vectors = iter(self.embedder.embed_pixels(np.stack(good)) if good else [])
-        payload, reasons = [], []
-        for _, _, skip in decoded:
-            payload.append(b"" if skip is not None else next(vectors).astype("<f4").tobytes())
-            reasons.append(skip.reason if skip is not None else "")
+        vectors: dict[str, bytes] = {}
+        reasons: dict[str, str] = {}
+        # embed_files decodes in threads ahead of the forward pass it is running.
+        for embedded in self.embedder.embed_files(paths, self.batch_size):
+            for path, vector in zip(embedded.paths, embedded.vectors):
+                vectors[str(path)] = vector.astype("<f4").tobytes()
+            for skip in embedded.skipped:
+                reasons[str(Path(skip.path))] = skip.reason
+        keys = [str(Path(path)) for path in paths]
         return {
             "path": np.asarray(paths, dtype=object),
-            "vector": np.asarray(payload, dtype=object),
-            "reason": np.asarray(reasons, dtype=object),
+            "vector": np.asarray([vectors.get(key, b"") for key in keys], dtype=object),
+            "reason": np.asarray([reasons.get(key, "") for key in keys], dtype=object),
         }
+
+
+def install_exported_model(spec: EmbedderSpec, model: bytes) -> Path:
+    """Put the driver's ONNX file where this node's onnx backend looks for the spec's model."""
+    from foldervision.atomic import atomic_path
+    from foldervision.retrieval.onnx_backend import exported_model_path
+
+    path = exported_model_path(spec)
+    if not path.is_file() or path.read_bytes() != model:
+        with atomic_path(path) as temporary:
+            Path(temporary).write_bytes(model)
+    return path
+
+
+def _resolve(model: Any) -> bytes:
+    """The model's bytes, whether handed over directly or as a Ray object reference."""
+    if isinstance(model, bytes):
+        return model
+    import ray
+
+    return ray.get(model)
 
 
 def _batch_from_rows(rows: dict[str, np.ndarray]) -> EmbeddedBatch:
