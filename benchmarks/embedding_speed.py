@@ -195,8 +195,10 @@ def benchmark_memory(source: Path, count: int, scratch: Path, environment: dict[
 def straightforward_loop(folder: Path) -> None:
     from PIL import Image
 
-    from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
-    from foldervision.models.mobilenetv2_weights import resolve_mobilenetv2_weights
+    from foldervision.models.mobilenetv2_weights import (
+        build_mobilenetv2_backbone,
+        resolve_mobilenetv2_weights,
+    )
 
     weights = resolve_mobilenetv2_weights("auto")
     model = build_mobilenetv2_backbone(IMAGE_SIZE, weights=weights.path if weights else None)

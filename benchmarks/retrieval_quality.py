@@ -87,7 +87,7 @@ def feature_function(size: int, flip: bool) -> Callable[[np.ndarray], dict[str, 
     import keras
     import tensorflow as tf
 
-    from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
+    from foldervision.models.mobilenetv2_weights import build_mobilenetv2_backbone
 
     backbone = build_mobilenetv2_backbone(size)
     layers = [backbone.get_layer(SHALLOW_LAYER).output, backbone.get_layer("pooled").input]

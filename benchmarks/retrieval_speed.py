@@ -85,7 +85,7 @@ def benchmark_indexing(database: Path, image_size: int) -> None:
 
 def time_straightforward_loop(paths: list[Path], image_size: int) -> tuple[float, np.ndarray]:
     """One file at a time, then `model.predict` per batch of 32: what most scripts do."""
-    from foldervision.models.mobilenetv2 import build_mobilenetv2_backbone
+    from foldervision.models.mobilenetv2_weights import build_mobilenetv2_backbone
 
     model = build_mobilenetv2_backbone(image_size)
     model.predict(np.zeros((1, image_size, image_size, 3), np.float32), verbose=0)  # warm-up
