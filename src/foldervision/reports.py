@@ -132,6 +132,7 @@ def write_run_report(metrics: dict[str, Any], path: str | os.PathLike) -> None:
     lines = [
         f"# {metrics['model']} on {metrics['data']}",
         "",
+        f"- recipe: {metrics.get('recipe', 'none')} ({metrics.get('recipe_reason', '')})",
         f"- classes: {', '.join(metrics['classes'])}",
         f"- images: {metrics['train_size']} train / {metrics['val_size']} validation "
         f"(validation fraction {metrics['val_split']}, seed {metrics['seed']})",

@@ -36,6 +36,9 @@ def test_train_prints_the_run_folder_and_accuracy(cli_run, sample_digits):
     out, result = cli_run
     assert result.stdout.strip() == str(out)
     assert "validation accuracy" in result.stderr
+    assert "recipe: digits (--model lenet; median 28x28 px, grey, 200 images/class)" in (
+        result.stderr
+    )
     assert "lenet: test accuracy" in result.stderr and "on 150 images" in result.stderr
     assert list(json.loads((out / "evaluations.json").read_text())) == [
         str((sample_digits / "test").resolve())
@@ -146,6 +149,7 @@ def test_compare_table(cli_run, sample_digits):
         (["train", "{tmp}", "--out", "{tmp}/run"], "at least 2"),
         (["evaluate", "{tmp}/no-run", "{tmp}"], "no trained model"),
         (["train", "{tmp}", "--model", "vgg", "--out", "{tmp}/run"], "Unknown model"),
+        (["train", "{tmp}", "--recipe", "fancy", "--out", "{tmp}/run"], "Unknown recipe"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(tmp_path, arguments, message):

@@ -9,12 +9,24 @@ import typer
 
 from foldervision.cli.app import app, console
 from foldervision.models import available_models
+from foldervision.recipes import recipe_names
 
 
 @app.command()
 def train(
     data: Path = typer.Argument(..., help="Folder with one subfolder of images per class."),
-    model: str = typer.Option("lenet", "--model", help=f"One of: {', '.join(available_models())}."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help=f"One of: {', '.join(available_models())}. Default: the recipe's model "
+        "(lenet for small grey images, mobilenetv2 for photos).",
+    ),
+    recipe: str = typer.Option(
+        None,
+        "--recipe",
+        help=f"One of: {', '.join(recipe_names())}. Default: chosen from the data "
+        "(image size and colour); explicit options still win over it.",
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder to write (refuses to overwrite)."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (of the fine-tuning phase)."),
     head_epochs: int = typer.Option(
@@ -37,7 +49,9 @@ def train(
         help="Fine-tuning phase: number of top backbone blocks to train, or all.",
     ),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Data augmentation."),
-    flip: bool = typer.Option(False, "--flip", help="Add horizontal flips (not for digits)."),
+    flip: bool = typer.Option(
+        None, "--flip/--no-flip", help="Horizontal flips (default: the recipe's; on for photos)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     test: Path = typer.Option(
         None,
@@ -55,6 +69,7 @@ def train(
         data=data,
         out=out,
         model=model,
+        recipe=recipe,
         epochs=epochs,
         head_epochs=head_epochs,
         val_split=val_split,

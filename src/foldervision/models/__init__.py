@@ -1,4 +1,6 @@
-"""Model builders behind one small registry, with how each one is trained, frozen and fed.
+"""Model builders behind one small registry, with how each one is frozen and fed.
+
+How long and how fast each is trained is a recipe's business (`foldervision.recipes`).
 
 Every builder returns a `BuiltModel`: a Keras model whose input is raw pixels in [0, 255]
 (height, width, channels) and whose last layer is "predictions", plus the weights it starts from
@@ -28,6 +30,10 @@ class TrainingPhase:
     """"all", or "head" (pretrained base frozen), or "top:N" (the base's last N blocks learn)."""
     schedule: str = "cosine"
     """"cosine" (decays to 1% of learning_rate over the phase) or "constant"."""
+    feature_views: int = 0
+    """Head phases only: when > 0, the frozen backbone's features are computed once for this
+    many (augmented) views of each training image and the head learns from them, instead of
+    paying a full backbone pass per image per epoch."""
 
 
 RANDOM_INITIALISATION = "random initialisation (trained from scratch)"
@@ -53,8 +59,6 @@ class ModelSpec:
     """"module:function(model, trainable)" that decides which layers learn in a phase."""
     default_image_size: int
     color_mode: str
-    phases: tuple[TrainingPhase, ...]
-    batch_size: int
     pretrained: bool
     description: str
     feature_layer: str = "features"
@@ -108,8 +112,6 @@ register_model(
         set_trainable_hook="foldervision.models.lenet:set_trainable",
         default_image_size=28,
         color_mode="grayscale",
-        phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3, schedule="constant"),),
-        batch_size=64,
         pretrained=False,
         description="LeNet-5 trained from scratch (grayscale, 28 px).",
     )
@@ -123,11 +125,6 @@ register_model(
         set_trainable_hook="foldervision.models.classifier:set_trainable",
         default_image_size=64,
         color_mode="rgb",
-        phases=(
-            TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
-            TrainingPhase("fine_tune", epochs=3, learning_rate=3e-4, trainable="top:6"),
-        ),
-        batch_size=64,
         pretrained=True,
         description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,14 +92,35 @@ def load_classifier(path: str | os.PathLike) -> tuple[keras.Model, Preprocessor]
     return model, Preprocessor.from_dict(metadata)
 
 
+INFERENCE_PIXELS_PER_BATCH = 16 * 224 * 224
+"""Pixels per inference batch: 16 images at 224 px, 1024 at 28 px. Activations grow with
+batch x pixels; a fixed 256 images at 224 px peaked above 20 GB."""
+
+
+def inference_batch_size(image_size: int, limit: int = 256) -> int:
+    """Images per inference batch at this size, so memory does not grow with the input size."""
+    return max(1, min(limit, INFERENCE_PIXELS_PER_BATCH // (image_size * image_size)))
+
+
+def traced_inference(model: keras.Model) -> Callable[[Any], Any]:
+    """`model(x, training=False)` traced once: eager calls kept every activation of a batch
+    alive (2.9 GB more for 32 images at 224 px) and ran 1.7x slower."""
+    import tensorflow as tf
+
+    return tf.function(lambda pixels: model(pixels, training=False), reduce_retracing=True)
+
+
 def predict_probabilities(
-    model: keras.Model, pixels: np.ndarray, batch_size: int = 256
+    model: keras.Model, pixels: np.ndarray, batch_size: int | None = None
 ) -> np.ndarray:
-    """Class probabilities for uint8 pixels, in batches, without Keras' per-call progress bar."""
+    """Class probabilities for uint8 pixels, in batches sized for the input, without Keras'
+    per-call progress bar."""
+    batch_size = batch_size or inference_batch_size(int(model.input_shape[1]))
+    forward = traced_inference(model)
     outputs = []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)
-        outputs.append(np.asarray(model(batch, training=False)))
+        outputs.append(np.asarray(forward(batch)))
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
     return np.concatenate(outputs)

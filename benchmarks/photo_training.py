@@ -1,0 +1,181 @@
+"""`foldervision train` with its defaults on a labelled photo folder, against a fair linear probe.
+
+(a) Linear probe: logistic regression on the retrieval embedder's vectors (ImageNet MobileNetV2,
+224 px, GeM, L2-normalised), regularisation chosen by 4-fold cross-validation on the training
+part only. (b) `foldervision train DATA --out RUN` with no other option, as its own process:
+wall time and peak RSS. Both use the same seeded split (the run's split.json).
+
+    python benchmarks/photo_training.py                          # flowers5, all photos
+    python benchmarks/photo_training.py --train-per-class 64     # 64 training photos per class,
+                                                                 # tested on held-out photos
+    python benchmarks/photo_training.py --files 1000 --no-probe  # memory at 1k photos
+
+Subsets are folders of symbolic links in a temporary folder; nothing is copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "flowers5"
+
+
+def class_files(data: Path) -> dict[str, list[Path]]:
+    from foldervision.datasets import scan_labelled_folder
+
+    folder = scan_labelled_folder(data)
+    return {
+        name: [path for path, label in zip(folder.paths, folder.labels) if label == index]
+        for index, name in enumerate(folder.class_names)
+    }
+
+
+def link_subset(files: dict[str, list[Path]], target: Path) -> Path:
+    for name, paths in files.items():
+        (target / name).mkdir(parents=True)
+        for path in paths:
+            (target / name / path.name).symlink_to(path.resolve())
+    return target
+
+
+def make_subsets(arguments: argparse.Namespace, workspace: Path) -> tuple[Path, Path | None]:
+    """The folder to train on, and a held-out test folder (only with --train-per-class)."""
+    if arguments.train_per_class is None and arguments.files is None:
+        return arguments.data, None
+    generator = np.random.default_rng(arguments.seed)
+    files = {
+        name: list(generator.permutation(paths))
+        for name, paths in class_files(arguments.data).items()
+    }
+    if arguments.files is not None:
+        total = sum(len(paths) for paths in files.values())
+        chosen = {
+            name: paths[: round(len(paths) * arguments.files / total)]
+            for name, paths in files.items()
+        }
+        return link_subset(chosen, workspace / "train"), None
+    # train's split keeps 20% of the folder for validation: 80 photos give 64 for training.
+    per_class = round(arguments.train_per_class / (1 - arguments.val_split))
+    train = {name: paths[:per_class] for name, paths in files.items()}
+    test = {
+        name: paths[per_class : per_class + arguments.test_per_class]
+        for name, paths in files.items()
+    }
+    return link_subset(train, workspace / "train"), link_subset(test, workspace / "test")
+
+
+def run_train(data: Path, out: Path, test: Path | None, extra: list[str]) -> dict:
+    """The CLI as a user runs it: defaults only (plus `extra`), wall time and peak RSS."""
+    command = [sys.executable, "-m", "foldervision", "train", str(data), "--out", str(out)]
+    command += ["--overwrite", *extra]
+    if test is not None:
+        command += ["--test", str(test)]
+    print("$", " ".join(command), file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluations = out / "evaluations.json"
+    test_accuracy = None
+    if evaluations.exists():
+        test_accuracy = next(iter(json.loads(evaluations.read_text()).values()))["accuracy"]
+    return {
+        "recipe": metrics.get("recipe"),
+        "image_size": metrics["image_size"],
+        "val_accuracy": metrics["val_accuracy"],
+        "test_accuracy": test_accuracy,
+        "wall_seconds": round(seconds, 1),
+        "fit_seconds": metrics["train_seconds"],
+        "peak_rss_gb": round(peak_kib / 2**20, 2),
+        "train_size": metrics["train_size"],
+        "val_size": metrics["val_size"],
+    }
+
+
+def embed(paths: list[Path]) -> np.ndarray:
+    from foldervision.retrieval.embedder import mobilenetv2_embedder
+
+    embedder = mobilenetv2_embedder()
+    vectors = []
+    for batch in embedder.embed_files(paths):
+        if batch.skipped:
+            raise SystemExit(f"probe: cannot embed {batch.skipped[0].path}")
+        vectors.append(batch.vectors)
+    return np.concatenate(vectors)
+
+
+def linear_probe(run: Path, data: Path, test: Path | None, seed: int) -> dict:
+    """Logistic regression on the embedder's vectors; C by 4-fold CV on the training part."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    from foldervision.datasets import scan_labelled_folder
+
+    split = json.loads((run / "split.json").read_text())
+    sides = {side: split[side] for side in ("train", "validation")}
+    started = time.perf_counter()
+    vectors = {side: embed([data / path for path, _ in items]) for side, items in sides.items()}
+    labels = {side: np.array([label for _, label in items]) for side, items in sides.items()}
+    if test is not None:
+        test_folder = scan_labelled_folder(test, class_names=split["classes"])
+        vectors["test"], labels["test"] = embed(test_folder.paths), test_folder.labels
+    embedded = time.perf_counter()
+    probe = LogisticRegressionCV(
+        Cs=np.logspace(-2, 3, 11), cv=4, max_iter=3000, random_state=seed
+    ).fit(vectors["train"], labels["train"])
+    fitted = time.perf_counter()
+    accuracy = {
+        side: float((probe.predict(vectors[side]) == labels[side]).mean())
+        for side in vectors
+        if side != "train"
+    }
+    return {
+        "val_accuracy": accuracy["validation"],
+        "test_accuracy": accuracy.get("test"),
+        "C": float(probe.C_[0]),
+        "embed_seconds": round(embedded - started, 1),
+        "fit_seconds": round(fitted - embedded, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--train-per-class", type=int, help="training photos per class")
+    parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--files", type=int, help="train on a stratified subset of N photos")
+    parser.add_argument("--val-split", type=float, default=0.2, help="train's default")
+    parser.add_argument("--seed", type=int, default=42, help="train's default")
+    parser.add_argument("--no-probe", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark_photo"))
+    parser.add_argument("train_args", nargs="*", help="extra `train` options, after --")
+    arguments = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="photo-benchmark-") as workspace:
+        data, test = make_subsets(arguments, Path(workspace))
+        trained = run_train(data, arguments.out, test, arguments.train_args)
+        figures = {"data": str(arguments.data.resolve()), "train": trained}
+        if not arguments.no_probe:
+            figures["probe"] = probe = linear_probe(arguments.out, data, test, arguments.seed)
+            figures["val_points_above_probe"] = round(
+                100 * (trained["val_accuracy"] - probe["val_accuracy"]), 2
+            )
+            if test is not None:
+                figures["test_points_above_probe"] = round(
+                    100 * (trained["test_accuracy"] - probe["test_accuracy"]), 2
+                )
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

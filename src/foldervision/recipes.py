@@ -1,0 +1,189 @@
+"""Training recipes, and how `train` picks one by looking at the data.
+
+A recipe is every training default in one place: the model, its input size, the augmentation,
+the phases and the batch size. Small grey images (digits) keep the fast digit recipe; colour or
+large images (photos) get the photo recipe, which suits ImageNet weights. Explicit command-line
+flags always win over the recipe.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from foldervision.models import TrainingPhase
+
+PROFILE_SAMPLE = 300
+"""Files whose headers are read to profile a folder (spread over the classes)."""
+
+DIGIT_MAX_SIDE = 64
+"""Grey images whose typical longer side is at most this are treated like digits."""
+
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every training default for one kind of data and one model."""
+
+    name: str
+    kind: str
+    """The data it is meant for: "digits" or "photo"."""
+    model: str
+    image_size: int
+    augmentation: str
+    """"digits" (small shifts, rotations, zoom, contrast) or "photo" (crops, colour); see
+    training.build_augmentation."""
+    flip: bool
+    phases: tuple[TrainingPhase, ...]
+    batch_size: int
+    description: str
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}.")
+    return RECIPES[name]
+
+
+register_recipe(
+    Recipe(
+        name="digits",
+        kind="digits",
+        model="lenet",
+        image_size=28,
+        augmentation="digits",
+        flip=False,
+        phases=(TrainingPhase("train", epochs=10, learning_rate=1e-3, schedule="constant"),),
+        batch_size=64,
+        description="LeNet-5 from scratch, 28 px grey; no flips (a mirrored 2 is not a 2).",
+    )
+)
+
+register_recipe(
+    Recipe(
+        name="digits-mobilenetv2",
+        kind="digits",
+        model="mobilenetv2",
+        image_size=64,
+        augmentation="digits",
+        flip=False,
+        phases=(
+            TrainingPhase("head", epochs=2, learning_rate=1e-3, trainable="head"),
+            TrainingPhase("fine_tune", epochs=3, learning_rate=3e-4, trainable="top:6"),
+        ),
+        batch_size=64,
+        description="MobileNetV2 (ImageNet) at 64 px: head, then the top 6 blocks.",
+    )
+)
+
+register_recipe(
+    Recipe(
+        name="photo",
+        kind="photo",
+        model="mobilenetv2",
+        image_size=160,
+        augmentation="photo",
+        flip=True,
+        phases=(
+            TrainingPhase("head", epochs=30, learning_rate=1e-3, trainable="head", feature_views=2),
+            TrainingPhase("fine_tune", epochs=4, learning_rate=3e-4, trainable="top:6"),
+        ),
+        batch_size=32,
+        description="MobileNetV2 (ImageNet) at 160 px: head on cached features of augmented "
+        "views, then the top 6 blocks (flowers5: 80.8% against 77.6% at 224 px with the top 4 "
+        "blocks for 2 epochs at 1e-4; benchmarks/photo_training.py).",
+    )
+)
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What a folder's image headers say: typical size, colour or grey, images per class."""
+
+    width: int
+    height: int
+    colour: bool
+    images_per_class: int
+    sampled: int
+
+    @property
+    def kind(self) -> str:
+        small = max(self.width, self.height) <= DIGIT_MAX_SIDE
+        return "digits" if small and not self.colour else "photo"
+
+    def describe(self) -> str:
+        colour = "colour" if self.colour else "grey"
+        return (
+            f"median {self.width}x{self.height} px, {colour}, {self.images_per_class} images/class"
+        )
+
+
+def profile_images(
+    paths: list[Path], class_count: int, sample: int = PROFILE_SAMPLE
+) -> DataProfile:
+    """Read only the headers (Pillow's open does not decode) of up to `sample` files, evenly
+    spread over the sorted list, so profiling a big folder costs well under a second."""
+    step = max(1, len(paths) // sample)
+    widths, heights, colour_votes = [], [], []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                widths.append(image.width)
+                heights.append(image.height)
+                colour_votes.append(image.mode not in GREY_MODES)
+        except (OSError, SyntaxError, ValueError):
+            continue  # unreadable files are reported (and skipped) when they are decoded
+    if not widths:
+        return DataProfile(0, 0, True, len(paths) // max(1, class_count), 0)
+    return DataProfile(
+        width=int(statistics.median(widths)),
+        height=int(statistics.median(heights)),
+        colour=sum(colour_votes) > len(colour_votes) / 2,
+        images_per_class=round(len(paths) / max(1, class_count)),
+        sampled=len(widths),
+    )
+
+
+def choose_recipe(
+    profile: DataProfile, recipe: str | None = None, model: str | None = None
+) -> tuple[Recipe, str]:
+    """The recipe for this data (or the one asked for) and why, in words.
+
+    `--recipe` names one outright. Otherwise the data's kind decides; `--model` narrows the
+    choice to that model's recipes, preferring one made for this kind of data.
+    """
+    if recipe is not None:
+        return get_recipe(recipe), f"--recipe {recipe}; {profile.describe()}"
+    candidates = [entry for entry in RECIPES.values() if model in (None, entry.model)]
+    if not candidates:
+        from foldervision.models import get_model_spec
+
+        get_model_spec(model or "")  # raises the registry's own "unknown model" message
+        raise ValueError(f"No recipe trains {model!r}.")
+    matching = [entry for entry in candidates if entry.kind == profile.kind]
+    chosen = (matching or candidates)[0]
+    reason = profile.describe()
+    if model is not None:
+        reason = f"--model {model}; {reason}"
+    return chosen, reason
+
+
+def recipe_names() -> list[str]:
+    return list(RECIPES)
+
+
+def describe_choice(recipe: Recipe, reason: str) -> str:
+    """The one line `train` prints to stderr."""
+    return f"recipe: {recipe.name} ({reason})"
