@@ -72,7 +72,11 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, shared with other users (timings are noisy)")
     with tempfile.TemporaryDirectory() as scratch:
         environment = dict(os.environ, FOLDERVISION_CACHE=str(Path(scratch) / "cache"))
-        database = link_sample(Path(arguments.folder), arguments.files, Path(scratch) / "db")
+        from retrieval_speed import link_sample  # the one sampler of the benchmarks
+
+        database = link_sample(
+            Path(arguments.folder), max(arguments.files, 8), Path(scratch) / "db"
+        )
         run_timed(foldervision("index", str(database)), environment)  # export ONNX, warm caches
         if arguments.files:
             threads = [int(value) for value in arguments.ort_threads.split(",")]
@@ -87,20 +91,6 @@ def main() -> None:
 
 def foldervision(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "foldervision", *arguments]
-
-
-def link_sample(source: Path, count: int, database: Path) -> Path:
-    """Spread `count` files evenly over the sorted folder, linked (not copied) into `database`."""
-    from foldervision.images import list_image_files
-
-    files = list_image_files(source)
-    count = max(count, 8)
-    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
-    database.mkdir(parents=True)
-    for number, path in enumerate(chosen):
-        (database / f"{number:05d}_{path.name}").symlink_to(path.resolve())
-    print(f"files: {len(chosen)} JPEGs from {source}")
-    return database
 
 
 def run_timed(command: list[str], environment: dict[str, str]) -> Timing:
