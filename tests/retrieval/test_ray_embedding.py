@@ -86,12 +86,13 @@ def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_kera
         monkeypatch.setenv(variable, "0")  # restored after the worker sets it
     monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "node-cache"))  # a bare node
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # a big node: ORT would take 7 threads
-    threads: list[int] = []
+    threads: list[tuple[int, int]] = []
     open_session = onnx_backend.open_session
 
-    def recording_open_session(path: Path, count: int | None = None) -> object:
+    def recording_open_session(path: Path, count: int = 1) -> object:
         session = open_session(path, count)
-        threads.append(session.get_session_options().intra_op_num_threads)
+        intra_op = session.get_session_options().intra_op_num_threads
+        threads.append((intra_op, onnx_backend.parallel_runs()))
         return session
 
     def no_keras() -> None:
@@ -104,7 +105,7 @@ def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_kera
     names = sorted(readable_photos + broken_photos)
     out = worker({"path": np.asarray([str(photo_folder / name) for name in names], dtype=object)})
 
-    assert threads == [1]
+    assert threads == [(1, 1)]  # one session, one run at a time, on one thread
     assert [Path(path).name for path in out["path"]] == names
     assert sorted(n for n, r in zip(names, out["reason"]) if r) == broken_photos
     good = [n for n, r in zip(names, out["reason"]) if not r]

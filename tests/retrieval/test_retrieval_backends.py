@@ -71,6 +71,17 @@ def test_the_exported_model_is_found_by_fingerprint_without_building_keras(
     )
 
 
+def test_runs_side_by_side_give_the_one_run_vectors_in_order(
+    embedder: Embedder, photo_pixels: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def vectors_with(runs: int) -> np.ndarray:
+        monkeypatch.setenv("FOLDERVISION_ORT_THREADS", str(runs))
+        return Embedder(embedder.spec, lambda: None, backend="onnx").embed_pixels(photo_pixels)
+
+    assert len(photo_pixels) > 3
+    np.testing.assert_array_equal(vectors_with(3), vectors_with(1))
+
+
 def test_a_damaged_cached_model_is_one_clear_error(
     embedder: Embedder, photo_pixels: np.ndarray
 ) -> None:
@@ -115,6 +126,26 @@ def test_int8_vectors_never_join_an_fp32_index(
         pass
     with pytest.raises(IndexMismatchError, match="index.sqlite"):
         ImageIndex.open(digits_folder, int8.spec)
+
+
+def test_int8_quantizes_the_network_but_not_preprocessing_or_pooling(
+    photo_pixels: np.ndarray,
+) -> None:
+    import onnx
+
+    int8 = mobilenetv2_embedder(TEST_IMAGE_SIZE, precision="int8")
+    int8.embed_pixels(photo_pixels[:1])
+    graph = onnx.load(str(exported_model_path(int8.spec))).graph
+    first = [node for node in graph.node if graph.input[0].name in node.input]
+    last = [node for node in graph.node if graph.output[0].name in node.output]
+    int8_weights = [
+        array for array in graph.initializer if array.data_type == onnx.TensorProto.INT8
+    ]
+
+    assert [node.op_type for node in first] == ["Mul"]  # pixels are scaled in float
+    assert [node.op_type for node in last] == ["Div"]  # the L2 norm runs in float
+    assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 10
+    assert len(int8_weights) >= 50  # MobileNetV2's 52 convolutions, per-channel
 
 
 def test_int8_on_the_keras_backend_is_one_clear_error(digits_folder: Path) -> None:

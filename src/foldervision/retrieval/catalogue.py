@@ -119,11 +119,14 @@ class Catalogue:
 
     def track_ids(self, table: str) -> None:
         """Keep `table`'s id summary up to date from now on (counted once if new here)."""
-        exists = self.connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'id_summaries'"
-        ).fetchone() and self.connection.execute(
-            "SELECT 1 FROM id_summaries WHERE name = ?", (table,)
-        ).fetchone()
+        exists = (
+            self.connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'id_summaries'"
+            ).fetchone()
+            and self.connection.execute(
+                "SELECT 1 FROM id_summaries WHERE name = ?", (table,)
+            ).fetchone()
+        )
         if exists:
             return
         with self.transaction():

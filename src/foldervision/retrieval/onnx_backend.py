@@ -1,7 +1,7 @@
 """The "onnx" backend: the Keras embedding model exported once to ONNX and run by ONNX Runtime.
 
 The file is cached under the embedder spec's fingerprint
-(`<cache>/embedders/<fingerprint>-v1.onnx`), so a later process that finds it never imports
+(`<cache>/embedders/<fingerprint>-v2.onnx`), so a later process that finds it never imports
 TensorFlow: a single search starts in well under a second. Exporting (the first run for a
 spec) builds the Keras model and does import it.
 
@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,19 +35,25 @@ if TYPE_CHECKING:
     from foldervision.retrieval.spec import EmbedderSpec
 
 EXPORT_FOLDER = "embedders"
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 """Bumped when the export or quantization recipe changes, so stale cached files are not reused."""
 
 
-def default_intra_op_threads() -> int:
-    """Every core runs the network; decoding threads fill the gaps (the GIL is released in both).
+def parallel_runs() -> int:
+    """How many single-threaded forward passes run at once: one per core.
 
-    benchmarks/embedding_speed.py on 2 cores, 1000 flowers5 photos: on a quiet machine one ORT
-    thread indexed 2.13x faster than the straightforward loop and two threads 3.54x; only on a
-    machine crowded by other jobs did one thread win (1.9x against 1.0x). A user's machine is
-    usually the quiet case; FOLDERVISION_ORT_THREADS sets it for a crowded one.
+    FOLDERVISION_ORT_THREADS overrides it (a crowded machine, a Ray worker holding one core).
     """
-    return max(1, os.cpu_count() or 2)
+    return int(os.environ.get("FOLDERVISION_ORT_THREADS", 0)) or max(1, os.cpu_count() or 2)
+
+
+RUN_BATCH_SIZE = 1
+"""Images per `session.run`. MobileNetV2 224 fp32, model only, on the 2-core Xeon (AVX-512) we
+measured on: one run on two intra-op threads managed 264-270 images/s at batch 16 and 309-317
+at batch 2-4; two single-threaded runs side by side, 330 at batch 1-2 and 305 at batch 4 (the
+working set stays in cache and no thread waits on another between layers). Whole
+`foldervision index --rebuild` of 1000 flowers5 photos (farm-bench, 3 runs, medians): 4.05 s at
+1, 4.10 s at 2, 4.24 s at 4."""
 
 
 NETWORK_OPS = frozenset({"Conv", "Clip", "Relu", "MatMul", "Gemm"})
@@ -127,7 +134,7 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=head_nodes(prepared),
+                nodes_to_exclude=float_nodes(prepared),
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             )
@@ -136,14 +143,19 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
     return path
 
 
-def head_nodes(model_path: Path) -> list[str]:
-    """Nodes after the network's last layer: GeM and the L2 norm lose too much in 8 bits (the
-    vectors would not even be unit length), and they cost next to nothing in float."""
+def float_nodes(model_path: Path) -> list[str]:
+    """Nodes before the network's first layer and after its last, kept in float.
+
+    Before: the preprocessing on raw pixels (scale and shift). Quantized, it ran as QLinearMul
+    and QLinearAdd, which took over half of the INT8 model's time; in float it costs next to
+    nothing and the INT8 model ran 499 images/s instead of 248 (2 threads, batch 16). After:
+    GeM and the L2 norm lose too much in 8 bits (the vectors would not even be unit length).
+    """
     import onnx
 
     nodes = list(onnx.load(str(model_path)).graph.node)  # in topological order
-    last = max(i for i, node in enumerate(nodes) if node.op_type in NETWORK_OPS)
-    return [node.name for node in nodes[last + 1 :]]
+    network = [i for i, node in enumerate(nodes) if node.op_type in NETWORK_OPS]
+    return [node.name for node in nodes[: network[0]] + nodes[network[-1] + 1 :]]
 
 
 def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
@@ -180,16 +192,12 @@ def _png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def open_session(path: Path, threads: int | None = None) -> Any:
-    """A CPU session; idle ORT threads sleep instead of spinning, leaving cores to decoding.
-
-    FOLDERVISION_ORT_THREADS overrides the thread count (benchmarks compare settings with it).
-    """
+def open_session(path: Path, threads: int = 1) -> Any:
+    """A CPU session whose runs stay on the calling thread (`onnx_forward` runs several at once)."""
     import onnxruntime
 
-    threads = threads or int(os.environ.get("FOLDERVISION_ORT_THREADS", 0)) or None
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or default_intra_op_threads()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -211,9 +219,20 @@ def onnx_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
             "file and run again to export it afresh."
         ) from error
     input_name = _input_name(session)
+    runs = parallel_runs()
+    pool = ThreadPoolExecutor(runs, thread_name_prefix="foldervision-onnx") if runs > 1 else None
+
+    def run_slice(pixels: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: pixels})[0]
 
     def run(pixels: np.ndarray) -> np.ndarray:
-        vectors = session.run(None, {input_name: np.asarray(pixels, dtype=np.float32)})[0]
-        return np.asarray(vectors, dtype=np.float32)
+        """Slices of RUN_BATCH_SIZE images, one core each (ONNX Runtime releases the GIL)."""
+        floats = np.asarray(pixels, dtype=np.float32)
+        slices = [floats[i : i + RUN_BATCH_SIZE] for i in range(0, len(floats), RUN_BATCH_SIZE)]
+        if pool is None or len(slices) < 2:
+            vectors = [run_slice(part) for part in slices or [floats]]
+        else:
+            vectors = list(pool.map(run_slice, slices))
+        return np.asarray(np.concatenate(vectors), dtype=np.float32)
 
     return run
