@@ -82,7 +82,8 @@ def main() -> None:
             threads = [int(value) for value in arguments.ort_threads.split(",")]
             variants = arguments.variants.split(",")
             benchmark_indexing(database, arguments.rounds, threads, variants, environment)
-        benchmark_start_up(database, arguments.searches, environment)
+        if arguments.searches:
+            benchmark_start_up(database, arguments.searches, environment)
         if arguments.memory:
             benchmark_memory(Path(arguments.folder), arguments.memory, Path(scratch), environment)
     if arguments.quality:
