@@ -10,6 +10,8 @@
 4. Ray: indexing --ray-files photos single-process vs on a local Ray (all cores, one 1-CPU
    actor per core), same folder, --rounds alternated rounds, one Ray run per --task-sizes value;
    the vectors are compared, then the per-worker throughput projects 10^7 images on N workers.
+   Ray's own floor is timed too: the same paths through Ray Data and an actor pool that returns
+   its input (no decoding, no network).
 
 Run:  python benchmarks/cluster_scale.py [--folder ../shared/data/flowers5] [--files 300]
       [--ray-files 1000] [--write-rows 10000] [--image-size 224] [--skip-ray | --ray-only]
@@ -264,7 +266,7 @@ def ray_overhead(
     warm = load_embedder("mobilenetv2", image_size)
     warm.embed_pixels(np.zeros((1, image_size, image_size, 3), np.uint8))  # export, if needed
     recipe = functools.partial(load_embedder, "mobilenetv2", image_size)
-    runs = ["single", *(f"ray/{size}" for size in task_sizes)]
+    runs = ["single", *(f"ray/{size}" for size in task_sizes), "ray no-op"]
     seconds: dict[str, list[float]] = {run: [] for run in runs}
     cpu: dict[str, list[float]] = {run: [] for run in runs}
     actor_cpu: list[float] = []
@@ -276,6 +278,10 @@ def ray_overhead(
         for run in order:
             if run == "single":
                 embedder: Embedder = load_embedder("mobilenetv2", image_size)
+            elif run == "ray no-op":
+                seconds[run].append(no_op_pipeline(database, cpus, task_sizes[0]))
+                print(f"round {round_number + 1}: {run} {seconds[run][-1]:.1f} s", flush=True)
+                continue
             else:  # a fresh local Ray per run, as each `foldervision index --ray` starts one
                 begin = time.perf_counter()
                 ray.init(
@@ -313,7 +319,13 @@ def ray_overhead(
     print(
         f"  single process: {single:.1f} s ({count / single:.1f} images/s), {single_cpu:.1f} CPU s"
     )
-    for run in runs[1:]:
+    floor = statistics.median(seconds["ray no-op"])
+    print(
+        f"  Ray Data alone (the same rows, actor pool and task size, actors that return their "
+        f"input): {floor:.1f} s after ray.init, which is Ray's floor ({floor / single:.2f}x of "
+        "the single process)"
+    )
+    for run in runs[1:-1]:
         distributed = statistics.median(seconds[run])
         gap = float(np.abs(vectors[run] - vectors["single"]).max())
         print(
@@ -324,7 +336,7 @@ def ray_overhead(
             f"({statistics.median(cpu[run]) / single_cpu:.2f}x); "
             f"largest vector difference {gap:.1e}"
         )
-    best = min(runs[1:], key=lambda run: statistics.median(seconds[run]))
+    best = min(runs[1:-1], key=lambda run: statistics.median(seconds[run]))
     wall_rate = count / statistics.median(seconds[best]) / cpus
     per_worker = count / statistics.median(actor_cpu)
     print(
@@ -335,6 +347,40 @@ def ray_overhead(
     for workers in (8, 64, 512):
         hours = PROJECTED_IMAGES / (per_worker * workers) / 3600
         print(f"projection: {PROJECTED_IMAGES:.0e} images on {workers} such workers: {hours:.1f} h")
+
+
+class ReturnInput:
+    """A Ray Data actor that does nothing: what the pipeline costs without any embedding."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return batch
+
+
+def no_op_pipeline(database: Path, cpus: int, task_size: int) -> float:
+    """Seconds for Ray Data to carry the folder's paths through a do-nothing actor pool."""
+    import ray
+
+    from foldervision.retrieval.ray_embedding import connect_ray
+
+    ray.init(
+        num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES,
+        include_dashboard=False, log_to_driver=False,
+    )  # fmt: skip
+    connect_ray()
+    paths = [{"path": str(path)} for path in list_image_files(database)]
+    begin = time.perf_counter()
+    carried = ray.data.from_items(paths).map_batches(
+        ReturnInput,
+        batch_size=task_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=cpus),
+        num_cpus=1,
+    )
+    rows = sum(len(batch["path"]) for batch in carried.iter_batches(batch_format="numpy"))
+    seconds = time.perf_counter() - begin
+    ray.shutdown()
+    assert rows == len(paths)
+    return seconds
 
 
 if __name__ == "__main__":

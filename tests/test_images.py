@@ -58,6 +58,17 @@ def test_exif_orientation_is_applied(image_zoo):
     assert pixels.shape[:2] == (original.shape[1], original.shape[0])  # 90° turn swaps sides
 
 
+def test_a_large_jpeg_is_decoded_whole_before_resizing(tmp_path):
+    """Draft mode (decoding at 1/2 scale here) would change the pixels and so the vectors."""
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.jpg", quality=90)  # 512 px
+    with Image.open(tmp_path / "astronaut.jpg") as image:
+        expected = np.asarray(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+
+    np.testing.assert_array_equal(load_image(tmp_path / "astronaut.jpg", 224), expected)
+
+
 def test_sixteen_bit_image_is_rescaled_not_clipped(image_zoo):
     folder, _ = image_zoo
     eight_bit = load_image(folder / "digit L.png", color_mode="grayscale")

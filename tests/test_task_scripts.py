@@ -50,4 +50,3 @@ def test_task_scripts_refuse_a_missing_folder_in_one_line(tmp_path, script):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "folder not found" in result.stderr
     assert not (tmp_path / "run").exists()
-

@@ -5,6 +5,7 @@ vectors never share an index."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,22 @@ def test_an_index_written_before_precisions_existed_still_opens(embedder: Embedd
     stored = embedder.spec.to_dict()
     del stored["precision"]
     assert type(embedder.spec).from_dict(stored) == embedder.spec
+
+
+def test_an_index_from_draft_decoding_is_refused_not_mixed(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    from foldervision.retrieval.catalogue import Catalogue
+
+    written_before = embedder.spec.to_dict()
+    del written_before["decoding"]  # indexes written when large JPEGs were draft-decoded
+    catalogue = Catalogue.open(tmp_path / "index.sqlite")
+    with catalogue.transaction():
+        catalogue.set_setting("spec", json.dumps(written_before))
+    catalogue.close()
+
+    with pytest.raises(IndexMismatchError, match="draft-decoded JPEGs, but this run"):
+        ImageIndex.open(tmp_path, embedder.spec, tmp_path / "index.sqlite")
 
 
 def test_int8_vectors_never_join_an_fp32_index(

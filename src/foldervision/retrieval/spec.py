@@ -29,6 +29,10 @@ class EmbedderSpec:
     flip_average: bool = False
     precision: str = DEFAULT_PRECISION
     """"fp32", or "int8" (statically quantized): vectors of the two never mix in one index."""
+    decoding: str = "full"
+    """How JPEGs were decoded: "full" (every pixel, then resized). Indexes written before this
+    field existed decoded large JPEGs in draft mode (at 1/2 to 1/8 scale), which moved vectors
+    by up to 2e-2; they read back as "draft", so they are refused instead of mixed."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,12 +44,13 @@ class EmbedderSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderSpec:
-        return cls(**data)
+        return cls(**{"decoding": "draft", **data})
 
     def describe(self) -> str:
         flip = ", flip-averaged" if self.flip_average else ""
         precision = f", {self.precision}" if self.precision != DEFAULT_PRECISION else ""
+        decoding = ", draft-decoded JPEGs" if self.decoding == "draft" else ""
         return (
             f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
-            f"{self.image_size} px {self.color_mode}{precision}"
+            f"{self.image_size} px {self.color_mode}{precision}{decoding}"
         )
