@@ -102,7 +102,7 @@ def _to_mode(image: Image.Image, color_mode: str) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     target = "L" if color_mode == "grayscale" else "RGB"
-    return image.convert(target)
+    return image if image.mode == target else image.convert(target)
 
 
 def _rescale_high_bit_depth(image: Image.Image) -> Image.Image:
@@ -156,7 +156,7 @@ def _decode(
                 # No JPEG draft mode: decoding at reduced scale moved MobileNetV2 vectors by up
                 # to 2e-2 and changed a third of the top-4 lists (benchmarks/embedding_speed.py).
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # no copy when upright
                 image = _to_mode(image, color_mode)
                 if image_size is not None:
                     image = image.resize(_as_size(image_size), Image.Resampling.BILINEAR)
