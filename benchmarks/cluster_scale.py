@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -369,13 +370,16 @@ def no_op_pipeline(database: Path, cpus: int, task_size: int) -> float:
     connect_ray()
     paths = [{"path": str(path)} for path in list_image_files(database)]
     begin = time.perf_counter()
-    carried = ray.data.from_items(paths).map_batches(
-        ReturnInput,
-        batch_size=task_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=cpus),
-        num_cpus=1,
-    )
+    with warnings.catch_warnings():  # the same remote arguments as RayEmbedder's
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        carried = ray.data.from_items(paths).map_batches(
+            ReturnInput,
+            batch_size=task_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=cpus),
+            num_cpus=1,
+            max_restarts=0,
+        )
     rows = sum(len(batch["path"]) for batch in carried.iter_batches(batch_format="numpy"))
     seconds = time.perf_counter() - begin
     ray.shutdown()
