@@ -12,9 +12,12 @@
    ONNX fp32, ONNX INT8 and ONNX fp32 with JPEG draft mode (which the loader no longer uses);
    max abs difference of the unit vectors, how often the leave-one-out top 4 is the same, and
    P@4 / mAP for each.
+4. The network alone (`--model-only SECONDS`): the fp32 ONNX file, images/s for one run on
+   every core at several batch sizes against single-threaded runs side by side (what
+   `foldervision index` does), each setting in its own process.
 
 Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2] [--variants fp32,int8,keras]
-          [--ort-threads 1,2] [--quality 1000] [--memory 10000]
+          [--ort-threads 1,2] [--quality 1000] [--memory 10000] [--model-only 6]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 Timings on a shared machine are noisy: read the ratios, measured in the same run.
 """
@@ -69,6 +72,12 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=int, default=0, help="Index this many links (repeating files), for RSS."
     )
+    parser.add_argument(
+        "--model-only",
+        type=float,
+        default=0,
+        help="Seconds per setting for the network alone (ONNX Runtime fp32, no decoding).",
+    )
     parser.add_argument("--straightforward", help=argparse.SUPPRESS)  # the child process
     arguments = parser.parse_args()
     if arguments.straightforward:
@@ -93,6 +102,8 @@ def main() -> None:
             benchmark_memory(Path(arguments.folder), arguments.memory, Path(scratch), environment)
     if arguments.quality:
         benchmark_quality(Path(arguments.folder), arguments.quality)
+    if arguments.model_only:
+        benchmark_model_only(arguments.model_only)
 
 
 def foldervision(*arguments: str) -> list[str]:
@@ -251,6 +262,57 @@ def benchmark_quality(folder: Path, count: int) -> None:
                 f"same top 4 {same_list:.2%} (as a set {same_set:.2%})"
             )
         print(line, flush=True)
+
+
+MODEL_ONLY_SETTINGS = ((2, 1, 16), (2, 1, 4), (1, 2, 16), (1, 2, 4), (1, 2, 2), (1, 2, 1))
+"""(intra-op threads per run, runs side by side, images per run)."""
+
+
+def benchmark_model_only(seconds: float) -> None:
+    """Images/s of the network alone, one process per setting, settings alternated twice."""
+    from foldervision.retrieval.embedder import mobilenetv2_embedder
+    from foldervision.retrieval.onnx_backend import ensure_exported
+
+    embedder = mobilenetv2_embedder()
+    path = ensure_exported(embedder.spec, embedder.build_embedding_model)
+    print(f"network alone: {path.name}, MobileNetV2 224 fp32, {seconds:.0f} s per setting")
+    for round_number in (1, 2):
+        for threads, runs, batch in MODEL_ONLY_SETTINGS:
+            rate = subprocess.run(
+                [sys.executable, "-c", MODEL_ONLY_CHILD, str(path), str(threads), str(runs),
+                 str(batch), str(seconds)],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            print(
+                f"{round_number}: {runs} run(s) of {threads} thread(s), {batch:2d} images per "
+                f"run: {rate} images/s",
+                flush=True,
+            )
+
+
+MODEL_ONLY_CHILD = """
+import sys, threading, time
+import numpy as np
+from foldervision.retrieval.onnx_backend import open_session
+path, threads, runs, batch, seconds = sys.argv[1], *map(int, sys.argv[2:5]), float(sys.argv[5])
+session = open_session(path, threads)
+name = session.get_inputs()[0].name
+pixels = np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3)).astype(np.float32)
+session.run(None, {name: pixels})
+done = [0] * runs
+def work(slot):
+    while time.perf_counter() < stop:
+        session.run(None, {name: pixels})
+        done[slot] += batch
+start = time.perf_counter()
+stop = start + seconds
+workers = [threading.Thread(target=work, args=(slot,)) for slot in range(runs)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+print(f"{sum(done) / (time.perf_counter() - start):.1f}")
+"""
 
 
 def embed(embedder, paths: list[Path]) -> np.ndarray:  # type: ignore[no-untyped-def]

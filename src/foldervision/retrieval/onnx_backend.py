@@ -48,12 +48,13 @@ def parallel_runs() -> int:
 
 
 RUN_BATCH_SIZE = 1
-"""Images per `session.run`. MobileNetV2 224 fp32, model only, on the 2-core Xeon (AVX-512) we
-measured on: one run on two intra-op threads managed 264-270 images/s at batch 16 and 309-317
-at batch 2-4; two single-threaded runs side by side, 330 at batch 1-2 and 305 at batch 4 (the
-working set stays in cache and no thread waits on another between layers). Whole
-`foldervision index --rebuild` of 1000 flowers5 photos (farm-bench, 3 runs, medians): 4.05 s at
-1, 4.10 s at 2, 4.24 s at 4."""
+"""Images per `session.run`. The network alone, MobileNetV2 224 fp32 on the 2-core reference
+machine (`python benchmarks/embedding_speed.py --files 0 --searches 0 --model-only 6`): one run
+on two threads 245-246 images/s at 16 images per run and 262 at 4; two single-threaded runs
+side by side 241-247 at 16, 283-292 at 4, 307-314 at 2 and 313-321 at 1 (each run's working
+set stays in its core's cache, and no thread waits for another between layers). Whole
+`foldervision index --rebuild` of 1000 flowers5 photos (farm-bench, medians of 3): 4.05 s at
+1 image per run, 4.10 s at 2, 4.24 s at 4."""
 
 
 NETWORK_OPS = frozenset({"Conv", "Clip", "Relu", "MatMul", "Gemm"})
