@@ -148,9 +148,9 @@ def float_nodes(model_path: Path) -> list[str]:
     """Nodes before the network's first layer and after its last, kept in float.
 
     Before: the preprocessing on raw pixels (scale and shift). Quantized, it ran as QLinearMul
-    and QLinearAdd, which took over half of the INT8 model's time; in float it costs next to
-    nothing and the INT8 model ran 499 images/s instead of 248 (2 threads, batch 16). After:
-    GeM and the L2 norm lose too much in 8 bits (the vectors would not even be unit length).
+    and QLinearAdd, which took over half of the INT8 model's time in ONNX Runtime's profiler;
+    in float it costs next to nothing. After: GeM and the L2 norm lose too much in 8 bits (the
+    vectors would not even be unit length).
     """
     import onnx
 
