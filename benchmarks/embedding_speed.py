@@ -293,7 +293,7 @@ def benchmark_model_only(seconds: float) -> None:
 MODEL_ONLY_CHILD = """
 import sys, threading, time
 import numpy as np
-from foldervision.retrieval.onnx_backend import open_session
+from foldervision.onnx_runtime import open_session
 path, threads, runs, batch, seconds = sys.argv[1], *map(int, sys.argv[2:5]), float(sys.argv[5])
 session = open_session(path, threads)
 name = session.get_inputs()[0].name

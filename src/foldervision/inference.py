@@ -3,23 +3,95 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
+from foldervision.atomic import atomic_path
+from foldervision.cache import cache_directory, sha256_of
 from foldervision.datasets import scan_labelled_folder
 from foldervision.images import SkippedFile, is_image_file, list_image_files
 from foldervision.models.saving import (
     Preprocessor,
+    inference_batch_size,
     load_classifier,
     predict_probabilities,
+    read_preprocessor,
     resolve_model_path,
 )
 from foldervision.reports import classification_metrics, plot_confusion_matrix
 from foldervision.runs import RunFolder
+
+Probabilities = Callable[[np.ndarray], np.ndarray]
+"""uint8 pixels (N, S, S, C) -> class probabilities (N, classes)."""
+
+CLASSIFIER_CACHE_FOLDER = "classifiers"
+CLASSIFIER_EXPORT_FORMAT = 1
+"""Bumped when the export recipe changes, so stale cached files are not reused."""
+
+
+def probability_function(
+    run: str | os.PathLike, use_onnx: bool = True
+) -> tuple[Probabilities, Preprocessor]:
+    """How a trained run turns pixels into class probabilities, and how files are decoded for it.
+
+    With `use_onnx` ONNX Runtime runs the model, exported once to
+    `<cache>/classifiers/<hash of the .keras file>-v1.onnx`: later `predict` and `evaluate`
+    calls never import TensorFlow, whose import alone takes about 3.5 s on the reference
+    machine. If the export fails, Keras runs the model (with a note on stderr). A process
+    that has just trained the model passes `use_onnx=False`: it holds Keras already.
+    """
+    model_path = resolve_model_path(run)
+    preprocessor = read_preprocessor(model_path)
+    if use_onnx:
+        path = (
+            cache_directory()
+            / CLASSIFIER_CACHE_FOLDER
+            / (f"{sha256_of(model_path)[:16]}-v{CLASSIFIER_EXPORT_FORMAT}.onnx")
+        )
+        if path.is_file() or _export_to_onnx(model_path, path):
+            return _onnx_probabilities(path, preprocessor), preprocessor
+    model, _ = load_classifier(model_path)
+    return (lambda pixels: predict_probabilities(model, pixels)), preprocessor
+
+
+def _export_to_onnx(model_path: Path, path: Path) -> bool:
+    from foldervision.models.export import export_model_file
+
+    model, preprocessor = load_classifier(model_path)
+    try:
+        with atomic_path(path) as temporary:
+            export_model_file(model, preprocessor, "onnx", temporary)
+    except Exception as error:  # any converter failure: Keras still runs the model
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"note: {model_path}: could not export to ONNX ({type(error).__name__}: {reason}); "
+            "running it with Keras",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _onnx_probabilities(path: Path, preprocessor: Preprocessor) -> Probabilities:
+    """Batches sized for the images (memory), each split over the cores by `parallel_forward`."""
+    from foldervision.onnx_runtime import load_cached_session, parallel_forward
+
+    forward = parallel_forward(load_cached_session(path))
+    batch_size = inference_batch_size(preprocessor.image_size)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        outputs = [forward(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+        if not outputs:
+            return np.zeros((0, len(preprocessor.class_names)), np.float32)
+        return np.concatenate(outputs)
+
+    return run
+
 
 RECORDED_FIGURES = ("accuracy", "loss", "size", "ms_per_image", "confusion_matrix_plot")
 """What evaluations.json keeps of an evaluation: enough for `compare`."""
@@ -30,6 +102,7 @@ def evaluate_folder(
     folder: str | os.PathLike,
     record: bool = True,
     confusion_matrix_plot: str | os.PathLike | None = None,
+    use_onnx: bool = True,
 ) -> dict[str, Any]:
     """Accuracy, per-class figures and confusion matrix of a trained model on a labelled folder.
 
@@ -38,14 +111,14 @@ def evaluate_folder(
     training draws it: to `confusion_matrix_plot` if given, else into the run folder (see
     `RunFolder.evaluation_confusion_matrix_plot_path`) when recording.
     """
-    model, preprocessor = load_classifier(run)
+    probabilities_of, preprocessor = probability_function(run, use_onnx)
     labelled = scan_labelled_folder(
         folder, class_names=preprocessor.class_names, min_images_per_class=0
     )
     loaded = preprocessor.load(labelled.paths)
     labels = labelled.labels_of(loaded.paths)
     started = time.perf_counter()
-    probabilities = predict_probabilities(model, loaded.pixels)
+    probabilities = probabilities_of(loaded.pixels)
     seconds = time.perf_counter() - started
     result = classification_metrics(labels, probabilities, preprocessor.class_names)
     data = str(Path(folder).resolve())
@@ -100,8 +173,8 @@ def predict_files(
     """Label, class probabilities and the `top` most likely classes for each readable image,
     decoded as during training."""
     _check_top(top)
-    model, preprocessor = load_classifier(run)
-    return predict_with(model, preprocessor, collect_image_paths(inputs), top)
+    probabilities_of, preprocessor = probability_function(run)
+    return predict_with(probabilities_of, preprocessor, collect_image_paths(inputs), top)
 
 
 def top_classes(
@@ -122,7 +195,10 @@ def _check_top(top: int) -> None:
 
 
 def predict_with(
-    model: keras.Model, preprocessor: Preprocessor, paths: list[Path], top: int = DEFAULT_TOP
+    probabilities_of: Probabilities,
+    preprocessor: Preprocessor,
+    paths: list[Path],
+    top: int = DEFAULT_TOP,
 ) -> tuple[list[dict[str, Any]], list[SkippedFile]]:
     not_images = [
         SkippedFile(str(path), f"{path}: not an image file (unknown extension).")
@@ -130,7 +206,7 @@ def predict_with(
         if not is_image_file(path)
     ]
     loaded = preprocessor.load([path for path in paths if is_image_file(path)])
-    probabilities = predict_probabilities(model, loaded.pixels)
+    probabilities = probabilities_of(loaded.pixels)
     predictions = []
     for path, row in zip(loaded.paths, probabilities):
         best = int(row.argmax())

@@ -77,7 +77,7 @@ def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_kera
     readable_photos: list[str],
     broken_photos: list[str],
 ) -> None:
-    from foldervision.retrieval import onnx_backend
+    from foldervision import onnx_runtime
     from foldervision.retrieval.onnx_backend import exported_model_path
     from foldervision.retrieval.ray_embedding import EmbedOnWorker
 
@@ -87,18 +87,18 @@ def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_kera
     monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "node-cache"))  # a bare node
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # a big node: ORT would take 7 threads
     threads: list[tuple[int, int]] = []
-    open_session = onnx_backend.open_session
+    open_session = onnx_runtime.open_session
 
     def recording_open_session(path: Path, count: int = 1) -> object:
         session = open_session(path, count)
         intra_op = session.get_session_options().intra_op_num_threads
-        threads.append((intra_op, onnx_backend.parallel_runs()))
+        threads.append((intra_op, onnx_runtime.parallel_runs()))
         return session
 
     def no_keras() -> None:
         raise AssertionError("the worker built the Keras model")
 
-    monkeypatch.setattr(onnx_backend, "open_session", recording_open_session)
+    monkeypatch.setattr(onnx_runtime, "open_session", recording_open_session)
     worker = EmbedOnWorker(
         lambda: Embedder(embedder.spec, no_keras, "onnx"), embedder.spec.to_dict(), 1, model, 3
     )

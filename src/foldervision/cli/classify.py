@@ -95,10 +95,11 @@ def train(
 
 
 def _report_test_accuracy(run: Path, folder: Path) -> None:
-    """One line on held-out data, the same evaluation (and record) as `foldervision evaluate`."""
+    """One line on held-out data, the same evaluation (and record) as `foldervision evaluate`,
+    run by the Keras this process already holds (an ONNX export would cost more than it saves)."""
     from foldervision.inference import evaluate_folder
 
-    result = evaluate_folder(run, folder)
+    result = evaluate_folder(run, folder, use_onnx=False)
     console.print(
         f"{result['model']}: test accuracy {100 * result['accuracy']:.2f}% on "
         f"{result['size']} images ({folder})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,26 +47,31 @@ def export_classifier(
     if target.exists() and not overwrite:
         raise AlreadyExistsError(f"{target}: an export already exists here")
     folder.mkdir(parents=True, exist_ok=True)
-    _build(model, preprocessor)
     staging = folder / f".{target.name}.partial-{os.getpid()}"
     try:
-        try:
-            model.export(
-                str(staging) + target.suffix,
-                format=KERAS_EXPORT_NAMES[export_format],
-                verbose=False,
-            )
-        except ImportError as error:
-            raise ValueError(
-                f"exporting to {export_format} needs extra packages ({error}); run "
-                "`pip install 'foldervision[export]'`."
-            ) from error
+        export_model_file(model, preprocessor, export_format, Path(str(staging) + target.suffix))
         _replace(Path(str(staging) + target.suffix), target)
     finally:
         _remove(Path(str(staging) + target.suffix))
     write_text_atomic(folder / "labels.txt", "\n".join(preprocessor.class_names) + "\n")
     write_json_atomic(folder / "preprocessor.json", preprocessor.to_dict())
     return target
+
+
+def export_model_file(
+    model: keras.Model, preprocessor: Preprocessor, export_format: str, path: Path
+) -> None:
+    """Keras' own exporter; the preprocessing is in the graph, so the file takes raw pixels."""
+    _build(model, preprocessor)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy deprecation notes
+            model.export(str(path), format=KERAS_EXPORT_NAMES[export_format], verbose=False)
+    except ImportError as error:
+        raise ValueError(
+            f"exporting to {export_format} needs extra packages ({error}); run "
+            "`pip install 'foldervision[export]'`."
+        ) from error
 
 
 def _build(model: keras.Model, preprocessor: Preprocessor) -> None:

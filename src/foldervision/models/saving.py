@@ -12,14 +12,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from foldervision.atomic import atomic_path
 from foldervision.images import LoadedImages, load_images
 from foldervision.runs import RunFolder
+
+if TYPE_CHECKING:
+    import keras
 
 METADATA_ENTRY = "foldervision.json"
 
@@ -77,6 +79,14 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
 
 def load_classifier(path: str | os.PathLike) -> tuple[keras.Model, Preprocessor]:
     """Load a model saved by `save_classifier` (from its run folder or the file itself)."""
+    import keras
+
+    model_path = resolve_model_path(path)
+    return keras.saving.load_model(model_path, compile=False), read_preprocessor(model_path)
+
+
+def read_preprocessor(path: str | os.PathLike) -> Preprocessor:
+    """The class order and preprocessing saved in a .keras file, read without Keras."""
     model_path = resolve_model_path(path)
     try:
         with zipfile.ZipFile(model_path) as archive:
@@ -88,8 +98,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[keras.Model, Preprocessor]
         ) from error
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{model_path}: not a readable .keras file ({error}).") from error
-    model = keras.saving.load_model(model_path, compile=False)
-    return model, Preprocessor.from_dict(metadata)
+    return Preprocessor.from_dict(metadata)
 
 
 INFERENCE_PIXELS_PER_BATCH = 16 * 224 * 224

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +27,7 @@ import numpy as np
 from foldervision.atomic import atomic_path
 from foldervision.cache import cache_directory
 from foldervision.errors import FoldervisionError
+from foldervision.onnx_runtime import load_cached_session, open_session, parallel_forward
 
 if TYPE_CHECKING:
     from foldervision.retrieval.backends import Forward
@@ -37,24 +36,6 @@ if TYPE_CHECKING:
 EXPORT_FOLDER = "embedders"
 EXPORT_FORMAT = 2
 """Bumped when the export or quantization recipe changes, so stale cached files are not reused."""
-
-
-def parallel_runs() -> int:
-    """How many single-threaded forward passes run at once: one per core.
-
-    FOLDERVISION_ORT_THREADS overrides it (a crowded machine, a Ray worker holding one core).
-    """
-    return int(os.environ.get("FOLDERVISION_ORT_THREADS", 0)) or max(1, os.cpu_count() or 2)
-
-
-RUN_BATCH_SIZE = 1
-"""Images per `session.run`. The network alone, MobileNetV2 224 fp32 on the 2-core reference
-machine (`python benchmarks/embedding_speed.py --files 0 --searches 0 --model-only 6`): one run
-on two threads 245-246 images/s at 16 images per run and 262 at 4; two single-threaded runs
-side by side 241-247 at 16, 283-292 at 4, 307-314 at 2 and 313-321 at 1 (each run's working
-set stays in its core's cache, and no thread waits for another between layers). Whole
-`foldervision index --rebuild` of 1000 flowers5 photos (farm-bench, medians of 3): 4.05 s at
-1 image per run, 4.10 s at 2, 4.24 s at 4."""
 
 
 NETWORK_OPS = frozenset({"Conv", "Clip", "Relu", "MatMul", "Gemm"})
@@ -193,47 +174,10 @@ def _png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def open_session(path: Path, threads: int = 1) -> Any:
-    """A CPU session whose runs stay on the calling thread (`onnx_forward` runs several at once)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _input_name(session: Any) -> str:
     return session.get_inputs()[0].name
 
 
 def onnx_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
     """uint8 pixels -> unit vectors with ONNX Runtime; exports the model if it is not cached."""
-    path = ensure_exported(spec, build_model)
-    try:
-        session = open_session(path)
-    except Exception as error:  # onnxruntime raises its own types for a damaged file
-        raise FoldervisionError(
-            f"{path}: cannot load this cached ONNX model ({type(error).__name__}); delete the "
-            "file and run again to export it afresh."
-        ) from error
-    input_name = _input_name(session)
-    runs = parallel_runs()
-    pool = ThreadPoolExecutor(runs, thread_name_prefix="foldervision-onnx") if runs > 1 else None
-
-    def run_slice(pixels: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: pixels})[0]
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        """Slices of RUN_BATCH_SIZE images, one core each (ONNX Runtime releases the GIL)."""
-        floats = np.asarray(pixels, dtype=np.float32)
-        slices = [floats[i : i + RUN_BATCH_SIZE] for i in range(0, len(floats), RUN_BATCH_SIZE)]
-        if pool is None or len(slices) < 2:
-            vectors = [run_slice(part) for part in slices or [floats]]
-        else:
-            vectors = list(pool.map(run_slice, slices))
-        return np.asarray(np.concatenate(vectors), dtype=np.float32)
-
-    return run
+    return parallel_forward(load_cached_session(ensure_exported(spec, build_model)))
