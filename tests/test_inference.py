@@ -92,3 +92,27 @@ def test_a_model_that_cannot_be_exported_is_run_by_keras(
     message = capsys.readouterr().err
     assert "could not export to ONNX (RuntimeError: an op the converter does not know)" in message
     assert "running it with Keras" in message
+
+
+def test_files_are_classified_a_chunk_at_a_time_in_order_with_bad_files_named(
+    lenet_run: tuple[Path, dict],
+    sample_digits: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import foldervision.inference as inference
+
+    out, _ = lenet_run
+    probabilities_of, preprocessor = probability_function(out)
+    files = sorted((sample_digits / "test").rglob("*.png"))[:20]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    paths = [*files[:9], broken, *files[9:]]
+
+    whole = inference.classify_files(probabilities_of, preprocessor, paths)
+    monkeypatch.setattr(inference, "FILES_PER_CHUNK", 4)
+    chunked = inference.classify_files(probabilities_of, preprocessor, paths)
+
+    assert chunked.paths == whole.paths == files
+    np.testing.assert_allclose(chunked.probabilities, whole.probabilities, atol=1e-6)
+    assert [Path(skip.path) for skip in chunked.skipped] == [broken]
