@@ -47,10 +47,12 @@ CPUS_PER_WORKER = 1
 oversubscribing them (ONNX Runtime and TensorFlow would otherwise start a thread per core of the
 node in every actor)."""
 
-WORKER_BATCH_SIZE = 32
+WORKER_BATCH_SIZE = 128
 """Paths per Ray task: each actor decodes them in threads while its network runs
-`DEFAULT_BATCH_SIZE` at a time. On 1000 flowers5 photos, 2 actors, 32 ran fastest of 16/32/64
-(benchmarks/cluster_scale.py): fewer tasks than 16, a shorter tail than 64."""
+`DEFAULT_BATCH_SIZE` at a time, and each task starts and drains that pipeline once. Local Ray,
+2 one-core actors, against the single process (`python benchmarks/cluster_scale.py --ray-only
+--ray-files N --task-sizes ...`, quiet machine): on 1000 flowers5 photos 1.73x at 32 paths,
+1.65x at 64, 1.51x at 128 (2 rounds); on 4317, 1.30x at 32, 1.18-1.22x at 128, 1.21x at 256."""
 
 EmbedderRecipe = Callable[[], Embedder]
 """A picklable way to build the embedder on a worker, e.g. partial(load_embedder, model)."""
