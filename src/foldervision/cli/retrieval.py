@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import typer
@@ -116,7 +116,16 @@ def index_command(
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
     choice = IndexChoice(
-        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+        database,
+        index=index,
+        model=model,
+        image_size=image_size,
+        backend=backend,
+        precision=precision,
+        store=store,
+        store_token=store_token,
+        ann=ann,
+        rebuild=rebuild,
     )
     embedder = None
     if ray or ray_address is not None:
@@ -169,7 +178,16 @@ def search_command(
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
     choice = IndexChoice(
-        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+        database,
+        index=index,
+        model=model,
+        image_size=image_size,
+        backend=backend,
+        precision=precision,
+        store=store,
+        store_token=store_token,
+        ann=ann,
+        rebuild=rebuild,
     )
     with open_updated_service(choice, update=not no_update) as service:
         results, skipped = service.search_files(query_paths, top_k)
@@ -203,15 +221,15 @@ def evaluate_retrieval_command(
 
     choice = IndexChoice(
         labelled_folder,
-        index,
-        model,
-        image_size,
-        backend,
-        precision,
-        store,
-        store_token,
-        ann,
-        rebuild,
+        index=index,
+        model=model,
+        image_size=image_size,
+        backend=backend,
+        precision=precision,
+        store=store,
+        store_token=store_token,
+        ann=ann,
+        rebuild=rebuild,
     )
     with open_updated_service(choice) as service:
         report = evaluate_labelled_folder(service.index, top_k)
@@ -248,7 +266,16 @@ def duplicates_command(
 ) -> None:
     """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
     choice = IndexChoice(
-        database, index, model, image_size, backend, precision, store, store_token, ann, rebuild
+        database,
+        index=index,
+        model=model,
+        image_size=image_size,
+        backend=backend,
+        precision=precision,
+        store=store,
+        store_token=store_token,
+        ann=ann,
+        rebuild=rebuild,
     )
     with open_updated_service(choice) as service:
         groups = service.find_duplicates(threshold)
@@ -294,9 +321,13 @@ MAX_SHEET_GROUPS = 40
 
 @dataclass(frozen=True)
 class IndexChoice:
-    """What every command that reads or writes vectors is told: which index, made how."""
+    """What every command that reads or writes vectors is told: which index, made how.
+
+    Everything after the folder is named at the call: ten options in a row are too easy to
+    pass in the wrong order."""
 
     database: Path
+    _: KW_ONLY
     index: Path | None = None
     model: str = DEFAULT_MODEL
     image_size: int | None = None

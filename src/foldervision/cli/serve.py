@@ -67,7 +67,15 @@ def serve_command(
     sock = listen(host, port)
     try:
         choice = IndexChoice(
-            database, index, model, image_size, backend, precision, store, store_token, ann
+            database,
+            index=index,
+            model=model,
+            image_size=image_size,
+            backend=backend,
+            precision=precision,
+            store=store,
+            store_token=store_token,
+            ann=ann,
         )
         with open_updated_service(choice) as service:
             warm_up(service)
