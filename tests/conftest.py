@@ -4,6 +4,7 @@ and real trained runs (LeNet, MobileNetV2) that several test files read."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,18 @@ from image_fixtures import SAMPLE_DIGITS, write_image_zoo
 # are converted once and every test, and every CLI process a test starts, reuses them.
 # The suite sets no TF_* variable: what tests see on stderr is what a user sees.
 os.environ["FOLDERVISION_CACHE"] = tempfile.mkdtemp(prefix="foldervision-test-cache-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def absl_logs_to_the_real_stderr() -> None:
+    """absl (TensorFlow's logger) keeps the sys.stderr of its import: in a test, pytest's capture
+    file. When uvicorn's logging.config.dictConfig later clears handlers while CliRunner has
+    swapped sys.stderr, absl takes that file for its own and closes it, and every later test
+    loses stderr ("lost sys.stderr"). The real stderr is one absl never closes (pytest still
+    captures fd 2)."""
+    import absl.logging
+
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 @pytest.fixture(scope="session")
