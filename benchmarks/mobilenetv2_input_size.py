@@ -15,7 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from foldervision.models import TrainingPhase, get_model_spec
+from foldervision.models import TrainingPhase, get_model_entry
 from foldervision.training import compile_for_phase
 
 BATCH_SIZE = 64
@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="32,48,64")
     arguments = parser.parse_args()
-    spec = get_model_spec("mobilenetv2")
+    spec = get_model_entry("mobilenetv2")
     generator = np.random.default_rng(0)
     steps_per_epoch = -(-TRAIN_IMAGES // BATCH_SIZE)
     for size in map(int, arguments.sizes.split(",")):

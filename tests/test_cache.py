@@ -1,4 +1,5 @@
-"""Tests for foldervision.cache: where cached files go, and the hash check on files we trust."""
+"""Tests for foldervision.cache: where cached files go, ONNX exports made once, and the hash
+check on files we trust."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 
 import pytest
 
-from foldervision.cache import cache_directory, sha256_of, verify_sha256
+from foldervision.cache import cache_directory, cached_onnx_export, sha256_of, verify_sha256
 from foldervision.errors import WeightsError
 from foldervision.torch_checkpoint import CorruptCheckpointError
 
@@ -40,3 +41,38 @@ def test_a_modified_file_is_refused_in_one_line_with_the_remedy(tmp_path):
     assert str(path) in message and "Download it again." in message
     assert "\n" not in message
     assert isinstance(caught.value, WeightsError)
+
+
+def test_an_onnx_export_is_made_once_under_its_key_and_format_version(monkeypatch, tmp_path):
+    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path))
+    exports = []
+
+    def export(path):
+        exports.append(path)
+        path.write_bytes(b"exported model")
+
+    first = cached_onnx_export("classifiers", "0123abcd", 1, export)
+    again = cached_onnx_export("classifiers", "0123abcd", 1, export)
+    newer_recipe = cached_onnx_export("classifiers", "0123abcd", 2, export)
+
+    assert first == again == tmp_path / "classifiers" / "0123abcd-v1.onnx"
+    assert newer_recipe == tmp_path / "classifiers" / "0123abcd-v2.onnx"
+    assert len(exports) == 2 and first.read_bytes() == b"exported model"
+    assert exports[0] != first  # written beside the entry, then moved into place
+
+
+def test_a_failed_onnx_export_leaves_nothing_and_the_next_call_exports_again(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path))
+
+    def fail_half_way(path):
+        path.write_bytes(b"half a model")
+        raise RuntimeError("an op the converter does not know")
+
+    with pytest.raises(RuntimeError, match="converter"):
+        cached_onnx_export("embedders", "fingerprint", 2, fail_half_way)
+    assert list((tmp_path / "embedders").iterdir()) == []
+
+    path = cached_onnx_export("embedders", "fingerprint", 2, lambda path: path.write_bytes(b"ok"))
+    assert path.read_bytes() == b"ok"

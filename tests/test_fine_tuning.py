@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from foldervision.models import get_model_spec
+from foldervision.models import get_model_entry
 from foldervision.models.classifier import find_backbone
 from foldervision.models.saving import load_classifier
 
@@ -41,7 +41,7 @@ def test_saved_classifier_keeps_rgb_preprocessing_and_classes(mobilenetv2_run, s
 def test_phases_freeze_the_right_layers(mobilenetv2_run):
     model, _ = load_classifier(mobilenetv2_run[0])
     backbone = find_backbone(model)
-    set_trainable = get_model_spec("mobilenetv2").set_trainable
+    set_trainable = get_model_entry("mobilenetv2").set_trainable
     set_trainable(model, "head")
     assert not backbone.trainable_weights
     assert model.get_layer("predictions").trainable_weights

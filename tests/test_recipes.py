@@ -9,7 +9,7 @@ import pytest
 
 from foldervision.datasets import scan_labelled_folder
 from foldervision.images import save_image_atomic
-from foldervision.models import get_model_spec
+from foldervision.models import get_model_entry
 from foldervision.models.saving import load_classifier
 from foldervision.recipes import RECIPES, choose_recipe, get_recipe, profile_images
 from foldervision.training import TrainingConfig, build_augmentation, head_model, train
@@ -81,7 +81,7 @@ def test_model_and_recipe_options_override_the_data(sample_digits, photo_classes
 def test_every_recipe_fits_its_model(name):
     """Its model exists and accepts every phase's freezing; its augmentation keeps shapes."""
     recipe = RECIPES[name]
-    spec = get_model_spec(recipe.model)
+    spec = get_model_entry(recipe.model)
     size = 32 if spec.pretrained else recipe.image_size
     model = spec.build(num_classes=3, image_size=size, weights="none").model
     for phase in recipe.phases:
@@ -96,7 +96,7 @@ def test_every_recipe_fits_its_model(name):
 
 
 def test_head_model_computes_the_classifier_from_its_features():
-    spec = get_model_spec("lenet")
+    spec = get_model_entry("lenet")
     model = spec.build(num_classes=3).model
     pixels = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
     import keras

@@ -12,7 +12,7 @@ from image_fixtures import real_digit
 
 from foldervision.errors import AlreadyExistsError
 from foldervision.inference import evaluate_folder, predict_files
-from foldervision.models import get_model_spec
+from foldervision.models import get_model_entry
 from foldervision.models.saving import load_classifier
 from foldervision.training import TrainingConfig, train
 
@@ -80,7 +80,7 @@ def test_saved_model_predicts_what_validation_measured(lenet_run, sample_digits)
 def test_saved_model_equals_best_checkpoint_in_memory(lenet_run, sample_digits):
     out, _ = lenet_run
     loaded, preprocessor = load_classifier(out)
-    in_memory = get_model_spec("lenet").build(num_classes=3).model
+    in_memory = get_model_entry("lenet").build(num_classes=3).model
     in_memory.load_weights(out / "checkpoints" / "best.weights.h5")
     pixels = preprocessor.load(sorted((sample_digits / "test" / "2").glob("*.png"))).pixels
     np.testing.assert_allclose(

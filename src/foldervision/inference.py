@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.atomic import atomic_path
-from foldervision.cache import cache_directory, sha256_of
+from foldervision.cache import cached_onnx_export, sha256_of
 from foldervision.datasets import scan_labelled_folder
 from foldervision.images import SkippedFile, is_image_file, list_image_files
 from foldervision.models.saving import (
@@ -48,25 +47,24 @@ def probability_function(
     """
     model_path = resolve_model_path(run)
     preprocessor = read_preprocessor(model_path)
-    if use_onnx:
-        path = (
-            cache_directory()
-            / CLASSIFIER_CACHE_FOLDER
-            / (f"{sha256_of(model_path)[:16]}-v{CLASSIFIER_EXPORT_FORMAT}.onnx")
-        )
-        if path.is_file() or _export_to_onnx(model_path, path):
-            return _onnx_probabilities(path, preprocessor), preprocessor
+    onnx_file = _onnx_export(model_path) if use_onnx else None
+    if onnx_file is not None:
+        return _onnx_probabilities(onnx_file, preprocessor), preprocessor
     model, _ = load_classifier(model_path)
     return (lambda pixels: predict_probabilities(model, pixels)), preprocessor
 
 
-def _export_to_onnx(model_path: Path, path: Path) -> bool:
-    from foldervision.models.export import export_model_file
+def _onnx_export(model_path: Path) -> Path | None:
+    """The model's cached ONNX file, exported on first use; None (with a note) if it cannot be."""
 
-    model, preprocessor = load_classifier(model_path)
+    def export(path: Path) -> None:
+        from foldervision.models.export import export_model_file
+
+        export_model_file(load_classifier(model_path)[0], "onnx", path)
+
+    key = sha256_of(model_path)[:16]
     try:
-        with atomic_path(path) as temporary:
-            export_model_file(model, preprocessor, "onnx", temporary)
+        return cached_onnx_export(CLASSIFIER_CACHE_FOLDER, key, CLASSIFIER_EXPORT_FORMAT, export)
     except Exception as error:  # any converter failure: Keras still runs the model
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
@@ -74,8 +72,7 @@ def _export_to_onnx(model_path: Path, path: Path) -> bool:
             "running it with Keras",
             file=sys.stderr,
         )
-        return False
-    return True
+        return None
 
 
 def _onnx_probabilities(path: Path, preprocessor: Preprocessor) -> Probabilities:

@@ -168,9 +168,9 @@ def choose_recipe(
         return get_recipe(recipe), f"--recipe {recipe}; {profile.describe()}"
     candidates = [entry for entry in RECIPES.values() if model in (None, entry.model)]
     if not candidates:
-        from foldervision.models import get_model_spec
+        from foldervision.models import get_model_entry
 
-        get_model_spec(model or "")  # raises the registry's own "unknown model" message
+        get_model_entry(model or "")  # raises the registry's own "unknown model" message
         raise ValueError(f"No recipe trains {model!r}.")
     matching = [entry for entry in candidates if entry.kind == profile.kind]
     chosen = (matching or candidates)[0]

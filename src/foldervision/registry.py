@@ -4,8 +4,8 @@ An entry is registered either as the object itself or as a "module:attribute" st
 imported on first use, so that the command line starts without importing TensorFlow, FAISS or
 Milvus. Asking for an unknown name raises one helpful `ValueError` listing the known names.
 
-    MODELS: Registry[ModelSpec] = Registry("model")
-    MODELS.register("lenet", ModelSpec(...))
+    MODELS: Registry[ModelEntry] = Registry("model")
+    MODELS.register("lenet", ModelEntry(...))
     BACKENDS.register("onnx", "foldervision.retrieval.onnx_backend:onnx_forward")
     BACKENDS.get("onnx")  # imports the module now, once
 """

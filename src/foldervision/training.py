@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
 from foldervision.images import SkippedFile, channels_for, iter_images
-from foldervision.models import BuiltModel, ModelSpec, TrainingPhase, get_model_spec
+from foldervision.models import BuiltModel, ModelEntry, TrainingPhase, get_model_entry
 from foldervision.models.saving import Preprocessor, save_classifier, traced_inference
 from foldervision.recipes import (
     Recipe,
@@ -107,7 +107,7 @@ class Settings:
 
     recipe: Recipe
     reason: str
-    spec: ModelSpec
+    spec: ModelEntry
     phases: list[TrainingPhase]
     image_size: int
     batch_size: int
@@ -142,7 +142,7 @@ def resolve_settings(config: TrainingConfig, folder: LabelledFolder) -> Settings
     return Settings(
         recipe=recipe,
         reason=reason,
-        spec=get_model_spec(model),
+        spec=get_model_entry(model),
         phases=phases_for(recipe, config),
         image_size=config.image_size or recipe.image_size,
         batch_size=config.batch_size or recipe.batch_size,
@@ -329,7 +329,7 @@ class TrainingData:
 
 def fit_phases(
     model: keras.Model,
-    spec: ModelSpec,
+    spec: ModelEntry,
     phases: list[TrainingPhase],
     data: TrainingData,
     best_epoch: BestEpoch,
@@ -376,7 +376,7 @@ def head_model(model: keras.Model, feature_layer: str) -> keras.Model:
 
 
 def cached_features(
-    model: keras.Model, spec: ModelSpec, phase: TrainingPhase, data: TrainingData
+    model: keras.Model, spec: ModelEntry, phase: TrainingPhase, data: TrainingData
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """The frozen backbone's features, computed once: `phase.feature_views` views of every
     training image (the first as it is, the others augmented) and each validation image as
@@ -409,7 +409,7 @@ def _features_of(forward: Any, dataset: tf.data.Dataset) -> tuple[np.ndarray, np
 def train(config: TrainingConfig) -> dict[str, Any]:
     """Pick the recipe, train, keep the best epoch, evaluate on validation, write the run."""
     if config.model is not None:
-        get_model_spec(config.model)  # a typo fails before any folder is read
+        get_model_entry(config.model)  # a typo fails before any folder is read
     if config.recipe is not None:
         get_recipe(config.recipe)
     folder = scan_labelled_folder(config.data)

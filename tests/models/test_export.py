@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from user_process import run_cli
 
 from foldervision.errors import AlreadyExistsError
-from foldervision.models.export import export_classifier, load_exported
+from foldervision.inference import predict_files
+from foldervision.models.export import EXPORT_FORMATS, export_classifier, load_exported
 from foldervision.models.saving import load_classifier, predict_probabilities
+from foldervision.runs import RunFolder
 
 
 def _test_images(sample_digits, preprocessor):
@@ -41,3 +46,32 @@ def test_export_refuses_to_overwrite(lenet_run, tmp_path):
 def test_unknown_format(lenet_run, tmp_path):
     with pytest.raises(ValueError, match="tflite"):
         export_classifier(lenet_run[0], "caffe", out=tmp_path)
+
+
+@pytest.mark.parametrize("export_format", list(EXPORT_FORMATS))
+def test_export_command_writes_a_file_that_predicts_what_the_run_predicts(
+    lenet_run, sample_digits, tmp_path, export_format
+):
+    run, _ = lenet_run
+    out = tmp_path / "export"
+
+    result = run_cli("export", run, "--format", export_format, "--out", out)
+
+    assert result.returncode == 0, result.stderr
+    target = out / EXPORT_FORMATS[export_format]
+    assert result.stdout == f"{target}\n"
+    checked = min(256, len(RunFolder(run).read_split()["validation"]))
+    assert f"top-1 agreement with the Keras model: 100.00% on {checked} validation images" in (
+        result.stderr
+    )
+    class_names = (out / "labels.txt").read_text().split()
+    preprocessor = json.loads((out / "preprocessor.json").read_text())
+    assert preprocessor["class_names"] == class_names == ["0", "1", "2"]
+    files = sorted((sample_digits / "test").rglob("*.png"))
+    predictions, skipped = predict_files(run, files)
+    _, run_preprocessor = load_classifier(run)
+    exported = load_exported(target)(run_preprocessor.load(files).pixels.astype("float32"))
+    assert not skipped
+    assert [class_names[index] for index in exported.argmax(axis=1)] == [
+        prediction["label"] for prediction in predictions
+    ]

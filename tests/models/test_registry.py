@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 
 from foldervision.images import channels_for
-from foldervision.models import RANDOM_INITIALISATION, available_models, get_model_spec
+from foldervision.models import RANDOM_INITIALISATION, available_models, get_model_entry
 
 
 @pytest.mark.parametrize("name", available_models())
 def test_model_builds_with_raw_pixel_input_and_named_layers(name):
-    spec = get_model_spec(name)
-    size = 32 if spec.pretrained else spec.default_image_size
-    built = spec.build(num_classes=3, image_size=size, weights="none" if spec.pretrained else None)
+    entry = get_model_entry(name)
+    size = 32 if entry.pretrained else entry.default_image_size
+    weights = "none" if entry.pretrained else None
+    built = entry.build(num_classes=3, image_size=size, weights=weights)
     model = built.model
-    channels = channels_for(spec.color_mode)
+    channels = channels_for(entry.color_mode)
     assert model.input_shape == (None, size, size, channels)
     assert model.output_shape == (None, 3)
-    assert spec.feature_layer == "features"
-    assert model.get_layer(spec.feature_layer).output.shape[-1] > 0
+    assert entry.feature_layer == "features"
+    assert model.get_layer(entry.feature_layer).output.shape[-1] > 0
     assert built.weights_description == RANDOM_INITIALISATION
     pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, channels)).astype("float32")
     probabilities = np.asarray(model(pixels, training=False))
@@ -27,7 +28,7 @@ def test_model_builds_with_raw_pixel_input_and_named_layers(name):
 
 
 def test_lenet_shapes():
-    model = get_model_spec("lenet").build(num_classes=3).model
+    model = get_model_entry("lenet").build(num_classes=3).model
     shapes = {layer.name: layer.output.shape[1:] for layer in model.layers}
     assert shapes["conv_1"] == (28, 28, 6)
     assert shapes["pool_1"] == (14, 14, 6)
@@ -39,12 +40,12 @@ def test_lenet_shapes():
 
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="lenet"):
-        get_model_spec("resnet9000")
+        get_model_entry("resnet9000")
 
 
 def test_lenet_trains_every_layer_in_every_phase():
-    spec = get_model_spec("lenet")
-    model = spec.build(num_classes=3).model
+    entry = get_model_entry("lenet")
+    model = entry.build(num_classes=3).model
     model.trainable = False
-    spec.set_trainable(model, "all")
+    entry.set_trainable(model, "all")
     assert len(model.trainable_weights) == len(model.weights)

@@ -1,19 +1,19 @@
-"""Model builders behind one small registry, with how each one is frozen and fed.
+"""Model builders in one table (`MODELS`), with how each one is frozen and fed.
 
 How long and how fast each is trained is a recipe's business (`foldervision.recipes`).
 
 Every builder returns a `BuiltModel`: a Keras model whose input is raw pixels in [0, 255]
 (height, width, channels) and whose last layer is "predictions", plus the weights it starts from
-in words. Its embedding layer is named by `ModelSpec.feature_layer`, and what learns in each
+in words. Its embedding layer is named by `ModelEntry.feature_layer`, and what learns in each
 training phase is decided by the model's own freeze hook, so callers never match layer names.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from foldervision.registry import Registry, import_location
 
 if TYPE_CHECKING:
     import keras
@@ -49,8 +49,8 @@ class BuiltModel:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What the registry knows of a model: how to build it, feed it, freeze it and train it."""
+class ModelEntry:
+    """One row of the model table: how an architecture is built, fed, frozen and trained."""
 
     name: str
     builder: str
@@ -69,7 +69,7 @@ class ModelSpec:
     ) -> BuiltModel:
         from foldervision.images import channels_for
 
-        return _import_function(self.builder)(
+        return import_location(self.builder)(  # type: ignore[operator]
             num_classes=num_classes,
             image_size=image_size or self.default_image_size,
             channels=channels_for(self.color_mode),
@@ -78,35 +78,28 @@ class ModelSpec:
 
     def set_trainable(self, model: keras.Model, trainable: str) -> None:
         """Choose what learns: "all", "head" (pretrained part frozen) or "top:N" (see phases)."""
-        _import_function(self.set_trainable_hook)(model, trainable)
+        import_location(self.set_trainable_hook)(model, trainable)  # type: ignore[operator]
 
 
-def _import_function(location: str) -> Callable[..., Any]:
-    module_name, function_name = location.split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+def register_model(entry: ModelEntry) -> ModelEntry:
+    MODELS.register(entry.name, entry)
+    return entry
 
 
-def register_model(spec: ModelSpec) -> ModelSpec:
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def get_model_spec(name: str) -> ModelSpec:
+def get_model_entry(name: str) -> ModelEntry:
     """The registered model called `name` (as saved in a trained model's preprocessor)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(available_models())}.")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 register_model(
-    ModelSpec(
+    ModelEntry(
         name="lenet",
         builder="foldervision.models.lenet:build_lenet",
         set_trainable_hook="foldervision.models.lenet:set_trainable",
@@ -119,7 +112,7 @@ register_model(
 
 
 register_model(
-    ModelSpec(
+    ModelEntry(
         name="mobilenetv2",
         builder="foldervision.models.classifier:build_mobilenetv2_classifier",
         set_trainable_hook="foldervision.models.classifier:set_trainable",

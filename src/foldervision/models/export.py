@@ -17,7 +17,7 @@ import numpy as np
 
 from foldervision.atomic import write_json_atomic, write_text_atomic
 from foldervision.errors import AlreadyExistsError
-from foldervision.models.saving import Preprocessor, load_classifier
+from foldervision.models.saving import load_classifier
 from foldervision.runs import RunFolder
 
 EXPORT_FORMATS: dict[str, str] = {
@@ -49,7 +49,7 @@ def export_classifier(
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".{target.name}.partial-{os.getpid()}"
     try:
-        export_model_file(model, preprocessor, export_format, Path(str(staging) + target.suffix))
+        export_model_file(model, export_format, Path(str(staging) + target.suffix))
         _replace(Path(str(staging) + target.suffix), target)
     finally:
         _remove(Path(str(staging) + target.suffix))
@@ -58,11 +58,12 @@ def export_classifier(
     return target
 
 
-def export_model_file(
-    model: keras.Model, preprocessor: Preprocessor, export_format: str, path: Path
-) -> None:
-    """Keras' own exporter; the preprocessing is in the graph, so the file takes raw pixels."""
-    _build(model, preprocessor)
+def export_model_file(model: keras.Model, export_format: str, path: Path) -> None:
+    """Keras' own exporter; the preprocessing is in the graph, so the file takes raw pixels.
+
+    The one Keras-to-file export: classifiers and embedding models (ONNX cache) alike.
+    """
+    model(np.zeros((1, *model.input_shape[1:]), "float32"))  # exporters want a called model
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy deprecation notes
@@ -72,12 +73,6 @@ def export_model_file(
             f"exporting to {export_format} needs extra packages ({error}); run "
             "`pip install 'foldervision[export]'`."
         ) from error
-
-
-def _build(model: keras.Model, preprocessor: Preprocessor) -> None:
-    """Keras' exporters want a model that has been called once."""
-    channels = model.input_shape[-1]
-    model(np.zeros((1, preprocessor.image_size, preprocessor.image_size, channels), "float32"))
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -123,15 +118,15 @@ def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    from foldervision.onnx_runtime import open_session, parallel_forward
+
     try:
-        import onnxruntime
+        session = open_session(path)
     except ImportError as error:
         raise ValueError(
             "onnxruntime is not installed; run `pip install 'foldervision[export]'`."
         ) from error
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return lambda pixels: session.run(None, {input_name: pixels.astype(np.float32)})[0]
+    return parallel_forward(session)
 
 
 def _saved_model_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -29,7 +29,7 @@ CLASSIFIER_DROPOUT = 0.2
 
 
 @dataclass(frozen=True)
-class BlockSpec:
+class BlockShape:
     """One inverted residual block: expansion factor, output channels and stride."""
 
     index: int
@@ -43,16 +43,16 @@ _STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3
            (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
 
 
-def block_specs() -> list[BlockSpec]:
+def block_shapes() -> list[BlockShape]:
     """The 17 inverted residual blocks in order; block i is torchvision's features[i + 1]."""
-    specs = []
+    shapes = []
     for expansion, filters, repeats, stride in _STAGES:
         for repeat in range(repeats):
-            specs.append(BlockSpec(len(specs), expansion, filters, stride if repeat == 0 else 1))
-    return specs
+            shapes.append(BlockShape(len(shapes), expansion, filters, stride if repeat == 0 else 1))
+    return shapes
 
 
-BLOCK_COUNT = len(block_specs())
+BLOCK_COUNT = len(block_shapes())
 BLOCK_LAYER_NAME = re.compile(r"^block_(\d+)_")
 
 
@@ -77,8 +77,8 @@ def build_mobilenetv2(image_size: int = 224) -> keras.Model:
     pixels = keras.Input(shape=(image_size, image_size, 3), name="pixels")
     x = _normalize_pixels(pixels)
     x = _conv_bn_relu6(x, 32, kernel_size=3, stride=2, name="Conv1", bn_name="bn_Conv1")
-    for spec in block_specs():
-        x = _inverted_residual_block(x, spec)
+    for block in block_shapes():
+        x = _inverted_residual_block(x, block)
     x = _conv_bn_relu6(x, MOBILENETV2_FEATURE_DIM, kernel_size=1, stride=1,
                        name="Conv_1", bn_name="Conv_1_bn", relu_name="out_relu")  # fmt: skip
     x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
@@ -133,25 +133,25 @@ def _conv_bn_relu6(
     return keras.layers.ReLU(6.0, name=relu_name or f"{name}_relu")(x)
 
 
-def _inverted_residual_block(x: keras.KerasTensor, spec: BlockSpec) -> keras.KerasTensor:
+def _inverted_residual_block(x: keras.KerasTensor, block: BlockShape) -> keras.KerasTensor:
     """Expand (1x1), depthwise (3x3), project (1x1, linear); add the input when shapes match."""
-    prefix = f"block_{spec.index}_"
+    prefix = f"block_{block.index}_"
     inputs = x
     input_channels = x.shape[-1]
-    if spec.expansion != 1:
+    if block.expansion != 1:
         x = keras.layers.Conv2D(
-            input_channels * spec.expansion, 1, use_bias=False, name=f"{prefix}expand"
+            input_channels * block.expansion, 1, use_bias=False, name=f"{prefix}expand"
         )(x)
         x = _batch_norm(f"{prefix}expand_BN")(x)
         x = keras.layers.ReLU(6.0, name=f"{prefix}expand_relu")(x)
-    x, padding = _symmetric_padding(x, spec.stride, f"{prefix}depthwise")
+    x, padding = _symmetric_padding(x, block.stride, f"{prefix}depthwise")
     x = keras.layers.DepthwiseConv2D(
-        3, strides=spec.stride, padding=padding, use_bias=False, name=f"{prefix}depthwise"
+        3, strides=block.stride, padding=padding, use_bias=False, name=f"{prefix}depthwise"
     )(x)
     x = _batch_norm(f"{prefix}depthwise_BN")(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(x)
-    x = keras.layers.Conv2D(spec.filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = keras.layers.Conv2D(block.filters, 1, use_bias=False, name=f"{prefix}project")(x)
     x = _batch_norm(f"{prefix}project_BN")(x)
-    if spec.stride == 1 and input_channels == spec.filters:
+    if block.stride == 1 and input_channels == block.filters:
         x = keras.layers.Add(name=f"{prefix}add")([inputs, x])
     return x

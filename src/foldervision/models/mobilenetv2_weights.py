@@ -263,14 +263,14 @@ def _load_weights_file(model: keras.Model, resolved: ResolvedWeights) -> None:
 
 def torch_layer_names() -> Iterator[tuple[str, str, str]]:
     """(Keras layer, torch prefix, kind) for every layer with weights, in network order."""
-    from foldervision.models.mobilenetv2 import block_specs
+    from foldervision.models.mobilenetv2 import block_shapes
 
     yield "Conv1", "features.0.0", "conv"
     yield "bn_Conv1", "features.0.1", "batch_norm"
-    for spec in block_specs():
-        prefix = f"block_{spec.index}_"
-        torch_prefix = f"features.{spec.index + 1}.conv"
-        steps = [] if spec.expansion == 1 else [("expand", "conv")]
+    for block in block_shapes():
+        prefix = f"block_{block.index}_"
+        torch_prefix = f"features.{block.index + 1}.conv"
+        steps = [] if block.expansion == 1 else [("expand", "conv")]
         steps += [("depthwise", "depthwise"), ("project", "conv")]
         for position, (step, kind) in enumerate(steps):
             if step == "project":

@@ -1,4 +1,4 @@
-"""How an embedding model is run: one small registry of backends.
+"""How an embedding model is run: the registry of backends (`BACKENDS`).
 
 A backend turns an `EmbedderSpec` and a way to build the Keras embedding model into a forward
 function: uint8 pixels (N, S, S, C) -> float32 unit vectors (N, D). The Keras model is the one
@@ -7,11 +7,12 @@ definition of the network, pooling and normalisation; a backend only decides wha
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from foldervision.registry import Registry
 
 if TYPE_CHECKING:
     from foldervision.retrieval.spec import EmbedderSpec
@@ -25,25 +26,21 @@ DEFAULT_BACKEND = "onnx"
 """ONNX Runtime on the exported embedding model: on CPUs it ran the same vectors ~2x faster than
 Keras (benchmarks/embedding_speed.py). `keras` stays for GPUs and as the fallback."""
 
-_BACKENDS: dict[str, str] = {}
-"""Backend name -> "module:function" of its factory, imported on first use (keeps start-up fast)."""
+BACKENDS: Registry[BackendFactory] = Registry("embedding backend")
+"""Backend name -> its factory, registered as "module:function" and imported on first use
+(keeps start-up fast)."""
 
 
-def register_backend(name: str, factory: str) -> None:
-    _BACKENDS[name] = factory
+def register_backend(name: str, factory: BackendFactory | str) -> None:
+    BACKENDS.register(name, factory)
 
 
 def available_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def get_backend(name: str) -> BackendFactory:
-    if name not in _BACKENDS:
-        raise ValueError(
-            f"Unknown embedding backend {name!r}; choose one of: {', '.join(available_backends())}."
-        )
-    module_name, function_name = _BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+    return BACKENDS.get(name)
 
 
 def keras_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward:
@@ -66,5 +63,5 @@ def keras_forward(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Forward
     return run
 
 
-register_backend("keras", "foldervision.retrieval.backends:keras_forward")
+register_backend("keras", keras_forward)
 register_backend("onnx", "foldervision.retrieval.onnx_backend:onnx_forward")

@@ -245,12 +245,12 @@ def classifier_embedder(
     import keras
 
     from foldervision.cache import sha256_of
-    from foldervision.models import get_model_spec
+    from foldervision.models import get_model_entry
     from foldervision.models.saving import load_classifier, resolve_model_path
 
     model_path = resolve_model_path(run_dir)
     model, preprocessor = load_classifier(model_path)
-    feature_layer = get_model_spec(preprocessor.model_name).feature_layer
+    feature_layer = get_model_entry(preprocessor.model_name).feature_layer
     try:
         features = model.get_layer(feature_layer).output
     except ValueError as error:

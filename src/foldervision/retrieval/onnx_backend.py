@@ -16,7 +16,6 @@ import contextlib
 import io
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.atomic import atomic_path
-from foldervision.cache import cache_directory
+from foldervision.cache import cached_onnx_export, cached_onnx_path
 from foldervision.errors import FoldervisionError
 from foldervision.onnx_runtime import load_cached_session, open_session, parallel_forward
 
@@ -50,36 +48,25 @@ CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat
 
 
 def exported_model_path(spec: EmbedderSpec) -> Path:
-    return cache_directory() / EXPORT_FOLDER / f"{spec.fingerprint()}-v{EXPORT_FORMAT}.onnx"
+    return cached_onnx_path(EXPORT_FOLDER, spec.fingerprint(), EXPORT_FORMAT)
 
 
 def ensure_exported(spec: EmbedderSpec, build_model: Callable[[], Any]) -> Path:
     """The spec's ONNX file, exported (and for INT8 quantized) on first use, written atomically."""
-    path = exported_model_path(spec)
-    if path.is_file():
-        return path
-    if spec.precision == "int8":
-        float_model = ensure_exported(replace(spec, precision="fp32"), build_model)
-        quantize_embedding_model(float_model, path, spec)
-    else:
-        export_embedding_model(build_model(), spec, path)
-    return path
+
+    def export(path: Path) -> None:
+        if spec.precision == "int8":
+            float_model = ensure_exported(replace(spec, precision="fp32"), build_model)
+            quantize_embedding_model(float_model, path, spec)
+        else:
+            from foldervision.models.export import export_model_file
+
+            export_model_file(build_model(), "onnx", path)
+
+    return cached_onnx_export(EXPORT_FOLDER, spec.fingerprint(), EXPORT_FORMAT, export)
 
 
-def export_embedding_model(model: Any, spec: EmbedderSpec, path: Path) -> Path:
-    """Keras' own ONNX export of the embedding model (float pixels in, unit vectors out)."""
-    from foldervision.images import channels_for
-
-    channels = channels_for(spec.color_mode)
-    # Keras' exporters need a model that has been called once.
-    model(np.zeros((1, spec.image_size, spec.image_size, channels), np.float32))
-    with atomic_path(path) as temporary, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy deprecation notes
-        model.export(str(temporary), format="onnx", verbose=False)
-    return path
-
-
-def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) -> Path:
+def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) -> None:
     """Static INT8 quantization (QDQ, per-channel weights) calibrated on `calibration_pixels`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -107,10 +94,10 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
         prepared = scratch / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
         # The calibrator prints its progress; stdout is for results only.
-        with atomic_path(path) as temporary, contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
                 str(prepared),
-                str(temporary),
+                str(path),
                 Calibration(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
@@ -122,7 +109,6 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return path
 
 
 def float_nodes(model_path: Path) -> list[str]:
