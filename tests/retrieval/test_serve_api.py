@@ -23,8 +23,8 @@ from serve_fixtures import folder_snapshot, live_server, noise_bmp, post_streami
 from typer.testing import CliRunner
 
 from foldervision.cli import app as cli_app
-from foldervision.retrieval.service import RetrievalService
-from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder, warm_up
+from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def served(photo_folder: Path, query_folder: Path):
     """(base URL, service) for the photo folder, with its query folder, on a live server."""
     service = RetrievalService.open(photo_folder, embedder=colour_layout_embedder())
     service.update()
-    warm_up(service)
+    service.warm_up()
     with service, live_server(create_app(service, default_query_folder(photo_folder))) as url:
         yield url, service
 
@@ -59,6 +59,23 @@ def test_the_page_shows_the_index_and_the_query_folder(served, query_folder: Pat
     assert 'data-root="queries" data-path="cat crop.png"' in page.text
     assert 'data-path="rocket.jpg"' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_api_info_says_what_the_index_holds(served, photo_folder: Path, broken_photos):
+    url, service = served
+    response = httpx.get(url + "/api/info")
+
+    assert response.status_code == 200
+    info = response.json()
+    assert info == {
+        "database": str(photo_folder),
+        "images": 7,
+        "skipped": len(broken_photos),
+        "embedder": service.info().embedder,
+        "updated_at": pytest.approx(service.info().updated_at),
+        "index_path": str(photo_folder / ".foldervision" / "index.sqlite"),
+    }
+    assert "colour-layout" in info["embedder"]
 
 
 def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Path):
@@ -171,6 +188,55 @@ def test_searching_by_a_path_outside_the_roots_is_refused(served, outside_image:
         response = httpx.get(url + "/api/search", params={"path": path})
         assert response.status_code == 404, path
     assert httpx.get(url + "/api/search", params={"path": "astronaut.jpg"}).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["images", "thumbs", "search"])
+def test_an_unknown_root_gets_404_with_one_line(served, kind: str):
+    url, _ = served
+    for root in ("elsewhere", "DB", "queries2"):
+        if kind == "search":
+            params = {"path": "astronaut.jpg", "root": root}
+            response = httpx.get(url + "/api/search", params=params)
+        else:
+            response = httpx.get(f"{url}/{kind}/{root}/astronaut.jpg")
+        assert response.status_code == 404, root
+        assert response.json()["error"] == f"{root}: no such root; use one of db, queries"
+
+
+def test_a_query_folder_root_exists_only_when_there_is_a_query_folder(photo_folder: Path):
+    with RetrievalService.open(photo_folder, embedder=colour_layout_embedder()) as service:
+        service.update()
+        with live_server(create_app(service)) as url:
+            search = httpx.get(url + "/api/search", params={"path": "x.png", "root": "queries"})
+            thumb = httpx.get(url + "/thumbs/queries/x.png")
+    for response in (search, thumb):
+        assert response.status_code == 404
+        assert response.json()["error"] == "queries: no such root; use one of db"
+
+
+def test_k_over_the_maximum_or_not_a_number_gets_400_on_get_and_post(served, photo_folder):
+    url, _ = served
+    upload = (photo_folder / "Coffee.PNG").read_bytes()
+
+    def post(k: str) -> httpx.Response:
+        return httpx.post(url + "/api/search", files={"file": ("c.png", upload)}, data={"k": k})
+
+    too_many = f"k must be between 1 and {MAX_TOP_K}, got {MAX_TOP_K + 1}."
+    answers = {
+        "get over": httpx.get(url + "/api/search", params={"path": "astronaut.jpg", "k": 101}),
+        "post over": post("101"),
+        "post zero": post("0"),
+        "post word": post("many"),
+    }
+    for case, response in answers.items():
+        error = response.json()["error"]
+        assert response.status_code == 400, case
+        assert error.startswith("k") and "\n" not in error, case
+    assert answers["get over"].json()["error"] == too_many
+    assert answers["post over"].json()["error"] == too_many
+    assert answers["post word"].json()["error"].startswith("k: Input should be a valid integer")
+    widest = httpx.get(url + "/api/search", params={"path": "astronaut.jpg", "k": MAX_TOP_K})
+    assert widest.status_code == 200 and len(widest.json()["results"]) == 7  # all it holds
 
 
 def test_bad_uploads_get_400_with_one_line_naming_the_file(served, photo_folder: Path):
