@@ -144,6 +144,31 @@ def test_originals_and_thumbnails_are_served(served, query_folder):
     assert httpx.get(url + "/thumbs/db/broken.jpg").status_code == 404
 
 
+def test_a_thumbnail_is_remade_when_its_original_changes(served, photo_folder: Path):
+    url, _ = served
+    first = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    Image.new("RGB", (300, 100), (200, 30, 30)).save(photo_folder / "astronaut.jpg")
+    second = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    third = httpx.get(url + "/thumbs/db/astronaut.jpg")
+
+    assert first.status_code == second.status_code == 200
+    with Image.open(io.BytesIO(first.content)) as before:
+        assert before.size == (160, 160)  # the square astronaut photo, as the fixture wrote it
+    with Image.open(io.BytesIO(second.content)) as after:
+        assert after.size == (256, 85)  # the new 3:1 picture, at most 256 pixels wide
+        red, green, blue = np.asarray(after.convert("RGB"), np.float64).mean(axis=(0, 1))
+        assert red > 180 and green < 50 and blue < 50
+    assert third.content == second.content  # kept once made
+
+    # A version restored from a backup carries an older date than the thumbnail: remade too.
+    Image.new("RGB", (100, 100), (30, 30, 200)).save(photo_folder / "astronaut.jpg")
+    os.utime(photo_folder / "astronaut.jpg", (1_000_000_000, 1_000_000_000))
+    restored = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    with Image.open(io.BytesIO(restored.content)) as image:
+        red, green, blue = np.asarray(image.convert("RGB"), np.float64).mean(axis=(0, 1))
+        assert image.size == (100, 100) and blue > 180 and red < 50
+
+
 @pytest.fixture
 def outside_image(photo_folder: Path) -> Path:
     """An image outside both roots, and a symlink inside the database that points at it."""
