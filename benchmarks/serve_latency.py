@@ -105,7 +105,7 @@ def measure(workdir: Path, mode: str, repeats: int) -> dict:
     import httpx
 
     from foldervision.retrieval.service import RetrievalService
-    from foldervision.web.app import create_app, default_query_folder, warm_up
+    from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import serving_in_thread
 
     database = workdir / "database"
@@ -118,7 +118,7 @@ def measure(workdir: Path, mode: str, repeats: int) -> dict:
     figures["images"] = len(service.index)
     if mode == "serve":
         started = time.perf_counter()
-        warm_up(service)
+        service.warm_up()
         figures["warm_up_s"] = time.perf_counter() - started
     queries = sorted((workdir / "query_images").glob("*.jpg"))
     indexed = [path for _, path in service.index.catalogue.files()][::997][:10]

@@ -30,3 +30,11 @@ class StoreLockedError(FoldervisionError):
 
 class WeightsError(FoldervisionError):
     """A weights file or source the user pointed at cannot be used."""
+
+
+class TopKError(FoldervisionError):
+    """k, the number of matches asked for, is outside what a search answers."""
+
+
+class EmptyIndexError(FoldervisionError):
+    """The index holds no images yet, so a search has nothing to answer with."""

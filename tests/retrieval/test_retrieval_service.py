@@ -1,8 +1,12 @@
-"""The retrieval service: files, bytes and indexed images as queries, warm across calls."""
+"""The retrieval service: files, bytes, stored and query-folder images as queries, kept warm.
+
+Answers name database files relative to the database folder; `in_folder` puts them under it.
+"""
 
 from __future__ import annotations
 
 import io
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,9 +16,9 @@ from fake_embedders import colour_layout_embedder
 from PIL import Image
 from test_retrieval_catalogue import write_colour_folder
 
-from foldervision.errors import FoldervisionError
+from foldervision.errors import EmptyIndexError, TopKError
 from foldervision.images import ImageLoadError
-from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
 
 
 @pytest.fixture
@@ -25,22 +29,82 @@ def service(tmp_path: Path):
         yield opened
 
 
-def test_a_file_bytes_and_the_indexed_image_give_the_same_answer(service: RetrievalService):
+def test_a_file_bytes_a_stored_and_a_query_folder_image_give_the_same_answer(
+    service: RetrievalService, tmp_path: Path
+):
     query = service.database / "colour_4.png"
+    (tmp_path / "queries" / "sub").mkdir(parents=True)
+    shutil.copy(query, tmp_path / "queries" / "sub" / "again.png")
 
     [from_file], skipped = service.search_files([query], k=3)
     from_bytes = service.search_bytes(query.read_bytes(), "upload.png", k=3)
-    from_index = service.search_indexed("colour_4.png", k=3)
+    from_index = service.search_folder_file("colour_4.png", k=3)
+    from_queries = service.search_folder_file("sub/again.png", 3, folder=tmp_path / "queries")
 
     assert skipped == []
-    assert from_file.matches[0].path == str(query) and from_file.matches[0].distance < 1e-6
-    for other in (from_bytes, from_index):
+    assert from_file.query == str(query)
+    assert from_file.matches[0].path == "colour_4.png" and from_file.matches[0].distance < 1e-6
+    for other in (from_bytes, from_index, from_queries):
         assert [m.path for m in other.matches] == [m.path for m in from_file.matches]
         np.testing.assert_allclose(
             [m.distance for m in other.matches], [m.distance for m in from_file.matches], atol=1e-6
         )
-    assert from_bytes.query == "upload.png"
-    assert service.search_indexed("not/there.png") is None
+    assert (from_bytes.query, from_index.query) == ("upload.png", "colour_4.png")
+    assert from_queries.query == "sub/again.png"
+
+
+def test_in_folder_puts_matches_under_the_folder_as_the_user_named_it(service: RetrievalService):
+    [result], _ = service.search_files([service.database / "colour_1.png"], k=2)
+
+    placed = result.in_folder(Path("images") / "db")
+
+    assert [m.path for m in placed.matches] == [f"images/db/{m.path}" for m in result.matches]
+    assert [m.distance for m in placed.matches] == [m.distance for m in result.matches]
+    assert placed.to_dict()["results"][0]["path"] == "images/db/colour_1.png"
+
+
+def test_an_indexed_file_is_searched_by_its_stored_vector_without_decoding(
+    service: RetrievalService,
+):
+    (service.database / "colour_2.png").write_bytes(b"no longer an image")  # not re-indexed
+    calls = len(service.embedder.calls)
+
+    stored = service.search_folder_file("colour_2.png", k=1)
+
+    assert stored.matches[0].path == "colour_2.png" and stored.matches[0].distance < 1e-6
+    assert len(service.embedder.calls) == calls  # no network run: the vector came from the store
+
+
+def test_a_file_not_indexed_yet_is_decoded_and_a_bad_one_is_named(service: RetrievalService):
+    shutil.copy(service.database / "colour_5.png", service.database / "late.png")
+    (service.database / "broken.png").write_text("not an image")
+
+    late = service.search_folder_file("late.png", k=1)
+
+    assert late.query == "late.png" and late.matches[0].path == "colour_5.png"
+    with pytest.raises(ImageLoadError, match="^broken.png: cannot decode"):
+        service.search_folder_file("broken.png")
+    with pytest.raises(ImageLoadError, match="^not/there.png: cannot read"):
+        service.search_folder_file("not/there.png")
+
+
+def test_sample_files_spreads_over_the_index_in_path_order(service: RetrievalService):
+    assert service.sample_files(3) == ["colour_0.png", "colour_2.png", "colour_4.png"]
+    assert service.sample_files(12) == [f"colour_{number}.png" for number in range(6)]
+
+
+def test_duplicates_are_named_relative_to_the_database(service: RetrievalService):
+    (service.database / "sub").mkdir()
+    shutil.copy(service.database / "colour_3.png", service.database / "sub" / "copy.png")
+    service.update()
+
+    groups = service.find_duplicates(threshold=0.01)  # solid colours: only the copy is that close
+
+    assert [group.files for group in groups] == [["colour_3.png", "sub/copy.png"]]
+    assert groups[0].in_folder(service.database).files == [
+        str(service.database / "colour_3.png"),
+        str(service.database / "sub" / "copy.png"),
+    ]
 
 
 def test_bad_bytes_name_the_upload(service: RetrievalService) -> None:
@@ -72,14 +136,26 @@ def test_info_says_what_the_index_holds(service: RetrievalService) -> None:
     assert info.index_path.endswith("index.sqlite")
 
 
-def test_an_empty_index_or_a_bad_k_is_a_clear_error(tmp_path: Path) -> None:
+def test_every_search_checks_k_against_one_range(service: RetrievalService) -> None:
+    query = service.database / "colour_0.png"
+    searches = [
+        lambda k: service.search_files([query], k),
+        lambda k: service.search_bytes(query.read_bytes(), "q.png", k),
+        lambda k: service.search_folder_file("colour_0.png", k),
+    ]
+    for search in searches:
+        for k in (0, -3, MAX_TOP_K + 1):
+            with pytest.raises(TopKError, match=f"^k must be between 1 and {MAX_TOP_K}, got {k}"):
+                search(k)
+    [widest], _ = service.search_files([query], MAX_TOP_K)
+    assert len(widest.matches) == 6  # every image, when k is more than the index holds
+
+
+def test_an_empty_index_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with RetrievalService.open(tmp_path / "empty", embedder=colour_layout_embedder()) as empty:
         empty.update()
-        with pytest.raises(FoldervisionError, match="holds no images"):
-            empty.search_indexed("x.png")
-    write_colour_folder(tmp_path / "db")
-    with RetrievalService.open(tmp_path / "db", embedder=colour_layout_embedder()) as service:
-        service.update()
-        with pytest.raises(FoldervisionError, match="at least 1"):
-            service.search_files([tmp_path / "db" / "colour_0.png"], k=0)
+        with pytest.raises(EmptyIndexError, match="holds no images"):
+            empty.search_folder_file("x.png")
+        assert empty.sample_files(12) == []
+        empty.warm_up()  # builds the network, searches nothing

@@ -23,8 +23,8 @@ from serve_fixtures import folder_snapshot, live_server, noise_bmp, post_streami
 from typer.testing import CliRunner
 
 from foldervision.cli import app as cli_app
-from foldervision.retrieval.service import RetrievalService
-from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder, warm_up
+from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def served(photo_folder: Path, query_folder: Path):
     """(base URL, service) for the photo folder, with its query folder, on a live server."""
     service = RetrievalService.open(photo_folder, embedder=colour_layout_embedder())
     service.update()
-    warm_up(service)
+    service.warm_up()
     with service, live_server(create_app(service, default_query_folder(photo_folder))) as url:
         yield url, service
 
@@ -59,6 +59,23 @@ def test_the_page_shows_the_index_and_the_query_folder(served, query_folder: Pat
     assert 'data-root="queries" data-path="cat crop.png"' in page.text
     assert 'data-path="rocket.jpg"' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_api_info_says_what_the_index_holds(served, photo_folder: Path, broken_photos):
+    url, service = served
+    response = httpx.get(url + "/api/info")
+
+    assert response.status_code == 200
+    info = response.json()
+    assert info == {
+        "database": str(photo_folder),
+        "images": 7,
+        "skipped": len(broken_photos),
+        "embedder": service.info().embedder,
+        "updated_at": pytest.approx(service.info().updated_at),
+        "index_path": str(photo_folder / ".foldervision" / "index.sqlite"),
+    }
+    assert "colour-layout" in info["embedder"]
 
 
 def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Path):
@@ -127,6 +144,31 @@ def test_originals_and_thumbnails_are_served(served, query_folder):
     assert httpx.get(url + "/thumbs/db/broken.jpg").status_code == 404
 
 
+def test_a_thumbnail_is_remade_when_its_original_changes(served, photo_folder: Path):
+    url, _ = served
+    first = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    Image.new("RGB", (300, 100), (200, 30, 30)).save(photo_folder / "astronaut.jpg")
+    second = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    third = httpx.get(url + "/thumbs/db/astronaut.jpg")
+
+    assert first.status_code == second.status_code == 200
+    with Image.open(io.BytesIO(first.content)) as before:
+        assert before.size == (160, 160)  # the square astronaut photo, as the fixture wrote it
+    with Image.open(io.BytesIO(second.content)) as after:
+        assert after.size == (256, 85)  # the new 3:1 picture, at most 256 pixels wide
+        red, green, blue = np.asarray(after.convert("RGB"), np.float64).mean(axis=(0, 1))
+        assert red > 180 and green < 50 and blue < 50
+    assert third.content == second.content  # kept once made
+
+    # A version restored from a backup carries an older date than the thumbnail: remade too.
+    Image.new("RGB", (100, 100), (30, 30, 200)).save(photo_folder / "astronaut.jpg")
+    os.utime(photo_folder / "astronaut.jpg", (1_000_000_000, 1_000_000_000))
+    restored = httpx.get(url + "/thumbs/db/astronaut.jpg")
+    with Image.open(io.BytesIO(restored.content)) as image:
+        red, green, blue = np.asarray(image.convert("RGB"), np.float64).mean(axis=(0, 1))
+        assert image.size == (100, 100) and blue > 180 and red < 50
+
+
 @pytest.fixture
 def outside_image(photo_folder: Path) -> Path:
     """An image outside both roots, and a symlink inside the database that points at it."""
@@ -171,6 +213,55 @@ def test_searching_by_a_path_outside_the_roots_is_refused(served, outside_image:
         response = httpx.get(url + "/api/search", params={"path": path})
         assert response.status_code == 404, path
     assert httpx.get(url + "/api/search", params={"path": "astronaut.jpg"}).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["images", "thumbs", "search"])
+def test_an_unknown_root_gets_404_with_one_line(served, kind: str):
+    url, _ = served
+    for root in ("elsewhere", "DB", "queries2"):
+        if kind == "search":
+            params = {"path": "astronaut.jpg", "root": root}
+            response = httpx.get(url + "/api/search", params=params)
+        else:
+            response = httpx.get(f"{url}/{kind}/{root}/astronaut.jpg")
+        assert response.status_code == 404, root
+        assert response.json()["error"] == f"{root}: no such root; use one of db, queries"
+
+
+def test_a_query_folder_root_exists_only_when_there_is_a_query_folder(photo_folder: Path):
+    with RetrievalService.open(photo_folder, embedder=colour_layout_embedder()) as service:
+        service.update()
+        with live_server(create_app(service)) as url:
+            search = httpx.get(url + "/api/search", params={"path": "x.png", "root": "queries"})
+            thumb = httpx.get(url + "/thumbs/queries/x.png")
+    for response in (search, thumb):
+        assert response.status_code == 404
+        assert response.json()["error"] == "queries: no such root; use one of db"
+
+
+def test_k_over_the_maximum_or_not_a_number_gets_400_on_get_and_post(served, photo_folder):
+    url, _ = served
+    upload = (photo_folder / "Coffee.PNG").read_bytes()
+
+    def post(k: str) -> httpx.Response:
+        return httpx.post(url + "/api/search", files={"file": ("c.png", upload)}, data={"k": k})
+
+    too_many = f"k must be between 1 and {MAX_TOP_K}, got {MAX_TOP_K + 1}."
+    answers = {
+        "get over": httpx.get(url + "/api/search", params={"path": "astronaut.jpg", "k": 101}),
+        "post over": post("101"),
+        "post zero": post("0"),
+        "post word": post("many"),
+    }
+    for case, response in answers.items():
+        error = response.json()["error"]
+        assert response.status_code == 400, case
+        assert error.startswith("k") and "\n" not in error, case
+    assert answers["get over"].json()["error"] == too_many
+    assert answers["post over"].json()["error"] == too_many
+    assert answers["post word"].json()["error"].startswith("k: Input should be a valid integer")
+    widest = httpx.get(url + "/api/search", params={"path": "astronaut.jpg", "k": MAX_TOP_K})
+    assert widest.status_code == 200 and len(widest.json()["results"]) == 7  # all it holds
 
 
 def test_bad_uploads_get_400_with_one_line_naming_the_file(served, photo_folder: Path):

@@ -106,7 +106,7 @@ def test_serve_mistakes_print_one_line(database: Path, fetched_pages, tmp_path: 
 
     for result, expected in [
         (in_use, f"127.0.0.1:{port}: cannot listen there"),
-        (bad_k, "-k must be at least 1"),
+        (bad_k, "k must be between 1 and 100, got 0; pass another -k."),
         (no_folder, "not a folder"),
         (bad_queries, "not a folder; pass a folder of query images"),
     ]:

@@ -13,6 +13,7 @@ from foldervision.errors import (
     IndexMismatchError,
     IndexUnavailableError,
     StoreLockedError,
+    TopKError,
 )
 
 console = Console(stderr=True, highlight=False)
@@ -28,6 +29,7 @@ FLAG_HINTS: dict[type[Exception], str] = {
     IndexUnavailableError: "pass --index PATH with a writable location",
     StoreLockedError: "wait for it to finish, pass another --store milvus:PATH.db, or share "
     "vectors between processes through a Milvus server (--store milvus:http://HOST:19530)",
+    TopKError: "pass another -k",
 }
 """What a person can type to get past each typed library error."""
 

@@ -37,7 +37,7 @@ from foldervision.retrieval.embedder import (
 from foldervision.retrieval.index import IndexUpdate
 from foldervision.retrieval.milvus_store import TOKEN_ENVIRONMENT_VARIABLE
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
-from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.stores import DEFAULT_STORE
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
@@ -169,8 +169,7 @@ def search_command(
     ),
 ) -> None:
     """Find the images of DATABASE nearest to each query (the index is updated first)."""
-    if top_k < 1:
-        raise ValueError(f"-k must be at least 1, got {top_k}.")
+    check_top_k(top_k)
     query_paths = list(query or [])
     if queries is not None:
         query_paths += list_image_files(queries)
@@ -191,6 +190,7 @@ def search_command(
     )
     with open_updated_service(choice, update=not no_update) as service:
         results, skipped = service.search_files(query_paths, top_k)
+        results = [result.in_folder(service.database) for result in results]
     report_skipped(skipped, "query")
     if not results:
         raise ValueError(f"{query_paths[0]}: no query image could be read; pass a readable image.")
@@ -278,7 +278,7 @@ def duplicates_command(
         rebuild=rebuild,
     )
     with open_updated_service(choice) as service:
-        groups = service.find_duplicates(threshold)
+        groups = [group.in_folder(service.database) for group in service.find_duplicates(threshold)]
     for number, group in enumerate(groups, start=1):
         if as_json:
             print(json.dumps(group.to_dict(), ensure_ascii=False))
@@ -294,7 +294,9 @@ def duplicates_command(
 
 
 def duplicate_rows(groups: list[DuplicateGroup]) -> list[QueryResult]:
-    """Draw each group as a sheet row: its first file, then the others with their distance."""
+    """Draw each group as a sheet row: its first file, then the others with their distance.
+
+    The sheet opens the files at these paths: pass groups already under the database."""
     from foldervision.retrieval.search import Match
 
     return [
@@ -414,7 +416,9 @@ def report_skipped(skipped: list[SkippedFile], kind: str) -> None:
 
 
 def print_results(results: list[QueryResult], as_json: bool) -> None:
-    """JSON lines, or `rank<TAB>distance<TAB>path` lines (the query's name goes to stderr)."""
+    """JSON lines, or `rank<TAB>distance<TAB>path` lines (the query's name goes to stderr).
+
+    Match paths are printed as they are: put them under the database first (`in_folder`)."""
     for result in results:
         if as_json:
             print(json.dumps(result.to_dict(), ensure_ascii=False))

@@ -24,6 +24,7 @@ from foldervision.cli.retrieval import (
     open_updated_service,
 )
 from foldervision.retrieval.search import DEFAULT_TOP_K
+from foldervision.retrieval.service import check_top_k
 
 
 @app.command("serve")
@@ -50,11 +51,10 @@ def serve_command(
     ann: str | None = AnnOption,
 ) -> None:
     """Serve a search page and JSON API for DATABASE (the index is updated first)."""
-    from foldervision.web.app import create_app, default_query_folder, warm_up
+    from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
-    if top_k < 1:
-        raise ValueError(f"-k must be at least 1, got {top_k}.")
+    check_top_k(top_k)
     if queries is not None and not queries.is_dir():
         raise ValueError(f"{queries}: not a folder; pass a folder of query images to --queries.")
     if listens_everywhere(host):
@@ -78,7 +78,7 @@ def serve_command(
             ann=ann,
         )
         with open_updated_service(choice) as service:
-            warm_up(service)
+            service.warm_up()
             web_app = create_app(service, queries or default_query_folder(database), top_k)
             console.print(
                 f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",

@@ -18,6 +18,7 @@ The default threshold and the recheck were calibrated on edited flowers5 photos
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 
 from foldervision.images import ImageLoadError, load_image
 from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.search import path_in
 
 DEFAULT_THRESHOLD = 0.54
 """Euclidean distance between unit vectors (0 = same picture, 2 = opposite); best F1 on the
@@ -57,10 +59,16 @@ SIGNATURE_CENTRE = 0.7
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files of one group, sorted by path; `distances[i]` is files[i]'s distance to files[0]."""
+    """Files of one group, sorted by path; `distances[i]` is files[i]'s distance to files[0].
+
+    Paths are relative to the database folder, like a search's matches."""
 
     files: list[str]
     distances: list[float]
+
+    def in_folder(self, folder: str | os.PathLike[str]) -> DuplicateGroup:
+        """The same group with each path under `folder`, as the command line prints it."""
+        return DuplicateGroup([path_in(folder, path) for path in self.files], self.distances)
 
     def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "distances": self.distances}

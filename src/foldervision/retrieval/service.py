@@ -2,7 +2,8 @@
 
 The command line, the assignment's script and the web page only call this. It stays warm
 between calls: the network is built once, the store's search structure is loaded once, and
-searches from several threads (a web server) are safe.
+searches from several threads (a web server) are safe. Its answers name database files by
+their path relative to the database folder; `QueryResult.in_folder` puts them back under it.
 
     with RetrievalService.open("images_database") as service:
         service.update()
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from foldervision.errors import FoldervisionError
-from foldervision.images import SkippedFile
+from foldervision.errors import EmptyIndexError, TopKError
+from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.retrieval.backends import DEFAULT_BACKEND
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import (
@@ -32,6 +33,9 @@ from foldervision.retrieval.embedder import (
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.stores import DEFAULT_STORE
+
+MAX_TOP_K = 100
+"""The most matches one query may ask for: a web page's grid, a terminal's screen."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,12 @@ class RetrievalService:
 
     @property
     def database(self) -> Path:
+        """The database folder as the caller named it; answers' paths are relative to it."""
         return self.index.database_folder
+
+    @property
+    def index_path(self) -> Path:
+        return self.index.index_path
 
     def update(
         self, progress: ProgressCallback | None = None, embedder: Embedder | None = None
@@ -105,7 +114,7 @@ class RetrievalService:
         with self._lock:
             return IndexInfo(
                 database=str(self.database),
-                index_path=str(self.index.index_path),
+                index_path=str(self.index_path),
                 images=len(self.index),
                 skipped=len(self.index.catalogue.skipped()),
                 embedder=self.index.spec.describe(),
@@ -113,7 +122,7 @@ class RetrievalService:
             )
 
     # ----------------------------------------------------------------------------------------
-    # Searching.
+    # Searching. Every answer names matches by their path relative to the database folder.
 
     def search_files(
         self, query_paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_TOP_K
@@ -125,7 +134,7 @@ class RetrievalService:
         for batch in self.embedder.embed_files(list(query_paths)):
             skipped.extend(batch.skipped)
             if batch.paths:
-                for path, matches in zip(batch.paths, self.search_vectors(batch.vectors, k)):
+                for path, matches in zip(batch.paths, self._search_vectors(batch.vectors, k)):
                     results.append(QueryResult(str(Path(path)), matches))
         return results, skipped
 
@@ -133,46 +142,74 @@ class RetrievalService:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
-        return QueryResult(name, self.search_vectors(vector[np.newaxis], k)[0])
+        return QueryResult(name, self._search_vectors(vector[np.newaxis], k)[0])
 
-    def search_indexed(self, relative_path: str, k: int = DEFAULT_TOP_K) -> QueryResult | None:
-        """Search with an image already in the index, by its stored vector (no decoding)."""
+    def search_folder_file(
+        self, relative_path: str, k: int = DEFAULT_TOP_K, folder: Path | None = None
+    ) -> QueryResult:
+        """Search with a file named by its path relative to `folder` (default: the database).
+
+        An indexed database file is searched by its stored vector, with no decoding; any other
+        file (of a query folder, or not indexed yet) is decoded now. Messages, and the answer's
+        query, name it by `relative_path`: an unreadable file raises ImageLoadError.
+        """
         self._check_searchable(k)
-        with self._lock:
-            vector = self.index.vector_of(relative_path)
-        if vector is None:
-            return None
-        return QueryResult(str(self.database / relative_path), self.search_vectors(vector, k)[0])
+        if folder is None:
+            with self._lock:
+                vector = self.index.vector_of(relative_path)
+            if vector is not None:
+                return QueryResult(relative_path, self._search_vectors(vector, k)[0])
+        try:
+            data = ((folder or self.database) / relative_path).read_bytes()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ImageLoadError(f"{relative_path}: cannot read ({reason}).") from None
+        return self.search_bytes(data, relative_path, k)
 
-    def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Match]]:
-        """Ranked matches for each query vector; paths are under the database folder."""
+    def sample_files(self, count: int) -> list[str]:
+        """About `count` indexed files spread evenly over the index (relative paths, in path
+        order): something to pick a first query from when there is no query folder."""
         with self._lock:
-            neighbours = self.index.search(query_vectors, k)
-        return [
-            [
-                Match(rank, str(self.database / path), distance)
-                for rank, (path, distance) in enumerate(row, start=1)
-            ]
-            for row in neighbours
-        ]
+            paths = [path for _, path in self.index.catalogue.files()]
+        step = max(1, len(paths) // max(1, count))
+        return paths[::step][:count]
 
     def find_duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
-        """Groups of near-identical images (see `retrieval.duplicates`), paths under the folder."""
+        """Groups of near-identical images (see `retrieval.duplicates`)."""
         from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         with self._lock:
-            groups = find_duplicates(self.index, threshold)
+            return find_duplicates(self.index, threshold)
+
+    def warm_up(self) -> None:
+        """Build and trace the network and load the store now, so the first query does not wait."""
+        spec = self.embedder.spec
+        channels = 1 if spec.color_mode == "grayscale" else 3
+        blank = np.zeros((1, spec.image_size, spec.image_size, channels), np.uint8)
+        vector = self.embedder.embed_pixels(blank)
+        if len(self.index):
+            self._search_vectors(vector, 1)
+
+    def _search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Match]]:
+        """Ranked matches for each query vector."""
+        with self._lock:
+            neighbours = self.index.search(query_vectors, k)
         return [
-            DuplicateGroup([str(self.database / path) for path in group.files], group.distances)
-            for group in groups
+            [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
+            for row in neighbours
         ]
 
     def _check_searchable(self, k: int) -> None:
-        if k < 1:
-            raise FoldervisionError(f"k must be at least 1, got {k}.")
+        check_top_k(k)
         if len(self.index.store) == 0:
-            raise FoldervisionError(
+            raise EmptyIndexError(
                 f"{self.database}: the index holds no images yet; add images to the folder "
                 "and index it."
             )
+
+
+def check_top_k(k: int) -> None:
+    """The one check of k for every caller: a command checks it before indexing, too."""
+    if not 1 <= k <= MAX_TOP_K:
+        raise TopKError(f"k must be between 1 and {MAX_TOP_K}, got {k}.")

@@ -57,16 +57,21 @@ def thumbnail_folder(index_path: Path) -> Path:
 def thumbnail(source: Path, cache: Path) -> Path:
     """A JPEG at most THUMBNAIL_SIDE pixels on its longest side, made once and kept in `cache`.
 
-    It is remade when the original is newer. Raises ImageLoadError when the original cannot be
-    decoded; the project's one loader decides that, as it does for searches.
+    The cache file carries the original's mtime, and is remade whenever the original's differs
+    (edited, replaced, or restored from a backup with an older date). A plain "cache newer than
+    the original" test would keep a stale thumbnail when both were written in one clock tick.
+    Raises ImageLoadError when the original cannot be decoded; the project's one loader
+    decides that, as it does for searches.
     """
-    if cache.is_file() and cache.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+    original = source.stat()
+    if cache.is_file() and cache.stat().st_mtime_ns == original.st_mtime_ns:
         return cache
     pixels = load_image(source)
     image = Image.fromarray(pixels)
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     try:
         save_image_atomic(np.asarray(image), cache)
+        os.utime(cache, ns=(original.st_atime_ns, original.st_mtime_ns))
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise ImageLoadError(f"{cache}: cannot write thumbnail ({reason}).") from error

@@ -1,0 +1,189 @@
+"""The page and its JSON API as routes over the retrieval service.
+
+Each handler gets the service and the web settings (which folders URLs may name, where
+thumbnails go, the default k, the upload limit) through FastAPI dependencies; `create_app`
+puts both on the app. Handlers only check what a URL may reach, call the service and shape the
+answer: the service validates k, searches and says when the index is empty; `web.app` turns
+its errors into one-line JSON answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+
+from foldervision.images import ImageLoadError, list_image_files
+from foldervision.retrieval.search import QueryResult
+from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.web.files import resolve_inside, thumbnail
+from foldervision.web.middleware import too_large_message
+
+DATABASE_ROOT = "db"
+QUERIES_ROOT = "queries"
+SEARCH_PATH = "/api/search"
+QUERY_STRIP_SIZE = 12
+"""How many database images the strip offers when there is no query folder."""
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What the routes need besides the service."""
+
+    roots: Mapping[str, Path]
+    """URL root name -> its resolved folder: DATABASE_ROOT always, QUERIES_ROOT when given."""
+    thumbs: Path
+    default_k: int
+    max_upload_bytes: int
+
+    def image_of(self, root: str, relative: str) -> Path:
+        """The real file a URL names, or 404: nothing outside the roots is ever reached."""
+        if root not in self.roots:
+            raise HTTPException(404, f"{root}: no such root; use one of {', '.join(self.roots)}")
+        real = resolve_inside(self.roots[root], relative)
+        if real is None:
+            raise HTTPException(404, f"{relative}: no such image")
+        return real
+
+    def k_or_default(self, k: int | None) -> int:
+        return self.default_k if k is None else k
+
+
+async def service_of(request: Request) -> RetrievalService:
+    return request.app.state.service
+
+
+async def settings_of(request: Request) -> WebSettings:
+    return request.app.state.web_settings
+
+
+Service = Annotated[RetrievalService, Depends(service_of)]
+Settings = Annotated[WebSettings, Depends(settings_of)]
+
+router = APIRouter()
+
+
+@router.get("/")
+def page(request: Request, service: Service, settings: Settings) -> Response:
+    info = service.info()
+    context = {
+        "info": info,
+        "updated": format_time(info.updated_at),
+        "strip": query_strip(service, settings),
+        "k": settings.default_k,
+        "max_k": MAX_TOP_K,
+        "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
+        "empty_message": empty_index_message(service) if info.images == 0 else None,
+    }
+    return TEMPLATES.TemplateResponse(request, "index.html", context)
+
+
+@router.get("/api/info")
+def api_info(service: Service) -> dict[str, Any]:
+    info = service.info()
+    return {
+        "database": info.database,
+        "images": info.images,
+        "skipped": info.skipped,
+        "embedder": info.embedder,
+        "updated_at": info.updated_at,
+        "index_path": info.index_path,
+    }
+
+
+@router.get(SEARCH_PATH)
+def search_by_path(
+    service: Service,
+    settings: Settings,
+    path: str,
+    root: str = DATABASE_ROOT,
+    k: Annotated[int | None, Query()] = None,
+) -> Response:
+    """Search with an image of a root: a database file by its stored vector when indexed."""
+    settings.image_of(root, path)  # 404 before anything else for what a URL may not reach
+    started = time.perf_counter()
+    folder = None if root == DATABASE_ROOT else settings.roots[root]
+    result = service.search_folder_file(path, settings.k_or_default(k), folder)
+    return search_response(result, started)
+
+
+@router.post(SEARCH_PATH)
+def search_upload(
+    service: Service,
+    settings: Settings,
+    file: Annotated[UploadFile, File()],
+    k: Annotated[int | None, Form()] = None,
+) -> Response:
+    """Search with an uploaded image (the middleware already refused a body over the limit)."""
+    data = file.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, too_large_message(settings.max_upload_bytes))
+    started = time.perf_counter()
+    result = service.search_bytes(data, upload_name(file.filename), settings.k_or_default(k))
+    return search_response(result, started)
+
+
+@router.get("/images/{root}/{path:path}")
+def original(settings: Settings, root: str, path: str) -> FileResponse:
+    return FileResponse(settings.image_of(root, path), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/thumbs/{root}/{path:path}")
+def thumb(settings: Settings, root: str, path: str) -> FileResponse:
+    source = settings.image_of(root, path)
+    try:
+        made = thumbnail(source, settings.thumbs / root / f"{path}.jpg")
+    except ImageLoadError as error:
+        raise HTTPException(404, str(error).replace(str(source), path)) from None
+    return FileResponse(made, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+# --------------------------------------------------------------------------------------------
+# Answers.
+
+
+def search_response(result: QueryResult, started: float) -> JSONResponse:
+    """The CLI's --json shape (paths relative to the database); search time in a header."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return JSONResponse(result.to_dict(), headers={"X-Search-Ms": f"{elapsed_ms:.1f}"})
+
+
+def empty_index_message(service: RetrievalService) -> str:
+    return (
+        f"The index of {service.database} holds no images yet: add images to the folder, then "
+        "restart foldervision serve (it indexes them on start)."
+    )
+
+
+def upload_name(filename: str | None) -> str:
+    """The uploaded file's base name, as messages call it (never a path of the server's)."""
+    name = " ".join((filename or "").replace("\\", "/").split("/")[-1].split())
+    return name[:120] or "upload"
+
+
+def format_time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def query_strip(service: RetrievalService, settings: WebSettings) -> list[dict[str, str]]:
+    """The query folder's images, else an even sample of the database's indexed images."""
+    if QUERIES_ROOT in settings.roots:
+        folder = settings.roots[QUERIES_ROOT]
+        return [
+            {"root": QUERIES_ROOT, "path": path.relative_to(folder).as_posix()}
+            for path in list_image_files(folder)
+        ]
+    return [
+        {"root": DATABASE_ROOT, "path": path} for path in service.sample_files(QUERY_STRIP_SIZE)
+    ]
