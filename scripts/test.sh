@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything (dev, export, Milvus and Ray extras included) into .venv, then lint and run the test suite.
+# Install everything (dev, export, Milvus and Ray extras included) into .venv, lint, run the test
+# suite, then check the built wheel as a user installs it (outside the checkout, see the script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,export,milvus,cluster
@@ -10,3 +11,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 .venv/bin/ruff check src tests benchmarks scripts ./*.py
 .venv/bin/python -m pytest -q "$@"
+.venv/bin/python scripts/check_installed_wheel.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 
 import typer
@@ -62,6 +63,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def installed_version() -> str:
+    """The version pip recorded for this install (the wheel's metadata, not a second copy)."""
+    try:
+        return importlib.metadata.version("foldervision")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
+        return "unknown (not installed)"
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        print(f"foldervision {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    pass
 
 
 MULTI_VALUE_OPTIONS = ("--digits",)

