@@ -1,4 +1,7 @@
-"""The assignment's script names run the same code as the CLI."""
+"""The assignment's script names run the same code as the CLI.
+
+Their one-line refusal of a missing folder is checked in-process with every command's, in
+tests/cli/test_snapshots.py."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from image_fixtures import REPO
 
 
@@ -40,13 +42,3 @@ def test_task_01_trains_and_evaluates_on_the_samples_in_a_new_run_folder(tmp_pat
     assert (metrics["model"], metrics["epochs"], metrics["seed"]) == ("lenet", 1, 3)
     assert (out / "evaluations.json").exists()
     assert (earlier / "metrics.json").read_text() == "an earlier run"
-
-
-@pytest.mark.parametrize("script", ["task_01_image_classification.py", "task_02_fine_tuning.py"])
-def test_task_scripts_refuse_a_missing_folder_in_one_line(tmp_path, script):
-    result = run_script(
-        script, "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"), cwd=tmp_path
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "folder not found" in result.stderr
-    assert not (tmp_path / "run").exists()
