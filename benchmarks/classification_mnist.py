@@ -26,7 +26,7 @@ from typing import Any
 
 from foldervision.datasets import write_mnist_folders
 from foldervision.inference import evaluate_folder
-from foldervision.training import TrainingConfig, train
+from foldervision.training import TrainingConfig, resolve_settings, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 TARGET_SECONDS = {"lenet": 60.0, "mobilenetv2": 15 * 60.0}
@@ -38,27 +38,26 @@ SUMMARISED = ("test_accuracy", "val_accuracy", "train_seconds_fit_only", "train_
 def run_seed(model: str, data: Path, out: Path, seed: int) -> dict[str, Any]:
     """Train one seed into `out`, test it on data/test, and return its figures."""
     started = time.perf_counter()
-    metrics = train(
-        TrainingConfig(
-            data=data / "train", out=out, model=model, seed=seed, overwrite=True, verbose=2
-        )
+    config = TrainingConfig(
+        data=data / "train", out=out, model=model, seed=seed, overwrite=True, verbose=2
     )
+    metrics = train(resolve_settings(config))
     trained = time.perf_counter()
     test = evaluate_folder(out, data / "test")
     finished = time.perf_counter()
     return {
         "seed": seed,
         "run": str(out),
-        "epochs": metrics["epochs"],
-        "best_epoch": metrics["best_epoch"],
-        "image_size": metrics["image_size"],
-        "train_size": metrics["train_size"],
-        "val_size": metrics["val_size"],
-        "val_accuracy": metrics["val_accuracy"],
+        "epochs": metrics.epochs,
+        "best_epoch": metrics.best_epoch,
+        "image_size": metrics.image_size,
+        "train_size": metrics.train_size,
+        "val_size": metrics.val_size,
+        "val_accuracy": metrics.val_accuracy,
         "test_size": test["size"],
         "test_accuracy": test["accuracy"],
         "test_errors": int(round((1 - test["accuracy"]) * test["size"])),
-        "train_seconds_fit_only": metrics["train_seconds"],
+        "train_seconds_fit_only": metrics.train_seconds,
         "train_wall_seconds": round(trained - started, 1),
         "evaluate_seconds": round(finished - trained, 1),
     }

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from foldervision.models import TrainingPhase, get_model_entry
-from foldervision.training import compile_for_phase
+from foldervision.training.fitting import compile_for_phase
 
 BATCH_SIZE = 64
 TIMED_STEPS = 12

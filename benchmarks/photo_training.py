@@ -76,6 +76,8 @@ def make_subsets(arguments: argparse.Namespace, workspace: Path) -> tuple[Path, 
 
 def run_train(data: Path, out: Path, test: Path | None, extra: list[str]) -> dict:
     """The CLI as a user runs it: defaults only (plus `extra`), wall time and peak RSS."""
+    from foldervision.inference import run_summary
+
     command = [sys.executable, "-m", "foldervision", "train", str(data), "--out", str(out)]
     command += ["--overwrite", *extra]
     if test is not None:
@@ -85,21 +87,18 @@ def run_train(data: Path, out: Path, test: Path | None, extra: list[str]) -> dic
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    metrics = json.loads((out / "metrics.json").read_text())
-    evaluations = out / "evaluations.json"
-    test_accuracy = None
-    if evaluations.exists():
-        test_accuracy = next(iter(json.loads(evaluations.read_text()).values()))["accuracy"]
+    summary = run_summary(out)
+    metrics = summary.metrics
     return {
-        "recipe": metrics.get("recipe"),
-        "image_size": metrics["image_size"],
-        "val_accuracy": metrics["val_accuracy"],
-        "test_accuracy": test_accuracy,
+        "recipe": metrics.recipe,
+        "image_size": metrics.image_size,
+        "val_accuracy": metrics.val_accuracy,
+        "test_accuracy": summary.test["accuracy"] if summary.test else None,
         "wall_seconds": round(seconds, 1),
-        "fit_seconds": metrics["train_seconds"],
+        "fit_seconds": metrics.train_seconds,
         "peak_rss_gb": round(peak_kib / 2**20, 2),
-        "train_size": metrics["train_size"],
-        "val_size": metrics["val_size"],
+        "train_size": metrics.train_size,
+        "val_size": metrics.val_size,
     }
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from image_fixtures import SAMPLE_DIGITS, write_image_zoo
 
+from foldervision.runs import RunMetrics
+
 # One throwaway cache for the whole session (never the user's ~/.cache): the ImageNet weights
 # are converted once and every test, and every CLI process a test starts, reuses them.
 # The suite sets no TF_* variable: what tests see on stderr is what a user sees.
@@ -42,21 +44,21 @@ def image_zoo(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
 
 
 @pytest.fixture(scope="session")
-def lenet_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
+def lenet_run(sample_digits, tmp_path_factory) -> tuple[Path, RunMetrics]:
     """A real LeNet run (2 epochs) on the sample digits, shared by the tests that read runs."""
-    from foldervision.training import TrainingConfig, train
+    from foldervision.training import TrainingConfig, resolve_settings, train
 
     out = tmp_path_factory.mktemp("runs") / "lenet"
     config = TrainingConfig(
         data=sample_digits / "train", out=out, model="lenet", epochs=2, seed=7, verbose=0
     )
-    return out, train(config)
+    return out, train(resolve_settings(config))
 
 
 @pytest.fixture(scope="session")
-def mobilenetv2_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
+def mobilenetv2_run(sample_digits, tmp_path_factory) -> tuple[Path, RunMetrics]:
     """A real MobileNetV2 fine-tune from the ImageNet weights: one short epoch per phase, 32 px."""
-    from foldervision.training import TrainingConfig, train
+    from foldervision.training import TrainingConfig, resolve_settings, train
 
     out = tmp_path_factory.mktemp("runs") / "mobilenetv2"
     config = TrainingConfig(
@@ -69,7 +71,7 @@ def mobilenetv2_run(sample_digits, tmp_path_factory) -> tuple[Path, dict]:
         seed=7,
         verbose=0,
     )
-    return out, train(config)
+    return out, train(resolve_settings(config))
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,10 @@ def test_two_phase_run_writes_the_full_run_folder(mobilenetv2_run):
         "confusion_matrix.png",
         "report.md",
     } <= {path.name for path in out.iterdir()}
-    assert [phase["name"] for phase in metrics["phases"]] == ["head", "fine_tune"]
-    assert metrics["epochs"] == 2 and len(metrics["history"]["loss"]) == 2
-    assert "ImageNet" in metrics["weights"] or "imagenet" in metrics["weights"].lower()
-    assert metrics["weights"] in (out / "report.md").read_text()
+    assert [phase.name for phase in metrics.phases] == ["head", "fine_tune"]
+    assert metrics.epochs == 2 and len(metrics.history["loss"]) == 2
+    assert "ImageNet" in metrics.weights or "imagenet" in metrics.weights.lower()
+    assert metrics.weights in (out / "report.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["val_accuracy"] > 0.5
 
 

@@ -12,7 +12,10 @@ from foldervision.images import save_image_atomic
 from foldervision.models import get_model_entry
 from foldervision.models.saving import load_classifier
 from foldervision.recipes import RECIPES, choose_recipe, get_recipe, profile_images
-from foldervision.training import TrainingConfig, build_augmentation, head_model, train
+from foldervision.runs import RunMetrics
+from foldervision.training import TrainingConfig, resolve_settings, train
+from foldervision.training.augmentation import AUGMENTATIONS, build_augmentation
+from foldervision.training.fitting import head_model
 
 PHOTO_SIDE = 48
 
@@ -77,10 +80,28 @@ def test_model_and_recipe_options_override_the_data(sample_digits, photo_classes
         get_recipe("fancy")
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+def test_a_recipe_naming_an_unregistered_augmentation_style_is_refused(
+    sample_digits, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    import foldervision.recipes as recipes
+    from foldervision.registry import Registry
+
+    swirls = replace(get_recipe("digits"), name="swirls", augmentation="swirls")
+    monkeypatch.setattr(recipes, "RECIPES", Registry("recipe"))
+    recipes.register_recipe(swirls)
+    config = TrainingConfig(data=sample_digits / "test", out=tmp_path / "run", recipe="swirls")
+    with pytest.raises(ValueError, match="Unknown augmentation style 'swirls'; choose one of"):
+        resolve_settings(config)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", RECIPES.names())
 def test_every_recipe_fits_its_model(name):
     """Its model exists and accepts every phase's freezing; its augmentation keeps shapes."""
-    recipe = RECIPES[name]
+    recipe = get_recipe(name)
+    assert recipe.augmentation in AUGMENTATIONS
     spec = get_model_entry(recipe.model)
     size = 32 if spec.pretrained else recipe.image_size
     model = spec.build(num_classes=3, image_size=size, weights="none").model
@@ -110,18 +131,20 @@ def test_head_model_computes_the_classifier_from_its_features():
 def test_photo_recipe_end_to_end_records_the_recipe(photo_classes, tmp_path, capsys):
     """Photo defaults (cached-feature head, then fine-tuning) at a test-sized input."""
     out = tmp_path / "run"
-    metrics = train(
+    settings = resolve_settings(
         TrainingConfig(
             data=photo_classes, out=out, image_size=32, head_epochs=2, epochs=1, seed=1, verbose=0
         )
     )
-    assert f"recipe: photo (median {PHOTO_SIDE}x{PHOTO_SIDE} px, colour, 10 images/class)" in (
-        capsys.readouterr().err
+    assert settings.recipe_line == (
+        f"recipe: photo (median {PHOTO_SIDE}x{PHOTO_SIDE} px, colour, 10 images/class)"
     )
-    assert (metrics["recipe"], metrics["model"], metrics["flip"]) == ("photo", "mobilenetv2", True)
-    assert [phase["name"] for phase in metrics["phases"]] == ["head", "fine_tune"]
-    assert metrics["phases"][0]["feature_views"] > 1
-    assert len(metrics["history"]["val_accuracy"]) == 3
+    metrics = train(settings)
+    assert "recipe:" not in capsys.readouterr().err, "the library prints no recipe line"
+    assert (metrics.recipe, metrics.model, metrics.flip) == ("photo", "mobilenetv2", True)
+    assert [phase.name for phase in metrics.phases] == ["head", "fine_tune"]
+    assert metrics.phases[0].feature_views > 1
+    assert len(metrics.history["val_accuracy"]) == 3
     assert "recipe: photo" in (out / "report.md").read_text()
     # The saved model, fed raw files, reproduces the validation accuracy train measured.
     model, preprocessor = load_classifier(out)
@@ -129,42 +152,40 @@ def test_photo_recipe_end_to_end_records_the_recipe(photo_classes, tmp_path, cap
     pixels = preprocessor.load([photo_classes / path for path, _ in split["validation"]]).pixels
     predicted = np.asarray(model(pixels.astype("float32"))).argmax(axis=1)
     labels = np.array([label for _, label in split["validation"]])
-    assert (predicted == labels).mean() == pytest.approx(metrics["val_accuracy"])
-    assert metrics["history"]["loss"][1] < metrics["history"]["loss"][0], "the head learns"
+    assert (predicted == labels).mean() == pytest.approx(metrics.val_accuracy)
+    assert metrics.history["loss"][1] < metrics.history["loss"][0], "the head learns"
 
 
 def test_flags_win_over_the_recipe(photo_classes, tmp_path):
-    metrics = train(
-        TrainingConfig(
-            data=photo_classes,
-            out=tmp_path / "run",
-            model="lenet",
-            flip=True,
-            image_size=20,
-            batch_size=8,
-            epochs=1,
-            verbose=0,
-        )
+    config = TrainingConfig(
+        data=photo_classes,
+        out=tmp_path / "run",
+        model="lenet",
+        flip=True,
+        image_size=20,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
     )
-    assert (metrics["recipe"], metrics["image_size"], metrics["batch_size"]) == ("digits", 20, 8)
-    assert metrics["flip"] is True and metrics["recipe_reason"].startswith("--model lenet; ")
+    metrics = train(resolve_settings(config))
+    assert (metrics.recipe, metrics.image_size, metrics.batch_size) == ("digits", 20, 8)
+    assert metrics.flip is True and metrics.recipe_reason.startswith("--model lenet; ")
 
 
 def test_streaming_from_files_trains_exactly_like_holding_pixels(
     sample_digits, tmp_path, monkeypatch
 ):
     """A folder too big for memory is decoded batch by batch, with the very same result."""
-    import foldervision.training as training
+    import foldervision.training.data as training_data
 
-    def run(name: str) -> dict:
-        return train(
-            TrainingConfig(
-                data=sample_digits / "test", out=tmp_path / name, epochs=1, seed=3, verbose=0
-            )
+    def run(name: str) -> RunMetrics:
+        config = TrainingConfig(
+            data=sample_digits / "test", out=tmp_path / name, epochs=1, seed=3, verbose=0
         )
+        return train(resolve_settings(config))
 
     in_memory = run("memory")
-    monkeypatch.setattr(training, "IN_MEMORY_PIXEL_BYTES", 0)
+    monkeypatch.setattr(training_data, "IN_MEMORY_PIXEL_BYTES", 0)
     streamed = run("streamed")
-    assert streamed["history"] == in_memory["history"]
-    assert streamed["confusion_matrix"] == in_memory["confusion_matrix"]
+    assert streamed.history == in_memory.history
+    assert streamed.confusion_matrix == in_memory.confusion_matrix

@@ -14,7 +14,8 @@ from foldervision.errors import AlreadyExistsError
 from foldervision.inference import evaluate_folder, predict_files
 from foldervision.models import get_model_entry
 from foldervision.models.saving import load_classifier
-from foldervision.training import TrainingConfig, train
+from foldervision.runs import RunFolder, RunMetrics
+from foldervision.training import TrainingConfig, resolve_settings, train
 
 RUN_FILES = {
     "model.keras",
@@ -70,11 +71,11 @@ def test_saved_model_predicts_what_validation_measured(lenet_run, sample_digits)
     files = [root / path for path, _ in split["validation"]]
     predictions, skipped = predict_files(out, files)
     assert not skipped
-    labels = [metrics["classes"][label] for _, label in split["validation"]]
+    labels = [metrics.classes[label] for _, label in split["validation"]]
     accuracy = np.mean(
         [prediction["label"] == label for prediction, label in zip(predictions, labels)]
     )
-    assert accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+    assert accuracy == pytest.approx(metrics.val_accuracy, abs=1e-9)
 
 
 def test_saved_model_equals_best_checkpoint_in_memory(lenet_run, sample_digits):
@@ -97,14 +98,14 @@ def test_evaluate_on_test_folder_records_result(lenet_run, sample_digits):
 
 
 def test_same_seed_same_run(sample_digits, tmp_path):
-    def run(name: str) -> dict:
+    def run(name: str) -> RunMetrics:
         config = TrainingConfig(
             data=sample_digits / "train", out=tmp_path / name, epochs=1, seed=3, verbose=0
         )
-        return train(config)
+        return train(resolve_settings(config))
 
     first, second = run("a"), run("b")
-    assert first["history"] == second["history"]
+    assert first.history == second.history
     assert (tmp_path / "a" / "split.json").read_text() == (
         tmp_path / "b" / "split.json"
     ).read_text()
@@ -114,7 +115,7 @@ def test_refuses_to_overwrite_a_run_unless_asked(lenet_run, sample_digits):
     out, _ = lenet_run
     before = (out / "metrics.json").read_text()
     with pytest.raises(AlreadyExistsError, match=f"{out}: a run folder already exists here"):
-        train(TrainingConfig(data=sample_digits / "train", out=out, epochs=1, verbose=0))
+        resolve_settings(TrainingConfig(data=sample_digits / "train", out=out, epochs=1))
     assert (out / "metrics.json").read_text() == before
 
 
@@ -124,7 +125,10 @@ def test_bad_images_in_the_training_folder_are_skipped_and_reported(sample_digit
         shutil.copytree(sample_digits / "test" / digit, data / digit)
     (data / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     real_digit(1).save(data / "1" / "ünïcode name 1.png")
-    metrics = train(TrainingConfig(data=data, out=tmp_path / "run", epochs=1, verbose=0))
-    assert [Path(item["path"]).name for item in metrics["skipped_files"]] == ["broken.png"]
-    assert metrics["train_size"] + metrics["val_size"] == 101
+    config = TrainingConfig(data=data, out=tmp_path / "run", epochs=1, verbose=0)
+    metrics = train(resolve_settings(config))
+    assert [Path(item.path).name for item in metrics.skipped_files] == ["broken.png"]
+    assert "broken.png" in metrics.skipped_files[0].reason
+    assert metrics.train_size + metrics.val_size == 101
+    assert RunFolder(tmp_path / "run").read_metrics() == metrics
     assert "broken.png" in (tmp_path / "run" / "report.md").read_text()

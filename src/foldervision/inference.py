@@ -24,7 +24,7 @@ from foldervision.models.saving import (
     resolve_model_path,
 )
 from foldervision.reports import classification_metrics, plot_confusion_matrix
-from foldervision.runs import RunFolder
+from foldervision.runs import RunFolder, RunMetrics
 
 Probabilities = Callable[[np.ndarray], np.ndarray]
 """uint8 pixels (N, S, S, C) -> class probabilities (N, classes)."""
@@ -252,15 +252,25 @@ def predict_with(
     return predictions, not_images + classified.skipped
 
 
-def run_summary(run: str | os.PathLike) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunSummary:
     """What `compare` shows for one run: its metrics plus recorded test evaluations."""
+
+    run: str
+    metrics: RunMetrics
+    evaluations: dict[str, dict[str, Any]]
+    """Data folder -> the RECORDED_FIGURES of `evaluate_folder` on it."""
+
+    @property
+    def test(self) -> dict[str, Any] | None:
+        """The first recorded evaluation (the test folder), None when never evaluated."""
+        return next(iter(self.evaluations.values()), None)
+
+
+def run_summary(run: str | os.PathLike) -> RunSummary:
     resolve_model_path(run)
     folder = RunFolder(run)
-    return {
-        "run": str(folder.path),
-        "metrics": folder.read_metrics(),
-        "evaluations": folder.read_evaluations(),
-    }
+    return RunSummary(str(folder.path), folder.read_metrics(), folder.read_evaluations())
 
 
 def check_export(

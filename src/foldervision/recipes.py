@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from foldervision.models import TrainingPhase
+from foldervision.registry import Registry
 
 PROFILE_SAMPLE = 300
 """Files whose headers are read to profile a folder (spread over the classes)."""
@@ -35,26 +36,25 @@ class Recipe:
     model: str
     image_size: int
     augmentation: str
-    """"digits" (small shifts, rotations, zoom, contrast) or "photo" (crops, colour); see
-    training.build_augmentation."""
+    """The name of a style in `foldervision.training.augmentation.AUGMENTATIONS`: "digits"
+    (small shifts, rotations, zoom, contrast) or "photo" (crops, colour)."""
     flip: bool
     phases: tuple[TrainingPhase, ...]
     batch_size: int
     description: str
 
 
-RECIPES: dict[str, Recipe] = {}
+RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    RECIPES[recipe.name] = recipe
+    RECIPES.register(recipe.name, recipe)
     return recipe
 
 
 def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"Unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}.")
-    return RECIPES[name]
+    """The recipe called `name`; an unknown name raises one line listing the known ones."""
+    return RECIPES.get(name)
 
 
 register_recipe(
@@ -162,18 +162,19 @@ def choose_recipe(
     """The recipe for this data (or the one asked for) and why, in words.
 
     `--recipe` names one outright. Otherwise the data's kind decides; `--model` narrows the
-    choice to that model's recipes, preferring one made for this kind of data.
+    choice to that model's recipes, preferring one made for this kind of data and, among
+    those, the recipe named after the kind ("digits", "photo").
     """
     if recipe is not None:
         return get_recipe(recipe), f"--recipe {recipe}; {profile.describe()}"
-    candidates = [entry for entry in RECIPES.values() if model in (None, entry.model)]
+    candidates = [entry for entry in all_recipes() if model in (None, entry.model)]
     if not candidates:
         from foldervision.models import get_model_entry
 
         get_model_entry(model or "")  # raises the registry's own "unknown model" message
         raise ValueError(f"No recipe trains {model!r}.")
-    matching = [entry for entry in candidates if entry.kind == profile.kind]
-    chosen = (matching or candidates)[0]
+    matching = [entry for entry in candidates if entry.kind == profile.kind] or candidates
+    chosen = min(matching, key=lambda entry: entry.name != profile.kind)
     reason = profile.describe()
     if model is not None:
         reason = f"--model {model}; {reason}"
@@ -181,9 +182,14 @@ def choose_recipe(
 
 
 def recipe_names() -> list[str]:
-    return list(RECIPES)
+    return RECIPES.names()
+
+
+def all_recipes() -> list[Recipe]:
+    """Every registered recipe, by name."""
+    return [RECIPES.get(name) for name in RECIPES.names()]
 
 
 def describe_choice(recipe: Recipe, reason: str) -> str:
-    """The one line `train` prints to stderr."""
+    """The one line `foldervision train` prints to stderr before training."""
     return f"recipe: {recipe.name} ({reason})"

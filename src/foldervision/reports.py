@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from foldervision.atomic import atomic_path, write_text_atomic  # noqa: E402
+from foldervision.runs import RunMetrics  # noqa: E402
 
 
 def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int):
@@ -127,25 +128,25 @@ def per_class_table(per_class: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_run_report(metrics: dict[str, Any], path: str | os.PathLike) -> None:
+def write_run_report(metrics: RunMetrics, path: str | os.PathLike) -> None:
     """A short Markdown page a person can read: what was trained, how, and how well."""
     lines = [
-        f"# {metrics['model']} on {metrics['data']}",
+        f"# {metrics.model} on {metrics.data}",
         "",
-        f"- recipe: {metrics.get('recipe', 'none')} ({metrics.get('recipe_reason', '')})",
-        f"- classes: {', '.join(metrics['classes'])}",
-        f"- images: {metrics['train_size']} train / {metrics['val_size']} validation "
-        f"(validation fraction {metrics['val_split']}, seed {metrics['seed']})",
-        f"- image size: {metrics['image_size']} px, {metrics['color_mode']}",
-        f"- weights: {metrics.get('weights', 'random initialisation (trained from scratch)')}",
-        f"- epochs: {metrics['epochs']} (best epoch {metrics['best_epoch']}), "
-        f"training time {metrics['train_seconds']:.1f} s",
-        f"- **validation accuracy: {format_percent(metrics['val_accuracy'])}** "
-        f"(loss {metrics['val_loss']:.4f})",
+        f"- recipe: {metrics.recipe or 'none'} ({metrics.recipe_reason})",
+        f"- classes: {', '.join(metrics.classes)}",
+        f"- images: {metrics.train_size} train / {metrics.val_size} validation "
+        f"(validation fraction {metrics.val_split}, seed {metrics.seed})",
+        f"- image size: {metrics.image_size} px, {metrics.color_mode}",
+        f"- weights: {metrics.weights}",
+        f"- epochs: {metrics.epochs} (best epoch {metrics.best_epoch}), "
+        f"training time {metrics.train_seconds:.1f} s",
+        f"- **validation accuracy: {format_percent(metrics.val_accuracy)}** "
+        f"(loss {metrics.val_loss:.4f})",
         "",
         "## Per class (validation)",
         "",
-        per_class_table(metrics["per_class"]),
+        per_class_table(metrics.per_class),
         "",
         "## Curves and confusion matrix",
         "",
@@ -153,7 +154,7 @@ def write_run_report(metrics: dict[str, Any], path: str | os.PathLike) -> None:
         "",
         "![confusion matrix](confusion_matrix.png)",
     ]
-    if metrics["skipped_files"]:
+    if metrics.skipped_files:
         lines += ["", "## Skipped files", ""]
-        lines += [f"- `{item['path']}`: {item['reason']}" for item in metrics["skipped_files"]]
+        lines += [f"- `{item.path}`: {item.reason}" for item in metrics.skipped_files]
     write_text_atomic(path, "\n".join(lines) + "\n")

@@ -14,11 +14,83 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from foldervision.atomic import write_json_atomic
 from foldervision.errors import AlreadyExistsError, FoldervisionError
+from foldervision.images import SkippedFile
+from foldervision.models import TrainingPhase
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """What metrics.json records of a run: the settings that repeat it, and how well it did.
+
+    The fields are metrics.json's keys, in its order, so a file written today reads the same.
+    """
+
+    model: str
+    recipe: str | None
+    """None in runs from before recipes existed."""
+    recipe_reason: str
+    """Why the recipe was chosen, in words (the `recipe:` line train prints)."""
+    data: str
+    classes: list[str]
+    epochs: int
+    """Of all phases together."""
+    phases: list[TrainingPhase]
+    best_epoch: int
+    """The epoch (counted over all phases, from 1) whose weights the model keeps."""
+    train_size: int
+    val_size: int
+    val_split: float
+    seed: int
+    image_size: int
+    color_mode: str
+    batch_size: int
+    augment: bool
+    augmentation: str | None
+    """The augmentation style, "none" when off; None in runs from before styles had names."""
+    flip: bool
+    weights: str
+    """The starting weights, in words."""
+    parameters: int
+    val_accuracy: float
+    val_loss: float
+    per_class: dict[str, dict[str, float]]
+    """Class name -> precision, recall, f1, support on the validation split."""
+    confusion_matrix: list[list[int]]
+    """Validation counts; rows: true class, columns: predicted class."""
+    train_seconds: float
+    history: dict[str, list[float]]
+    """Keras' per-epoch curves (loss, accuracy, val_loss, val_accuracy) over all phases."""
+    skipped_files: list[SkippedFile]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunMetrics:
+        """Read metrics.json's object, also from runs written before a key existed."""
+        values = {**OLD_RUN_DEFAULTS, **record}
+        missing = [field.name for field in fields(cls) if field.name not in values]
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise ValueError(f"not the metrics of a trained run (no {shown})")
+        values["phases"] = [_phase(phase) for phase in values["phases"]]
+        values["skipped_files"] = [SkippedFile(**item) for item in values["skipped_files"]]
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
+
+
+OLD_RUN_DEFAULTS: dict[str, Any] = {"recipe": None, "recipe_reason": "", "augmentation": None}
+"""The keys metrics.json gained after its first version, as older runs read."""
+
+
+def _phase(record: dict[str, Any]) -> TrainingPhase:
+    known = {field.name for field in fields(TrainingPhase)}
+    return TrainingPhase(**{key: value for key, value in record.items() if key in known})
 
 
 class RunFolder:
@@ -89,16 +161,19 @@ class RunFolder:
     # ----------------------------------------------------------------------------------------
     # Reading and adding to a finished run.
 
-    def write_metrics(self, metrics: dict[str, Any]) -> None:
-        write_json_atomic(self.metrics_path, metrics)
+    def write_metrics(self, metrics: RunMetrics) -> None:
+        write_json_atomic(self.metrics_path, metrics.to_json())
 
-    def read_metrics(self) -> dict[str, Any]:
+    def read_metrics(self) -> RunMetrics:
         if not self.metrics_path.exists():
             raise FoldervisionError(
                 f"{self.metrics_path}: missing; is {self.path} a run folder from "
                 "`foldervision train`?"
             )
-        return json.loads(self.metrics_path.read_text())
+        try:
+            return RunMetrics.from_json(json.loads(self.metrics_path.read_text()))
+        except (ValueError, TypeError) as error:  # not JSON, or not a run's metrics
+            raise FoldervisionError(f"{self.metrics_path}: {error}.") from None
 
     def write_split(self, split: dict[str, Any]) -> None:
         write_json_atomic(self.split_path, split)
@@ -139,13 +214,17 @@ class RunFolder:
             raise
         self._publish(staging)
 
-    def _prepare_staging(self, overwrite: bool) -> RunFolder:
+    def check_writable(self, overwrite: bool = False) -> None:
+        """Refuse now what `staged` would refuse, so a caller can stop before any work."""
         if self.path.exists() and not self.path.is_dir():
             raise FoldervisionError(
                 f"{self.path}: exists and is not a folder; a run needs a folder of its own"
             )
         if self.path.exists() and any(self.path.iterdir()) and not overwrite:
             raise AlreadyExistsError(f"{self.path}: a run folder already exists here")
+
+    def _prepare_staging(self, overwrite: bool) -> RunFolder:
+        self.check_writable(overwrite)
         staging = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
         if staging.exists():
             shutil.rmtree(staging)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def cli_run(sample_digits, tmp_path_factory):
         "--model",
         "lenet",
         "--epochs",
-        "1",
+        "2",
         "--seed",
         "1",
         "--out",
@@ -52,7 +53,10 @@ def test_evaluate_json(cli_run, sample_digits):
     result = run_cli("evaluate", out, sample_digits / "test", "--json")
     assert result.returncode == 0, result.stderr
     evaluation = json.loads(result.stdout)
-    assert evaluation["size"] == 150 and 0 <= evaluation["accuracy"] <= 1
+    matrix = evaluation["confusion_matrix"]
+    assert evaluation["size"] == 150 == sum(map(sum, matrix))
+    assert evaluation["accuracy"] == sum(matrix[i][i] for i in range(3)) / 150
+    assert evaluation["accuracy"] > 0.9, "two LeNet epochs on real digits are far above chance"
 
 
 def test_predict_json_one_object_per_line_and_bad_file_reported(cli_run, sample_digits, tmp_path):
@@ -136,12 +140,50 @@ def test_evaluate_writes_the_confusion_matrix_where_asked(cli_run, sample_digits
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_table(cli_run, sample_digits):
+def test_compare_table(cli_run, sample_digits, tmp_path):
+    """One row per run, from metrics.json and the recorded test evaluation; a run from before
+    recipes (no recipe keys) that was never evaluated says so, and how to fill it in."""
     out, _ = cli_run
     run_cli("evaluate", out, sample_digits / "test")
-    result = run_cli("compare", out, "--json")
-    row = json.loads(result.stdout)
-    assert row["model"] == "lenet" and row["test_size"] == 150
+    older = tmp_path / "older"
+    shutil.copytree(out, older, ignore=shutil.ignore_patterns("evaluations*"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    before_recipes = {key: value for key, value in metrics.items() if "recipe" not in key}
+    del before_recipes["augmentation"]
+    (older / "metrics.json").write_text(json.dumps(before_recipes))
+    evaluations = json.loads((out / "evaluations.json").read_text())
+    test = evaluations[str((sample_digits / "test").resolve())]
+
+    as_json = run_cli("compare", out, older, "--json")
+    plain = run_cli("compare", out, older)
+
+    assert as_json.returncode == 0 and plain.returncode == 0, as_json.stderr + plain.stderr
+    row = {
+        "model": "lenet",
+        "image_size": 28,
+        "val_accuracy": metrics["val_accuracy"],
+        "parameters": metrics["parameters"],
+        "train_seconds": metrics["train_seconds"],
+    }
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
+        {"run": str(out), **row, "test_accuracy": test["accuracy"], "test_size": 150,
+         "ms_per_image": test["ms_per_image"]},
+        {"run": str(older), **row, "test_accuracy": None, "test_size": None, "ms_per_image": None},
+    ]  # fmt: skip
+    figures = (
+        f"lenet | 28 px | {100 * metrics['val_accuracy']:.2f}%",
+        f"{metrics['parameters']:,} | {metrics['train_seconds']:.0f} s",
+    )
+    assert plain.stdout.splitlines() == [
+        "| run | model | input | val acc | test acc | params | train time | ms/img |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {out} | {figures[0]} | {100 * test['accuracy']:.2f}% (n=150) | {figures[1]} | "
+        f"{test['ms_per_image']:.3f} |",
+        f"| {older} | {figures[0]} | not evaluated | {figures[1]} | - |",
+    ]
+    assert plain.stderr == (
+        "note: run `foldervision evaluate RUN TEST_FOLDER` to fill in test accuracy.\n"
+    )
 
 
 @pytest.mark.parametrize(

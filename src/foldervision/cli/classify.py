@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from foldervision.cli.app import app, console
 from foldervision.models import available_models
 from foldervision.recipes import recipe_names
+
+if TYPE_CHECKING:
+    from foldervision.images import SkippedFile
 
 
 @app.command()
@@ -62,7 +67,7 @@ def train(
     ),
 ) -> None:
     """Train a classifier; writes model.keras, metrics.json, split.json, plots and report.md."""
-    from foldervision.training import TrainingConfig
+    from foldervision.training import TrainingConfig, resolve_settings
     from foldervision.training import train as train_model
 
     config = TrainingConfig(
@@ -83,15 +88,27 @@ def train(
         flip=flip,
         overwrite=overwrite,
     )
-    metrics = train_model(config)
+    settings = resolve_settings(config)
+    print(settings.recipe_line, file=sys.stderr)
+    metrics = train_model(settings)
+    _warn_unreadable(metrics.skipped_files)
     console.print(
-        f"{metrics['model']}: validation accuracy {100 * metrics['val_accuracy']:.2f}% "
-        f"({metrics['val_size']} images, best epoch {metrics['best_epoch']}/{metrics['epochs']}, "
-        f"{metrics['train_seconds']:.1f} s); skipped {len(metrics['skipped_files'])} file(s)"
+        f"{metrics.model}: validation accuracy {100 * metrics.val_accuracy:.2f}% "
+        f"({metrics.val_size} images, best epoch {metrics.best_epoch}/{metrics.epochs}, "
+        f"{metrics.train_seconds:.1f} s); skipped {len(metrics.skipped_files)} file(s)"
     )
     if test is not None:
         _report_test_accuracy(out, test)
     print(out)
+
+
+def _warn_unreadable(skipped: list[SkippedFile]) -> None:
+    """The files training left out, and why, before the results that leave them out."""
+    if not skipped:
+        return
+    print(f"warning: skipped {len(skipped)} file(s) that could not be read:", file=sys.stderr)
+    for item in skipped:
+        print(f"  {item.reason}", file=sys.stderr)
 
 
 def _report_test_accuracy(run: Path, folder: Path) -> None:
@@ -205,18 +222,18 @@ def compare(
     rows = []
     for run in runs:
         summary = run_summary(run)
-        metrics = summary["metrics"]
-        test = next(iter(summary["evaluations"].values()), None)
+        metrics = summary.metrics
+        test = summary.test
         rows.append(
             {
                 "run": str(run),
-                "model": metrics["model"],
-                "image_size": metrics["image_size"],
-                "val_accuracy": metrics["val_accuracy"],
+                "model": metrics.model,
+                "image_size": metrics.image_size,
+                "val_accuracy": metrics.val_accuracy,
                 "test_accuracy": test["accuracy"] if test else None,
                 "test_size": test["size"] if test else None,
-                "parameters": metrics["parameters"],
-                "train_seconds": metrics["train_seconds"],
+                "parameters": metrics.parameters,
+                "train_seconds": metrics.train_seconds,
                 "ms_per_image": test["ms_per_image"] if test else None,
             }
         )

@@ -1,0 +1,91 @@
+"""What a run leaves behind: its validation figures, metrics.json, the model and the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from foldervision.models import BuiltModel
+from foldervision.models.saving import Preprocessor, save_classifier, traced_inference
+from foldervision.reports import (
+    classification_metrics,
+    plot_confusion_matrix,
+    plot_history,
+    write_run_report,
+)
+from foldervision.runs import RunFolder, RunMetrics
+from foldervision.training.data import Splits, TrainingData
+from foldervision.training.fitting import FitResult
+from foldervision.training.settings import Settings
+
+
+def evaluate_validation(
+    model: keras.Model, data: TrainingData, class_names: list[str]
+) -> dict[str, Any]:
+    """Validation metrics of the final model, batch by batch (bounded memory)."""
+    forward = traced_inference(model)
+    probabilities = [np.asarray(forward(pixels)) for pixels, _ in data.validation_dataset()]
+    return classification_metrics(
+        data.splits.validation.labels, np.concatenate(probabilities), class_names
+    )
+
+
+def run_metrics(
+    settings: Settings,
+    splits: Splits,
+    built: BuiltModel,
+    fitted: FitResult,
+    validation: dict[str, Any],
+) -> RunMetrics:
+    """Everything metrics.json records: the settings (to repeat the run) and the results."""
+    return RunMetrics(
+        model=settings.model_entry.name,
+        recipe=settings.recipe.name,
+        recipe_reason=settings.reason,
+        data=str(settings.folder.root),
+        classes=settings.folder.class_names,
+        epochs=sum(phase.epochs for phase in settings.phases),
+        phases=list(settings.phases),
+        best_epoch=fitted.best_epoch,
+        train_size=len(splits.train.labels),
+        val_size=len(splits.validation.labels),
+        val_split=settings.val_split,
+        seed=settings.seed,
+        image_size=settings.image_size,
+        color_mode=settings.model_entry.color_mode,
+        batch_size=settings.batch_size,
+        augment=settings.augmentation is not None,
+        augmentation=settings.augmentation or "none",
+        flip=settings.flip,
+        weights=built.weights_description,
+        parameters=int(built.model.count_params()),
+        val_accuracy=validation["accuracy"],
+        val_loss=validation["loss"],
+        per_class=validation["per_class"],
+        confusion_matrix=validation["confusion_matrix"],
+        train_seconds=round(fitted.train_seconds, 3),
+        history=fitted.history,
+        skipped_files=splits.skipped,
+    )
+
+
+def write_run(
+    run: RunFolder,
+    model: keras.Model,
+    preprocessor: Preprocessor,
+    metrics: RunMetrics,
+    phase_boundaries: list[int],
+) -> None:
+    """The model, its metrics, the two plots and the report."""
+    save_classifier(model, preprocessor, run.model_path)
+    run.write_metrics(metrics)
+    plot_history(metrics.history, run.history_plot_path, phase_boundaries)
+    plot_confusion_matrix(
+        metrics.confusion_matrix,
+        metrics.classes,
+        run.confusion_matrix_plot_path,
+        title=f"{metrics.model}: validation ({metrics.val_size} images)",
+    )
+    write_run_report(metrics, run.report_path)
