@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from foldervision.cli import app
 from foldervision.images import load_image
+from foldervision.retrieval.catalogue import Catalogue
 from foldervision.retrieval.embedder import Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex
 
@@ -127,6 +128,32 @@ def test_cli_index_with_ray_writes_milvus(
 
     assert result.exit_code == 0, result.stderr
     assert f"({len(readable_photos)} images)" in result.stderr
+
+
+def test_cli_index_with_ray_and_int8_holds_int8_vectors(
+    photo_folder: Path, tmp_path: Path, local_ray: object
+) -> None:
+    """--ray must embed with the --precision (and --backend) asked for, not the defaults."""
+    index_path = tmp_path / "int8.sqlite"
+    arguments = ["index", str(photo_folder), "--ray", "--image-size", "96", "--precision", "int8"]
+    result = CliRunner().invoke(app, [*arguments, "--index", str(index_path)])
+
+    assert result.exit_code == 0, result.stderr
+    catalogue = Catalogue.open(index_path)
+    stored = catalogue.stored_spec()
+    catalogue.close()
+    assert stored is not None and stored.precision == "int8"
+
+
+def test_cli_index_with_ray_refuses_int8_on_keras_in_one_line(
+    photo_folder: Path, tmp_path: Path, local_ray: object
+) -> None:
+    arguments = ["index", str(photo_folder), "--ray", "--backend", "keras", "--precision", "int8"]
+    result = CliRunner().invoke(app, [*arguments, "--index", str(tmp_path / "x.sqlite")])
+
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "precision int8 runs only on the onnx backend" in line
 
 
 RUN_CLI = """
