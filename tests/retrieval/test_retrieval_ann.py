@@ -16,9 +16,10 @@ from fake_embedders import colour_layout_embedder
 from typer.testing import CliRunner
 
 from foldervision.cli import app
-from foldervision.retrieval import ann
 from foldervision.retrieval import service as retrieval_service
 from foldervision.retrieval.index import ImageIndex, default_index_path
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import StoreLocation, ann
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("exact", "approximate")
@@ -51,7 +52,8 @@ def ids_in_index_file(path: Path) -> list[int]:
 
 
 def open_index(folder: Path, mode: str | None = None) -> ImageIndex:
-    return ImageIndex.open(folder, colour_layout_embedder().spec, ann=mode)
+    settings = IndexSettings(folder, store_location=StoreLocation(ann=mode))
+    return ImageIndex.open(settings, colour_layout_embedder().spec)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -70,7 +72,7 @@ def test_index_file_is_written_and_searched_from_another_process_without_rebuild
     script = (
         "import json, sys, numpy as np\n"
         "from foldervision.retrieval.catalogue import Catalogue\n"
-        "from foldervision.retrieval.stores import SQLiteFaissStore\n"
+        "from foldervision.retrieval.stores.faiss import SQLiteFaissStore\n"
         "catalogue = Catalogue.open(sys.argv[1])\n"
         "store = SQLiteFaissStore(catalogue, catalogue.stored_spec())\n"
         "distances, ids = store.search(np.asarray(json.loads(sys.argv[2]), np.float32), 3)\n"

@@ -13,6 +13,7 @@ from foldervision.cli import app
 from foldervision.cli import retrieval as retrieval_cli
 from foldervision.images import list_image_files, load_image
 from foldervision.retrieval.embedder import Embedder, load_embedder
+from foldervision.retrieval.settings import IndexSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUERY_FOLDER = REPO_ROOT / "query_images"
@@ -28,9 +29,9 @@ def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
-def test_cli_embedder_is_the_session_embedder(embedder: Embedder) -> None:
+def test_cli_embedder_is_the_session_embedder(embedder: Embedder, tmp_path: Path) -> None:
     """The fixture reusing the session's network must not change what the CLI computes."""
-    assert load_embedder("mobilenetv2", 96).spec == embedder.spec
+    assert load_embedder(IndexSettings(tmp_path, image_size=96)).spec == embedder.spec
 
 
 def test_search_prints_one_json_object_with_ranked_distances(

@@ -15,12 +15,14 @@ from test_retrieval_catalogue import write_colour_folder
 from foldervision.errors import FoldervisionError
 from foldervision.images import ImageLoadError
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 
 
 @pytest.fixture
 def service(tmp_path: Path):
     write_colour_folder(tmp_path / "db")
-    with RetrievalService.open(tmp_path / "db", embedder=colour_layout_embedder()) as opened:
+    settings = IndexSettings(tmp_path / "db")
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as opened:
         opened.update()
         yield opened
 
@@ -74,12 +76,14 @@ def test_info_says_what_the_index_holds(service: RetrievalService) -> None:
 
 def test_an_empty_index_or_a_bad_k_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with RetrievalService.open(tmp_path / "empty", embedder=colour_layout_embedder()) as empty:
+    empty_folder = IndexSettings(tmp_path / "empty")
+    with RetrievalService.open(empty_folder, embedder=colour_layout_embedder()) as empty:
         empty.update()
         with pytest.raises(FoldervisionError, match="holds no images"):
             empty.search_indexed("x.png")
     write_colour_folder(tmp_path / "db")
-    with RetrievalService.open(tmp_path / "db", embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(tmp_path / "db")
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with pytest.raises(FoldervisionError, match="at least 1"):
             service.search_files([tmp_path / "db" / "colour_0.png"], k=0)

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from foldervision.cli import app as cli_app
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder, warm_up
 
 
@@ -42,7 +43,7 @@ def query_folder(photo_folder: Path) -> Path:
 @pytest.fixture
 def served(photo_folder: Path, query_folder: Path):
     """(base URL, service) for the photo folder, with its query folder, on a live server."""
-    service = RetrievalService.open(photo_folder, embedder=colour_layout_embedder())
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=colour_layout_embedder())
     service.update()
     warm_up(service)
     with service, live_server(create_app(service, default_query_folder(photo_folder))) as url:
@@ -62,7 +63,8 @@ def test_the_page_shows_the_index_and_the_query_folder(served, query_folder: Pat
 
 
 def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Path):
-    with RetrievalService.open(photo_folder, embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(photo_folder)
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service, default_query_folder(photo_folder))) as url:
             page = httpx.get(url + "/").text
@@ -72,7 +74,8 @@ def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Pat
 
 def test_an_empty_database_gets_a_message_not_a_blank_page(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    with RetrievalService.open(tmp_path / "empty", embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(tmp_path / "empty")
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service)) as url:
             page = httpx.get(url + "/")
@@ -217,7 +220,8 @@ def test_an_upload_over_20_mb_gets_413_before_it_is_read_whole(served, chunked: 
 def test_nothing_is_written_into_the_database_folder(photo_folder: Path, query_folder, tmp_path):
     before = folder_snapshot(photo_folder)
     index = tmp_path / "elsewhere" / "index.sqlite"
-    with RetrievalService.open(photo_folder, index, embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(photo_folder, index_path=index)
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service, query_folder)) as url:
             assert httpx.get(url + "/").status_code == 200
@@ -255,7 +259,7 @@ def test_50_concurrent_searches_match_the_cli(
         ]
     assert len(expected) == len(queries)
 
-    service = RetrievalService.open(photo_folder, embedder=cli_uses_session_embedder)
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=cli_uses_session_embedder)
     service.update()
 
     def one_search(number: int) -> tuple[str, int, list]:

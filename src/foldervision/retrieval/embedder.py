@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from foldervision.images import SkippedFile, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.settings import IndexSettings
 
 DEFAULT_MODEL = "mobilenetv2"
 DEFAULT_IMAGE_SIZE = 224
@@ -271,16 +274,12 @@ def classifier_embedder(
     return Embedder(spec, lambda: feature_model, backend)
 
 
-def load_embedder(
-    model: str = DEFAULT_MODEL,
-    image_size: int | None = None,
-    backend: str = DEFAULT_BACKEND,
-    precision: str = DEFAULT_PRECISION,
-) -> Embedder:
-    """What `--model`, `--image-size`, `--backend` and `--precision` mean on the command line."""
+def load_embedder(settings: IndexSettings) -> Embedder:
+    """The embedder `--model`, `--image-size`, `--backend` and `--precision` describe."""
+    model, image_size = settings.model, settings.image_size
     if model == DEFAULT_MODEL:
         return mobilenetv2_embedder(
-            image_size or DEFAULT_IMAGE_SIZE, backend=backend, precision=precision
+            image_size or DEFAULT_IMAGE_SIZE, backend=settings.backend, precision=settings.precision
         )
     if not Path(model).exists():
         raise ValueError(
@@ -292,4 +291,4 @@ def load_embedder(
             f"--image-size does not apply to {model}: a trained model always uses the size it "
             "was trained at. Leave --image-size out."
         )
-    return classifier_embedder(model, backend, precision)
+    return classifier_embedder(model, settings.backend, settings.precision)
