@@ -108,7 +108,7 @@ def same_answers(database: Path, image_size: int, scratch: Path) -> None:
         expected = index.search(indexed.vectors, TOP_K)
     milvus = StoreLocation("milvus", str(scratch / "same.db"))  # same vectors, same ids
     catalogue = Catalogue.open(scratch / "faiss.sqlite")
-    store = open_store(replace(settings, store_location=milvus), catalogue, embedder.spec)
+    store = open_store(milvus, catalogue, embedder.spec)
     with catalogue.transaction():
         store.upsert(indexed.ids, indexed.vectors)
     distances, ids = store.search(indexed.vectors, TOP_K)
@@ -142,7 +142,7 @@ def filled_store(location: StoreLocation, rows: int, scratch: Path, name: str):
     spec = EmbedderSpec("synthetic", "none", 1, "rgb", layer=name)
     catalogue = Catalogue.open(scratch / f"{name}.sqlite")
     catalogue.bind_to(spec)
-    store = open_store(IndexSettings(scratch, store_location=location), catalogue, spec)
+    store = open_store(location, catalogue, spec)
     vectors = unit_vectors(rows)
     start = time.perf_counter()
     for begin in range(0, rows, WRITE_BATCH):

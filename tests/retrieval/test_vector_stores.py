@@ -27,7 +27,8 @@ from foldervision.retrieval.embedder import Embedder, EmbedderSpec
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.stores import STORES, StoreLocation
-from foldervision.retrieval.stores.milvus import MilvusStore, lock_holders
+from foldervision.retrieval.stores.milvus import MilvusStore
+from foldervision.retrieval.stores.milvus_connection import lock_holders
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from foldervision.retrieval.backends import DEFAULT_BACKEND, available_backends
-from foldervision.retrieval.embedder import DEFAULT_MODEL
-from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS
 from foldervision.retrieval.stores import DEFAULT_STORE, StoreLocation
 

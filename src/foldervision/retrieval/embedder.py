@@ -15,18 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from foldervision.images import SkippedFile, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
+from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
 
-if TYPE_CHECKING:
-    from foldervision.retrieval.settings import IndexSettings
-
-DEFAULT_MODEL = "mobilenetv2"
 DEFAULT_IMAGE_SIZE = 224
 """MobileNetV2's native size; see benchmarks/retrieval_quality.py for the sizes we compared."""
 

@@ -90,7 +90,7 @@ class ImageIndex:
             if rebuild:
                 catalogue.clear()
             catalogue.bind_to(spec)
-            vector_store = open_store(settings, catalogue, spec)
+            vector_store = open_store(settings.store_location, catalogue, spec)
         except BaseException:
             catalogue.close()
             raise

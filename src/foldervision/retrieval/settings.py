@@ -1,7 +1,9 @@
 """What an index is made of, decided once: `IndexSettings`.
 
-The command line builds one from its options (`cli.options`); the service, the embedder
-loader, Ray embedding and the store all take it whole, so no layer restates the options.
+The command line builds one from its options (`cli.options`); the service, the index, the
+embedder loader and Ray embedding take it whole, so no layer restates the options. The store
+gets its own part, `store_location` (a `StoreLocation`: where, its token, `--ann`): stores sit
+below the settings and know nothing of models.
 What to *do* with an index (rebuild it, update it) is an argument of the action, not a setting.
 
     settings = IndexSettings("images_database", precision="int8")
@@ -15,9 +17,10 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from foldervision.retrieval.backends import DEFAULT_BACKEND
-from foldervision.retrieval.embedder import DEFAULT_MODEL
 from foldervision.retrieval.spec import DEFAULT_PRECISION
 from foldervision.retrieval.stores import StoreLocation
+
+DEFAULT_MODEL = "mobilenetv2"
 
 
 @dataclass(frozen=True)

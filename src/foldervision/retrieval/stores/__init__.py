@@ -30,7 +30,6 @@ from foldervision.registry import Registry
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
-    from foldervision.retrieval.settings import IndexSettings
     from foldervision.retrieval.spec import EmbedderSpec
 
 DEFAULT_STORE = "faiss"
@@ -117,14 +116,14 @@ class VectorStore(Protocol):
         return {"kind": self.index_kind()}
 
 
-StoreFactory = Callable[["IndexSettings", "Catalogue", "EmbedderSpec"], VectorStore]
-"""Opens a store for an index: its settings (`store_location` above all), catalogue, embedder."""
+StoreFactory = Callable[[StoreLocation, "Catalogue", "EmbedderSpec"], VectorStore]
+"""Opens a store for an index: where (with the store's options), its catalogue, its embedder."""
 
 STORES: Registry[StoreFactory] = Registry("vector store")
 STORES.register("faiss", "foldervision.retrieval.stores.faiss:open_faiss_store")
 STORES.register("milvus", "foldervision.retrieval.stores.milvus:open_milvus_store")
 
 
-def open_store(settings: IndexSettings, catalogue: Catalogue, spec: EmbedderSpec) -> VectorStore:
-    """The store `settings.store_location` names (its module is imported now, not before)."""
-    return STORES.get(settings.store_location.name)(settings, catalogue, spec)
+def open_store(location: StoreLocation, catalogue: Catalogue, spec: EmbedderSpec) -> VectorStore:
+    """The store `location` names (its module is imported now, not before)."""
+    return STORES.get(location.name)(location, catalogue, spec)

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.retrieval.stores import VectorStore, ann
+from foldervision.retrieval.stores import StoreLocation, VectorStore, ann
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
-    from foldervision.retrieval.settings import IndexSettings
     from foldervision.retrieval.spec import EmbedderSpec
 
 PARALLEL_QUERY_COUNT = 16
@@ -341,10 +340,9 @@ class SQLiteFaissStore(VectorStore):
 
 
 def open_faiss_store(
-    settings: IndexSettings, catalogue: Catalogue, spec: EmbedderSpec
+    location: StoreLocation, catalogue: Catalogue, spec: EmbedderSpec
 ) -> SQLiteFaissStore:
     """`--store faiss` (no argument), with `--ann` remembered when given."""
-    location = settings.store_location
     if location.argument:
         raise ValueError(f"--store faiss takes no argument, got {location}.")
     return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann)

@@ -18,35 +18,27 @@ Traps this module steps around (pymilvus 3.0.2, milvus-lite 3.2.2):
   the store dirty and the next search (or close) flushes.
 - pymilvus flattens `params={...}` into top-level keys, which Lite drops: build parameters go
   in a nested "params" entry, which both Lite and a Milvus server read.
-- Lite refuses IVF_PQ; one process at a time may open a Lite folder (its LOCK file).
+- Lite refuses IVF_PQ; one process at a time may open a Lite folder (its LOCK file; see
+  `stores.milvus_connection`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.errors import (
-    FoldervisionError,
-    IndexMismatchError,
-    IndexUnavailableError,
-    StoreLockedError,
-)
-from foldervision.retrieval.stores import VectorStore
+from foldervision.errors import FoldervisionError, IndexMismatchError
+from foldervision.retrieval.stores import StoreLocation, VectorStore
 from foldervision.retrieval.stores.ann import PROBES
+from foldervision.retrieval.stores.milvus_connection import connect, quiet, release
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
-    from foldervision.retrieval.settings import IndexSettings
     from foldervision.retrieval.spec import EmbedderSpec
 
 DEFAULT_LITE_FILE_NAME = "milvus.db"
@@ -103,7 +95,7 @@ class MilvusStore(VectorStore):
         self._catalogue = catalogue
         self._spec_json = json.dumps(spec.to_dict(), sort_keys=True)
         self._owner = _catalogue_owner(catalogue)
-        self._client = _connect(uri, token)
+        self._client = connect(uri, token)
         self._dirty = False
         self._count: int | None = None
         try:
@@ -158,7 +150,7 @@ class MilvusStore(VectorStore):
         if not self._exists:
             return np.zeros(0, np.int64)
         found: list[int] = []
-        with _quiet("pymilvus"):
+        with quiet("pymilvus"):
             iterator = self._client.query_iterator(
                 self.collection, batch_size=ID_QUERY_BATCH, filter="id >= 0", output_fields=["id"]
             )
@@ -233,7 +225,7 @@ class MilvusStore(VectorStore):
     def _disconnect(self) -> None:
         self._client.close()
         if self.is_lite:
-            _release_lite(self.uri)
+            release(self.uri)
 
     # ----------------------------------------------------------------------------------------
     # The collection.
@@ -303,10 +295,9 @@ class MilvusStore(VectorStore):
 
 
 def open_milvus_store(
-    settings: IndexSettings, catalogue: Catalogue, spec: EmbedderSpec
+    location: StoreLocation, catalogue: Catalogue, spec: EmbedderSpec
 ) -> MilvusStore:
     """`--store milvus[:PATH.db | :http://HOST:PORT[/DBNAME]]`, see the module docstring."""
-    location = settings.store_location
     index_type = milvus_index_type(location.ann)
     index_params = {"nlist": APPROXIMATE_LISTS} if index_type == "IVF_SQ8" else None
     uri = milvus_uri(catalogue, location.argument)
@@ -339,98 +330,6 @@ def milvus_uri(catalogue: Catalogue, argument: str | None) -> str:
             "(e.g. milvus:vectors.db), or give a server as milvus:http://HOST:19530"
         )
     return str(Path(argument).expanduser().resolve())
-
-
-# --------------------------------------------------------------------------------------------
-# Connecting, and who holds a Milvus Lite folder.
-
-
-def _connect(uri: str, token: str | None) -> Any:
-    try:
-        from pymilvus import MilvusClient
-    except ImportError as error:
-        raise FoldervisionError(
-            "--store milvus needs pymilvus and milvus-lite: pip install 'foldervision[milvus]'"
-        ) from error
-    if uri.endswith(".db"):
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        _refuse_if_locked(Path(uri))
-    try:
-        with _quiet("milvus_lite"):
-            client = MilvusClient(uri=uri, token=token or "")
-    except Exception as error:
-        if uri.endswith(".db"):
-            _refuse_if_locked(Path(uri))
-        raise IndexUnavailableError(f"{uri}: cannot open the Milvus store ({error})") from error
-    if uri.endswith(".db"):
-        _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
-    return client
-
-
-def _refuse_if_locked(data_dir: Path) -> None:
-    holders = [pid for pid in lock_holders(data_dir / "LOCK") if pid != os.getpid()]
-    if holders:
-        pid = holders[0]
-        raise StoreLockedError(
-            f"{data_dir}: Milvus Lite folder is in use by process {pid} ({_command_of(pid)}); "
-            "Milvus Lite allows one process at a time"
-        )
-
-
-def lock_holders(lock_file: Path) -> list[int]:
-    """Pids holding a flock/POSIX lock on `lock_file`, from /proc/locks (Linux; else [])."""
-    try:
-        status = lock_file.stat()
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return []
-    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
-    holders = []
-    for line in lines:
-        fields = line.split()
-        if "->" in fields:  # a waiter, not a holder
-            continue
-        if len(fields) >= 6 and fields[5] == device and fields[4].isdigit():
-            holders.append(int(fields[4]))
-    return holders
-
-
-def _command_of(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "unknown command"
-    command = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
-    return command[:80] + ("..." if len(command) > 80 else "")
-
-
-@contextlib.contextmanager
-def _quiet(*logger_names: str) -> Iterator[None]:
-    """Silence library log lines (Lite's start-up traceback, pymilvus' iterator warning): the
-    user gets one line from us instead."""
-    loggers = [logging.getLogger(name) for name in logger_names]
-    previous = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, previous):
-            logger.setLevel(level)
-
-
-def _release_lite(uri: str) -> None:
-    """Stop the in-process Lite server once no store of this process uses it (frees LOCK)."""
-    _LITE_USERS[uri] = _LITE_USERS.get(uri, 1) - 1
-    if _LITE_USERS[uri] > 0:
-        return
-    del _LITE_USERS[uri]
-    module = sys.modules.get("milvus_lite.server_manager")
-    if module is not None:
-        module.server_manager_instance.release_server(uri)
-
-
-_LITE_USERS: dict[str, int] = {}
 
 
 def _catalogue_owner(catalogue: Catalogue) -> str:
