@@ -276,3 +276,20 @@ def test_auto_switches_to_approximate_at_the_threshold_with_hysteresis() -> None
     assert ann.wanted_kind("auto", below, current_kind="approximate") == "approximate"
     assert ann.wanted_kind("auto", at // 2 - 1, current_kind="approximate") == "exact"
     assert ann.wanted_kind("approximate", 3) == "approximate"
+
+
+def test_an_ann_mode_remembered_by_an_older_index_is_kept(
+    tmp_path: Path, photo_folder_template: Path
+) -> None:
+    """Indexes before the stores package kept `--ann` under the catalogue's own "ann" key."""
+    folder = write_photo_folder(tmp_path / "photos", photo_folder_template)
+    with open_index(folder, "approximate") as index:
+        index.update(colour_layout_embedder())
+    with sqlite3.connect(default_index_path(folder)) as connection:
+        connection.execute("UPDATE settings SET key = 'ann' WHERE key = 'faiss.ann'")
+    index_file(folder).unlink()
+
+    with open_index(folder) as index:
+        index.store.search(np.zeros((1, 48), np.float32), k=1)
+        assert index.store.ann_mode() == "approximate"
+    assert ann.read_index_info(index_file(folder)).kind == "approximate"
