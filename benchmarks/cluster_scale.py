@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_IMAGE_SIZE, Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.ray_embedding import WORKER_BATCH_SIZE
-from foldervision.retrieval.stores import open_store
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import StoreLocation, open_store
 
 SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
 DIMENSION = 1280
@@ -96,14 +98,15 @@ def link_sample(source: Path, count: int, seed: int, database: Path) -> Path:
 
 
 def same_answers(database: Path, image_size: int, scratch: Path) -> None:
-    embedder = load_embedder("mobilenetv2", image_size)
-    with ImageIndex.open(database, embedder.spec, scratch / "faiss.sqlite") as index:
+    settings = IndexSettings(database, index_path=scratch / "faiss.sqlite", image_size=image_size)
+    embedder = load_embedder(settings)
+    with ImageIndex.open(settings, embedder.spec) as index:
         start = time.perf_counter()
         index.update(embedder)
         print(f"embedded {len(index)} photos in {time.perf_counter() - start:.1f} s")
         indexed = index.vectors()
         expected = index.search(indexed.vectors, TOP_K)
-    milvus = f"milvus:{scratch / 'same.db'}"  # the same vectors under the same ids
+    milvus = StoreLocation("milvus", str(scratch / "same.db"))  # same vectors, same ids
     catalogue = Catalogue.open(scratch / "faiss.sqlite")
     store = open_store(milvus, catalogue, embedder.spec)
     with catalogue.transaction():
@@ -132,7 +135,7 @@ def unit_vectors(count: int, seed: int = 1) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def filled_store(location: str, rows: int, scratch: Path, name: str):
+def filled_store(location: StoreLocation, rows: int, scratch: Path, name: str):
     """A catalogue with `rows` files and a store holding their vectors, written like an index."""
     from foldervision.retrieval.embedder import EmbedderSpec
 
@@ -148,14 +151,14 @@ def filled_store(location: str, rows: int, scratch: Path, name: str):
         ]
         with catalogue.transaction():
             store.upsert(catalogue.record_files(files), vectors[begin : begin + len(files)])
-    if hasattr(store, "flush"):
-        store.flush()
+    store.flush()
     return catalogue, store, time.perf_counter() - start
 
 
 def write_time(rows: int, scratch: Path) -> None:
     seconds = {}
-    for name, location in (("faiss", "faiss"), ("milvus", f"milvus:{scratch / 'write.db'}")):
+    milvus = StoreLocation("milvus", str(scratch / "write.db"))
+    for name, location in (("faiss", StoreLocation()), ("milvus", milvus)):
         catalogue, store, seconds[name] = filled_store(location, rows, scratch, f"write_{name}")
         store.close()
         catalogue.close()
@@ -166,7 +169,8 @@ def write_time(rows: int, scratch: Path) -> None:
 def search_latency(scratch: Path) -> None:
     queries = unit_vectors(SEARCH_QUERIES, seed=7)
     for rows in SEARCH_SIZES:
-        for name, location in (("faiss", "faiss"), ("milvus", f"milvus:{scratch / f's{rows}.db'}")):
+        milvus = StoreLocation("milvus", str(scratch / f"s{rows}.db"))
+        for name, location in (("faiss", StoreLocation()), ("milvus", milvus)):
             catalogue, store, _ = filled_store(location, rows, scratch, f"search_{name}_{rows}")
             store.search(queries[:1], TOP_K)  # warm: loads the FAISS index / Milvus segments
             start = time.perf_counter()
@@ -264,9 +268,10 @@ def ray_overhead(
 
     from foldervision.retrieval.ray_embedding import RayEmbedder, connect_ray
 
-    warm = load_embedder("mobilenetv2", image_size)
+    settings = IndexSettings(database, image_size=image_size)
+    warm = load_embedder(settings)
     warm.embed_pixels(np.zeros((1, image_size, image_size, 3), np.uint8))  # export, if needed
-    recipe = functools.partial(load_embedder, "mobilenetv2", image_size)
+    factory = functools.partial(load_embedder, settings)
     runs = ["single", *(f"ray/{size}" for size in task_sizes), "ray no-op"]
     seconds: dict[str, list[float]] = {run: [] for run in runs}
     cpu: dict[str, list[float]] = {run: [] for run in runs}
@@ -278,7 +283,7 @@ def ray_overhead(
         order = runs if round_number % 2 == 0 else runs[::-1]
         for run in order:
             if run == "single":
-                embedder: Embedder = load_embedder("mobilenetv2", image_size)
+                embedder: Embedder = load_embedder(settings)
             elif run == "ray no-op":
                 seconds[run].append(no_op_pipeline(database, cpus, task_sizes[0]))
                 print(f"round {round_number + 1}: {run} {seconds[run][-1]:.1f} s", flush=True)
@@ -292,9 +297,10 @@ def ray_overhead(
                 connect_ray()  # what --ray adds on top (Ray Data settings)
                 started.append(time.perf_counter() - begin)
                 size = int(run.split("/")[1])
-                embedder = RayEmbedder(recipe, warm.spec, workers=cpus, worker_batch_size=size)
+                embedder = RayEmbedder(factory, warm.spec, workers=cpus, worker_batch_size=size)
             catalogue = scratch / f"{run.replace('/', '-')}-{round_number}.sqlite"
-            with ImageIndex.open(database, warm.spec, catalogue) as index:
+            run_settings = replace(settings, index_path=catalogue)
+            with ImageIndex.open(run_settings, warm.spec) as index:
                 with CpuMeter(descendants=run != "single") as meter:
                     begin = time.perf_counter()
                     index.update(embedder)

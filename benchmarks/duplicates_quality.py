@@ -34,6 +34,7 @@ from foldervision.retrieval import duplicates
 from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, close_pairs, group_pairs
 from foldervision.retrieval.embedder import mobilenetv2_embedder
 from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.settings import IndexSettings
 
 SHARED_FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"
 THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.02), 2)
@@ -165,7 +166,8 @@ def make_half(
 
 
 def score_half(folder: Path, embedder, truth: set, kinds: dict) -> dict:
-    with ImageIndex.open(folder, embedder.spec, folder.parent / f"{folder.name}.sqlite") as index:
+    settings = IndexSettings(folder, index_path=folder.parent / f"{folder.name}.sqlite")
+    with ImageIndex.open(settings, embedder.spec) as index:
         index.update(embedder)
         signatures: dict = {}
         pairs_at = {

@@ -149,15 +149,13 @@ def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> di
 
     from foldervision.retrieval.catalogue import Catalogue, FileState
     from foldervision.retrieval.embedder import mobilenetv2_embedder
-    from foldervision.retrieval.stores import SQLiteFaissStore
+    from foldervision.retrieval.stores.faiss import SQLiteFaissStore
 
     spec = mobilenetv2_embedder().spec  # resolves the weights hash; builds no network
     (folder / "spec.json").write_text(json.dumps(spec.to_dict()), encoding="utf-8")
     catalogue = Catalogue.open(folder / "index.sqlite")
     catalogue.bind_to(spec)
-    with catalogue.transaction():
-        catalogue.set_setting("ann", mode)
-    store = SQLiteFaissStore(catalogue, spec)
+    store = SQLiteFaissStore(catalogue, spec, ann_mode=mode)
     queries = source.chunk(seed=10**9, count=QUERIES)
     best_distances = np.full((QUERIES, TOP_K), np.inf, np.float32)
     best_ids = np.full((QUERIES, TOP_K), -1, np.int64)
@@ -201,7 +199,7 @@ def search_phase(folder: Path) -> None:
     process_start = time.perf_counter()
     from foldervision.retrieval.catalogue import Catalogue
     from foldervision.retrieval.embedder import EmbedderSpec
-    from foldervision.retrieval.stores import SQLiteFaissStore
+    from foldervision.retrieval.stores.faiss import SQLiteFaissStore
 
     queries = np.load(folder / "queries.npy")
     truth = np.load(folder / "truth.npy")
@@ -283,14 +281,16 @@ def breakdown_phase(folder: Path, query: Path) -> None:
     from foldervision.cli import app  # noqa: F401  (what the command imports)
     from foldervision.retrieval.embedder import load_embedder
     from foldervision.retrieval.index import ImageIndex
+    from foldervision.retrieval.settings import IndexSettings
 
     lap("imports")
-    embedder = load_embedder()
+    settings = IndexSettings(folder / "database", index_path=folder / "index.sqlite")
+    embedder = load_embedder(settings)
     lap("load_embedder")
-    index = ImageIndex.open(folder / "database", embedder.spec, folder / "index.sqlite")
+    index = ImageIndex.open(settings, embedder.spec)
     lap("open_and_reconcile")
     stamp = index.store.stamp()
-    from foldervision.retrieval import ann
+    from foldervision.retrieval.stores import ann
 
     info = ann.read_index_info(index.store.index_file)
     assert info is not None and info.stamp == stamp, "index file does not match"

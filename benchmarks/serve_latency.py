@@ -91,9 +91,10 @@ def build_database(source: Path, count: int, workdir: Path) -> Path:
 
 def index_database(database: Path) -> None:
     from foldervision.retrieval.service import RetrievalService
+    from foldervision.retrieval.settings import IndexSettings
 
     started = time.perf_counter()
-    with RetrievalService.open(database) as service:
+    with RetrievalService.open(IndexSettings(database)) as service:
         update = service.update()
         size = len(service.index)
     seconds = time.perf_counter() - started
@@ -105,13 +106,14 @@ def measure(workdir: Path, mode: str, repeats: int) -> dict:
     import httpx
 
     from foldervision.retrieval.service import RetrievalService
+    from foldervision.retrieval.settings import IndexSettings
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import serving_in_thread
 
     database = workdir / "database"
     figures: dict = {}
     started = time.perf_counter()
-    service = RetrievalService.open(database)
+    service = RetrievalService.open(IndexSettings(database))
     update = service.update()
     figures["open_and_check_s"] = time.perf_counter() - started
     figures["embedded_at_start"] = len(update.embedded)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from foldervision.images import save_image_atomic
 from foldervision.retrieval.embedder import Embedder, mobilenetv2_embedder
+from foldervision.retrieval.settings import IndexSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE_SIZE = 96
@@ -48,10 +49,8 @@ def cli_uses_session_embedder(embedder: Embedder, monkeypatch: pytest.MonkeyPatc
     from foldervision.retrieval import service as retrieval_service
     from foldervision.retrieval.embedder import load_embedder
 
-    def reuse_or_load(
-        model: str = "mobilenetv2", image_size: int | None = None, *options: str
-    ) -> Embedder:
-        loaded = load_embedder(model, image_size, *options)
+    def reuse_or_load(settings: IndexSettings) -> Embedder:
+        loaded = load_embedder(settings)
         same = loaded.spec == embedder.spec and loaded.backend == embedder.backend
         return embedder if same else loaded
 

@@ -6,6 +6,7 @@ MobileNetV2 at 96 px from the session's weights cache.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -19,8 +20,11 @@ from typer.testing import CliRunner
 
 from foldervision.cli import app
 from foldervision.images import load_image
+from foldervision.retrieval.catalogue import Catalogue
 from foldervision.retrieval.embedder import Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import StoreLocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,16 +53,19 @@ def test_ray_index_equals_the_single_process_index(
 ) -> None:
     from foldervision.retrieval.ray_embedding import RayEmbedder
 
-    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "one.sqlite") as index:
+    settings = IndexSettings(photo_folder, image_size=embedder.spec.image_size)
+    single = dataclasses.replace(settings, index_path=tmp_path / "one.sqlite")
+    with ImageIndex.open(single, embedder.spec) as index:
         index.update(embedder, batch_size=3)
         expected = index.vectors()
-    recipe = functools.partial(load_embedder, "mobilenetv2", embedder.spec.image_size)
+    factory = functools.partial(load_embedder, settings)
     # Tasks of 4 paths, forward passes of 3: several tasks per worker, batches that straddle them.
-    on_ray = RayEmbedder(recipe, embedder.spec, workers=2, worker_batch_size=4)
-    location = f"milvus:{tmp_path / 'v.db'}" if store == "milvus" else store
-    with ImageIndex.open(
-        photo_folder, embedder.spec, tmp_path / "ray.sqlite", store=location
-    ) as index:
+    on_ray = RayEmbedder(factory, embedder.spec, workers=2, worker_batch_size=4)
+    location = StoreLocation("milvus", str(tmp_path / "v.db")) if store == "milvus" else None
+    on_store = dataclasses.replace(
+        settings, index_path=tmp_path / "ray.sqlite", store_location=location or StoreLocation()
+    )
+    with ImageIndex.open(on_store, embedder.spec) as index:
         update = index.update(on_ray, batch_size=3)
         found = index.vectors()
         skipped = sorted(Path(skip.path).name for skip in index.skipped_files())
@@ -117,16 +124,64 @@ def test_a_worker_runs_the_drivers_onnx_file_on_one_thread_without_building_kera
 
 
 def test_cli_index_with_ray_writes_milvus(
-    photo_folder: Path, tmp_path: Path, local_ray: object, readable_photos: list[str]
+    photo_folder: Path,
+    tmp_path: Path,
+    local_ray: object,
+    embedder: Embedder,
+    readable_photos: list[str],
 ) -> None:
     lite = tmp_path / "v.db"
     result = CliRunner().invoke(
         app,
         ["index", str(photo_folder), "--ray", "--image-size", "96", "--store", f"milvus:{lite}"],
     )
+    in_milvus = IndexSettings(photo_folder, store_location=StoreLocation("milvus", str(lite)))
+    with ImageIndex.open(in_milvus, embedder.spec) as index:  # read back from Milvus Lite
+        stored = index.vectors()
+        store_ids = index.store.ids()
+        [row] = index.search(index.vector_of("ROCKET.BMP"), k=1)
+    expected = embedder.embed_pixels(
+        np.stack([load_image(path, embedder.spec.image_size) for path in stored.paths])
+    )
 
     assert result.exit_code == 0, result.stderr
     assert f"({len(readable_photos)} images)" in result.stderr
+    assert sorted(path.name for path in stored.paths) == readable_photos
+    assert store_ids.tolist() == sorted(stored.ids.tolist())
+    np.testing.assert_allclose(stored.vectors, expected, atol=1e-5)
+    assert row == [("ROCKET.BMP", pytest.approx(0.0, abs=1e-3))]
+
+
+def test_cli_index_with_ray_and_int8_holds_int8_vectors(
+    photo_folder: Path, tmp_path: Path, local_ray: object
+) -> None:
+    """--ray must embed with the --precision (and --backend) asked for, not the defaults."""
+    index_path = tmp_path / "int8.sqlite"
+    arguments = ["index", str(photo_folder), "--ray", "--image-size", "96", "--precision", "int8"]
+    result = CliRunner().invoke(app, [*arguments, "--index", str(index_path)])
+
+    assert result.exit_code == 0, result.stderr
+    catalogue = Catalogue.open(index_path)
+    stored = catalogue.stored_spec()
+    catalogue.close()
+    assert stored is not None and stored.precision == "int8"
+    settings = IndexSettings(photo_folder, index_path=index_path, image_size=96, precision="int8")
+    int8 = load_embedder(settings)
+    with ImageIndex.open(settings, int8.spec) as index:
+        vector = index.vector_of("ROCKET.BMP")
+    pixels = load_image(photo_folder / "ROCKET.BMP", 96)[np.newaxis]
+    np.testing.assert_allclose(vector, int8.embed_pixels(pixels)[0], atol=1e-5)
+
+
+def test_cli_index_with_ray_refuses_int8_on_keras_in_one_line(
+    photo_folder: Path, tmp_path: Path, local_ray: object
+) -> None:
+    arguments = ["index", str(photo_folder), "--ray", "--backend", "keras", "--precision", "int8"]
+    result = CliRunner().invoke(app, [*arguments, "--index", str(tmp_path / "x.sqlite")])
+
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "precision int8 runs only on the onnx backend" in line
 
 
 RUN_CLI = """

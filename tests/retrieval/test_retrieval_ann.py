@@ -16,9 +16,10 @@ from fake_embedders import colour_layout_embedder
 from typer.testing import CliRunner
 
 from foldervision.cli import app
-from foldervision.retrieval import ann
 from foldervision.retrieval import service as retrieval_service
 from foldervision.retrieval.index import ImageIndex, default_index_path
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import StoreLocation, ann
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("exact", "approximate")
@@ -51,7 +52,8 @@ def ids_in_index_file(path: Path) -> list[int]:
 
 
 def open_index(folder: Path, mode: str | None = None) -> ImageIndex:
-    return ImageIndex.open(folder, colour_layout_embedder().spec, ann=mode)
+    settings = IndexSettings(folder, store_location=StoreLocation(ann=mode))
+    return ImageIndex.open(settings, colour_layout_embedder().spec)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -70,7 +72,7 @@ def test_index_file_is_written_and_searched_from_another_process_without_rebuild
     script = (
         "import json, sys, numpy as np\n"
         "from foldervision.retrieval.catalogue import Catalogue\n"
-        "from foldervision.retrieval.stores import SQLiteFaissStore\n"
+        "from foldervision.retrieval.stores.faiss import SQLiteFaissStore\n"
         "catalogue = Catalogue.open(sys.argv[1])\n"
         "store = SQLiteFaissStore(catalogue, catalogue.stored_spec())\n"
         "distances, ids = store.search(np.asarray(json.loads(sys.argv[2]), np.float32), 3)\n"
@@ -274,3 +276,20 @@ def test_auto_switches_to_approximate_at_the_threshold_with_hysteresis() -> None
     assert ann.wanted_kind("auto", below, current_kind="approximate") == "approximate"
     assert ann.wanted_kind("auto", at // 2 - 1, current_kind="approximate") == "exact"
     assert ann.wanted_kind("approximate", 3) == "approximate"
+
+
+def test_an_ann_mode_remembered_by_an_older_index_is_kept(
+    tmp_path: Path, photo_folder_template: Path
+) -> None:
+    """Indexes before the stores package kept `--ann` under the catalogue's own "ann" key."""
+    folder = write_photo_folder(tmp_path / "photos", photo_folder_template)
+    with open_index(folder, "approximate") as index:
+        index.update(colour_layout_embedder())
+    with sqlite3.connect(default_index_path(folder)) as connection:
+        connection.execute("UPDATE settings SET key = 'ann' WHERE key = 'faiss.ann'")
+    index_file(folder).unlink()
+
+    with open_index(folder) as index:
+        index.store.search(np.zeros((1, 48), np.float32), k=1)
+        assert index.store.ann_mode() == "approximate"
+    assert ann.read_index_info(index_file(folder)).kind == "approximate"

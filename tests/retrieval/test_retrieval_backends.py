@@ -23,6 +23,7 @@ from foldervision.retrieval.embedder import Embedder, mobilenetv2_embedder
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.onnx_backend import exported_model_path
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE_SIZE = 96
@@ -132,7 +133,9 @@ def test_an_index_from_draft_decoding_is_refused_not_mixed(
     catalogue.close()
 
     with pytest.raises(IndexMismatchError, match="draft-decoded JPEGs, but this run"):
-        ImageIndex.open(tmp_path, embedder.spec, tmp_path / "index.sqlite")
+        ImageIndex.open(
+            IndexSettings(tmp_path, index_path=tmp_path / "index.sqlite"), embedder.spec
+        )
 
 
 def test_int8_vectors_never_join_an_fp32_index(
@@ -144,10 +147,10 @@ def test_int8_vectors_never_join_an_fp32_index(
     assert exported_model_path(int8.spec) != exported_model_path(embedder.spec)
     assert exported_model_path(int8.spec).is_file()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    with ImageIndex.open(digits_folder, embedder.spec):
+    with ImageIndex.open(IndexSettings(digits_folder), embedder.spec):
         pass
     with pytest.raises(IndexMismatchError, match="index.sqlite"):
-        ImageIndex.open(digits_folder, int8.spec)
+        ImageIndex.open(IndexSettings(digits_folder), int8.spec)
 
 
 def test_int8_quantizes_the_network_but_not_preprocessing_or_pooling(
@@ -182,7 +185,7 @@ def test_int8_on_the_keras_backend_is_one_clear_error(digits_folder: Path) -> No
 def test_search_with_a_cached_model_never_imports_tensorflow(
     digits_folder: Path, embedder: Embedder, weights_cache: Path
 ) -> None:
-    with RetrievalService.open(digits_folder, embedder=embedder) as service:
+    with RetrievalService.open(IndexSettings(digits_folder), embedder=embedder) as service:
         service.update()
     script = (
         "import sys\n"

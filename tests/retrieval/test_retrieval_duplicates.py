@@ -14,7 +14,7 @@ from user_process import run_cli
 from foldervision.cli import app
 from foldervision.retrieval.duplicates import PIXEL_MATCH, group_pairs, pixel_signature
 from foldervision.retrieval.embedder import Embedder
-from foldervision.retrieval.stores import available_stores
+from foldervision.retrieval.stores import STORES
 
 SIZE_OPTION = ["--image-size", "96"]
 
@@ -64,7 +64,7 @@ def relative(paths: list[str], folder: Path) -> list[str]:
     return [Path(path).relative_to(folder).as_posix() for path in paths]
 
 
-@pytest.mark.parametrize("store", available_stores())
+@pytest.mark.parametrize("store", STORES.names())
 def test_duplicates_json_lists_exactly_the_planted_groups(
     planted_folder: tuple[Path, list[list[str]]], store: str, tmp_path: Path
 ) -> None:

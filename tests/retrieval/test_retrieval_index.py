@@ -14,6 +14,7 @@ import pytest
 from foldervision.errors import IndexMismatchError
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.index import ImageIndex, default_index_path
+from foldervision.retrieval.settings import IndexSettings
 
 
 def count_embedded_rows(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> list[int]:
@@ -32,7 +33,7 @@ def count_embedded_rows(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> 
 def test_index_embeds_readable_files_and_records_broken_ones(
     photo_folder: Path, embedder: Embedder, readable_photos: list[str], broken_photos: list[str]
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         update = index.update(embedder)
         indexed = index.vectors()
         skipped = index.skipped_files()
@@ -54,11 +55,11 @@ def test_unchanged_folder_is_not_embedded_again(
     readable_photos: list[str],
     broken_photos: list[str],
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         index.update(embedder)
     calls = count_embedded_rows(monkeypatch, embedder)
 
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         update = index.update(embedder)
 
     assert calls == []
@@ -72,7 +73,7 @@ def test_update_embeds_only_added_and_changed_files_and_drops_deleted(
     monkeypatch: pytest.MonkeyPatch,
     readable_photos: list[str],
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         index.update(embedder)
     (photo_folder / "sub folder").mkdir()
     shutil.copy(photo_folder / "Coffee.PNG", photo_folder / "sub folder" / "added.png")
@@ -82,7 +83,7 @@ def test_update_embeds_only_added_and_changed_files_and_drops_deleted(
     (photo_folder / "ROCKET.BMP").unlink()
     calls = count_embedded_rows(monkeypatch, embedder)
 
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         update = index.update(embedder)
         indexed = index.vectors()
 
@@ -98,15 +99,15 @@ def test_update_embeds_only_added_and_changed_files_and_drops_deleted(
 def test_index_built_with_another_model_is_refused_until_rebuilt(
     photo_folder: Path, embedder: Embedder
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         index.update(embedder)
     other_spec = dataclasses.replace(embedder.spec, image_size=embedder.spec.image_size + 32)
 
     with pytest.raises(IndexMismatchError, match="don't compare") as error:
-        ImageIndex.open(photo_folder, other_spec)
+        ImageIndex.open(IndexSettings(photo_folder), other_spec)
     assert str(default_index_path(photo_folder)) in str(error.value)
 
-    with ImageIndex.open(photo_folder, other_spec, rebuild=True) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), other_spec, rebuild=True) as index:
         assert len(index) == 0
         assert index.stored_spec() == other_spec
 
@@ -119,7 +120,8 @@ def test_interrupted_run_resumes_with_every_file_exactly_once(
     readable_photos: list[str],
 ) -> None:
     clean_index_path = tmp_path / "clean.sqlite"
-    with ImageIndex.open(photo_folder, embedder.spec, clean_index_path) as index:
+    clean = IndexSettings(photo_folder, index_path=clean_index_path)
+    with ImageIndex.open(clean, embedder.spec) as index:
         index.update(embedder, batch_size=2)
         clean = index.vectors()
 
@@ -134,10 +136,13 @@ def test_interrupted_run_resumes_with_every_file_exactly_once(
 
     calls: list[int] = []
     monkeypatch.setattr(embedder, "embed_pixels", crash_after_two_batches)
-    with pytest.raises(KeyboardInterrupt), ImageIndex.open(photo_folder, embedder.spec) as index:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index,
+    ):
         index.update(embedder, batch_size=2)
     monkeypatch.setattr(embedder, "embed_pixels", original)
-    with ImageIndex.open(photo_folder, embedder.spec) as index:
+    with ImageIndex.open(IndexSettings(photo_folder), embedder.spec) as index:
         assert 0 < len(index) < len(readable_photos)  # the finished batches were kept
         update = index.update(embedder, batch_size=2)
         resumed = index.vectors()
@@ -156,4 +161,4 @@ def test_interrupted_run_resumes_with_every_file_exactly_once(
 
 def test_missing_database_folder_is_a_one_line_error(tmp_path: Path, embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="not a folder"):
-        ImageIndex.open(tmp_path / "missing", embedder.spec)
+        ImageIndex.open(IndexSettings(tmp_path / "missing"), embedder.spec)

@@ -19,12 +19,14 @@ from test_retrieval_catalogue import write_colour_folder
 from foldervision.errors import EmptyIndexError, TopKError
 from foldervision.images import ImageLoadError
 from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 
 
 @pytest.fixture
 def service(tmp_path: Path):
     write_colour_folder(tmp_path / "db")
-    with RetrievalService.open(tmp_path / "db", embedder=colour_layout_embedder()) as opened:
+    settings = IndexSettings(tmp_path / "db")
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as opened:
         opened.update()
         yield opened
 
@@ -153,7 +155,8 @@ def test_every_search_checks_k_against_one_range(service: RetrievalService) -> N
 
 def test_an_empty_index_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with RetrievalService.open(tmp_path / "empty", embedder=colour_layout_embedder()) as empty:
+    empty_folder = IndexSettings(tmp_path / "empty")
+    with RetrievalService.open(empty_folder, embedder=colour_layout_embedder()) as empty:
         empty.update()
         with pytest.raises(EmptyIndexError, match="holds no images"):
             empty.search_folder_file("x.png")

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from foldervision.cli import app as cli_app
 from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder
 
 
@@ -42,7 +43,7 @@ def query_folder(photo_folder: Path) -> Path:
 @pytest.fixture
 def served(photo_folder: Path, query_folder: Path):
     """(base URL, service) for the photo folder, with its query folder, on a live server."""
-    service = RetrievalService.open(photo_folder, embedder=colour_layout_embedder())
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=colour_layout_embedder())
     service.update()
     service.warm_up()
     with service, live_server(create_app(service, default_query_folder(photo_folder))) as url:
@@ -79,7 +80,8 @@ def test_api_info_says_what_the_index_holds(served, photo_folder: Path, broken_p
 
 
 def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Path):
-    with RetrievalService.open(photo_folder, embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(photo_folder)
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service, default_query_folder(photo_folder))) as url:
             page = httpx.get(url + "/").text
@@ -89,7 +91,8 @@ def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Pat
 
 def test_an_empty_database_gets_a_message_not_a_blank_page(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    with RetrievalService.open(tmp_path / "empty", embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(tmp_path / "empty")
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service)) as url:
             page = httpx.get(url + "/")
@@ -229,7 +232,8 @@ def test_an_unknown_root_gets_404_with_one_line(served, kind: str):
 
 
 def test_a_query_folder_root_exists_only_when_there_is_a_query_folder(photo_folder: Path):
-    with RetrievalService.open(photo_folder, embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(photo_folder)
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service)) as url:
             search = httpx.get(url + "/api/search", params={"path": "x.png", "root": "queries"})
@@ -308,7 +312,8 @@ def test_an_upload_over_20_mb_gets_413_before_it_is_read_whole(served, chunked: 
 def test_nothing_is_written_into_the_database_folder(photo_folder: Path, query_folder, tmp_path):
     before = folder_snapshot(photo_folder)
     index = tmp_path / "elsewhere" / "index.sqlite"
-    with RetrievalService.open(photo_folder, index, embedder=colour_layout_embedder()) as service:
+    settings = IndexSettings(photo_folder, index_path=index)
+    with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service, query_folder)) as url:
             assert httpx.get(url + "/").status_code == 200
@@ -346,7 +351,7 @@ def test_50_concurrent_searches_match_the_cli(
         ]
     assert len(expected) == len(queries)
 
-    service = RetrievalService.open(photo_folder, embedder=cli_uses_session_embedder)
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=cli_uses_session_embedder)
     service.update()
 
     def one_search(number: int) -> tuple[str, int, list]:

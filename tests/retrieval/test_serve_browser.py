@@ -16,6 +16,7 @@ from PIL import Image
 from serve_fixtures import live_server
 
 from foldervision.retrieval.service import RetrievalService
+from foldervision.retrieval.settings import IndexSettings
 from foldervision.web.app import create_app
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/lib/chromium-browser/chromium-browser")
@@ -73,7 +74,7 @@ def test_pick_upload_drop_and_click_through_results(
         image.resize((120, 120)).save(queries / "astronaut small.png")
     (tmp_path / "notes.png").write_text("not an image")
 
-    service = RetrievalService.open(photo_folder, embedder=embedder)
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=embedder)
     service.update()
     with service, live_server(create_app(service, queries)) as url:
         page = browser.new_page(viewport={"width": 1100, "height": 640})

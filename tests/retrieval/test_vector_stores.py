@@ -25,22 +25,34 @@ from foldervision.errors import FoldervisionError, IndexMismatchError, StoreLock
 from foldervision.retrieval.catalogue import Catalogue
 from foldervision.retrieval.embedder import Embedder, EmbedderSpec
 from foldervision.retrieval.index import ImageIndex
-from foldervision.retrieval.milvus_store import MilvusStore, lock_holders
-from foldervision.retrieval.stores import available_stores
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import STORES, StoreLocation
+from foldervision.retrieval.stores.milvus import MilvusStore
+from foldervision.retrieval.stores.milvus_connection import lock_holders
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=available_stores())
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A `--store` value per registered store; Milvus Lite gets a fresh folder on disk."""
+@pytest.fixture(params=STORES.names())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreLocation:
+    """A store location per registered store; Milvus Lite gets a fresh folder on disk."""
     if request.param == "milvus":
-        return f"milvus:{tmp_path / 'vectors.db'}"
-    return request.param
+        return StoreLocation("milvus", str(tmp_path / "vectors.db"))
+    return StoreLocation(request.param)
 
 
 def test_every_store_is_covered() -> None:
-    assert set(available_stores()) == {"faiss", "milvus"}
+    assert set(STORES.names()) == {"faiss", "milvus"}
+
+
+DEFAULT_STORE = StoreLocation()
+
+
+def at(
+    folder: Path, index_path: Path | None = None, store: StoreLocation = DEFAULT_STORE
+) -> IndexSettings:
+    """The settings of an index of `folder` (in the folder unless `index_path`) in `store`."""
+    return IndexSettings(folder, index_path=index_path, store_location=store)
 
 
 def neighbours(index: ImageIndex, k: int) -> dict[str, list[str]]:
@@ -56,7 +68,7 @@ def neighbours(index: ImageIndex, k: int) -> dict[str, list[str]]:
 def test_index_and_search_on_real_photos(
     photo_folder: Path, embedder: Embedder, store: str, readable_photos: list[str]
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         update = index.update(embedder)
         assert sorted(update.embedded) == readable_photos
         assert len(index.store) == len(readable_photos)
@@ -78,10 +90,10 @@ def test_every_store_gives_the_default_stores_answers(
 ) -> None:
     for name in ("café au lait.webp", "Coffee.PNG", "猫 cat.tif"):
         shutil.copy(photo_folder / name, digits_folder / name)
-    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "faiss.sqlite") as index:
+    with ImageIndex.open(at(digits_folder, tmp_path / "faiss.sqlite"), embedder.spec) as index:
         index.update(embedder)
         expected = neighbours(index, k=4)
-    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "x.sqlite", store=store) as index:
+    with ImageIndex.open(at(digits_folder, tmp_path / "x.sqlite", store), embedder.spec) as index:
         index.update(embedder)
         answers = neighbours(index, k=4)
 
@@ -92,7 +104,7 @@ def test_every_store_gives_the_default_stores_answers(
 def test_adds_changes_and_removals_follow_the_catalogue(
     photo_folder: Path, embedder: Embedder, store: str, readable_photos: list[str]
 ) -> None:
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         index.update(embedder)
         first_ids = dict(index.catalogue.files())
     (photo_folder / "ROCKET.BMP").unlink()
@@ -101,7 +113,7 @@ def test_adds_changes_and_removals_follow_the_catalogue(
     os.utime(photo_folder / "chelsea.jpeg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     shutil.copy(photo_folder / "Coffee.PNG", photo_folder / "added.png")
 
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         update = index.update(embedder)
         ids = {path: file_id for file_id, path in index.catalogue.files()}
         store_ids = index.store.ids()
@@ -121,7 +133,7 @@ def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(
     photo_folder: Path, tmp_path: Path, store: str, readable_photos: list[str]
 ) -> None:
     embedder = colour_layout_embedder()
-    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "clean.sqlite") as index:
+    with ImageIndex.open(at(photo_folder, tmp_path / "clean.sqlite"), embedder.spec) as index:
         index.update(embedder, batch_size=2)
         clean = index.vectors()
     original = embedder.embed_pixels
@@ -135,13 +147,13 @@ def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(
     embedder.embed_pixels = crash_on_third_batch  # type: ignore[method-assign]
     with (
         pytest.raises(KeyboardInterrupt),
-        ImageIndex.open(photo_folder, embedder.spec, store=store) as index,
+        ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index,
     ):
         index.update(embedder, batch_size=2)
     embedder.embed_pixels = original  # type: ignore[method-assign]
     embedder.calls.clear()
 
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         assert len(index.store) == 4  # two whole batches were kept
         update = index.update(embedder, batch_size=2)
         resumed = index.vectors()
@@ -158,11 +170,11 @@ def test_a_vector_written_without_its_catalogue_row_is_dropped_on_open(
 ) -> None:
     """A crash between the store's write and the catalogue's commit leaves an orphan id."""
     embedder = colour_layout_embedder()
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         index.update(embedder)
         index.store.upsert(np.asarray([9999]), np.ones((1, 48), np.float32) / np.sqrt(48))
         assert 9999 in index.store.ids()
-    with ImageIndex.open(photo_folder, embedder.spec, store=store) as index:
+    with ImageIndex.open(at(photo_folder, store=store), embedder.spec) as index:
         assert 9999 not in index.store.ids()
         assert len(index.store) == len(index)
 
@@ -249,9 +261,9 @@ def test_a_lite_folder_held_by_another_process_is_one_line_naming_it(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         assert lock_holders(lite / "LOCK") == [holder.pid]
-        embedder = colour_layout_embedder()
+        spec = colour_layout_embedder().spec
         with pytest.raises(StoreLockedError, match=f"in use by process {holder.pid}"):
-            ImageIndex.open(photo_folder, embedder.spec, store=f"milvus:{lite}")
+            ImageIndex.open(at(photo_folder, store=StoreLocation("milvus", str(lite))), spec)
         result = CliRunner().invoke(
             app,
             ["index", str(photo_folder), "--index", str(tmp_path / "cli.sqlite"),
@@ -269,30 +281,29 @@ def test_a_lite_folder_held_by_another_process_is_one_line_naming_it(
 def test_a_collection_of_another_embedder_is_refused(
     photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lite = f"milvus:{tmp_path / 'v.db'}"
+    lite = StoreLocation("milvus", str(tmp_path / "v.db"))
     first, second = colour_layout_embedder(16), colour_layout_embedder(32)
-    with ImageIndex.open(photo_folder, first.spec, tmp_path / "a.sqlite", store=lite) as index:
+    with ImageIndex.open(at(photo_folder, tmp_path / "a.sqlite", lite), first.spec) as index:
         index.update(first)
     # Same collection name (as if renamed or shared), other embedder: never mixed in.
     monkeypatch.setattr(EmbedderSpec, "fingerprint", lambda spec: "same")
-    with ImageIndex.open(photo_folder, first.spec, tmp_path / "b.sqlite", store=lite) as index:
+    with ImageIndex.open(at(photo_folder, tmp_path / "b.sqlite", lite), first.spec) as index:
         index.update(first)
     with pytest.raises(IndexMismatchError, match="another embedder"):
-        ImageIndex.open(photo_folder, second.spec, tmp_path / "c.sqlite", store=lite)
+        ImageIndex.open(at(photo_folder, tmp_path / "c.sqlite", lite), second.spec)
 
 
 def test_another_indexs_collection_is_not_overwritten(photo_folder: Path, tmp_path: Path) -> None:
-    lite = f"milvus:{tmp_path / 'v.db'}"
+    lite = StoreLocation("milvus", str(tmp_path / "v.db"))
     embedder = colour_layout_embedder()
-    with ImageIndex.open(photo_folder, embedder.spec, tmp_path / "a.sqlite", store=lite) as index:
+    with ImageIndex.open(at(photo_folder, tmp_path / "a.sqlite", lite), embedder.spec) as index:
         index.update(embedder)
         count = len(index.store)
     with pytest.raises(FoldervisionError, match="holds the vectors of another index"):
-        ImageIndex.open(photo_folder, embedder.spec, tmp_path / "b.sqlite", store=lite)
+        ImageIndex.open(at(photo_folder, tmp_path / "b.sqlite", lite), embedder.spec)
     # --rebuild of the owning index keeps its claim and starts over
-    with ImageIndex.open(
-        photo_folder, embedder.spec, tmp_path / "a.sqlite", rebuild=True, store=lite
-    ) as index:
+    owner = at(photo_folder, tmp_path / "a.sqlite", lite)
+    with ImageIndex.open(owner, embedder.spec, rebuild=True) as index:
         assert len(index.store) == 0
         index.update(embedder)
         assert len(index.store) == count
@@ -331,6 +342,73 @@ def test_a_bad_store_is_one_line_saying_what_to_pass(
     assert message in line
 
 
+@pytest.fixture
+def cli_uses_colour_layout(monkeypatch: pytest.MonkeyPatch) -> EmbedderSpec:
+    """CLI runs embed with the network-free colour-layout embedder."""
+    from foldervision.retrieval import service as retrieval_service
+
+    monkeypatch.setattr(retrieval_service, "load_embedder", lambda *_: colour_layout_embedder())
+    return colour_layout_embedder().spec
+
+
+@pytest.mark.parametrize("given", ["--store-token", "environment"])
+def test_the_store_token_reaches_the_milvus_connection_and_no_environment(
+    photo_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli_uses_colour_layout: EmbedderSpec,
+    given: str,
+) -> None:
+    import pymilvus
+
+    monkeypatch.delenv("FOLDERVISION_MILVUS_TOKEN", raising=False)
+    tokens: list[tuple[str, str]] = []
+
+    class RecordingClient(pymilvus.MilvusClient):
+        def __init__(self, uri: str, token: str = "", **options: object) -> None:
+            tokens.append((uri, token))
+            super().__init__(uri=uri, token=token, **options)
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", RecordingClient)
+    lite = tmp_path / "v.db"
+    arguments = ["index", str(photo_folder), "--store", f"milvus:{lite}"]
+    if given == "--store-token":
+        result = CliRunner().invoke(app, [*arguments, "--store-token", "reader:s3cret"])
+    else:  # the variable is only --store-token's default, read by the option parser
+        environment = {"FOLDERVISION_MILVUS_TOKEN": "reader:s3cret"}
+        result = CliRunner().invoke(app, arguments, env=environment)
+
+    assert result.exit_code == 0, result.stderr
+    assert tokens == [(str(lite), "reader:s3cret")]
+    assert "FOLDERVISION_MILVUS_TOKEN" not in os.environ
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_ann_approximate_makes_an_ivf_milvus_collection_and_other_choices_are_one_line(
+    photo_folder: Path, tmp_path: Path, cli_uses_colour_layout: EmbedderSpec
+) -> None:
+    lite = tmp_path / "v.db"
+    arguments = ["index", str(photo_folder), "--store", f"milvus:{lite}"]
+    approximate = CliRunner().invoke(app, [*arguments, "--ann", "approximate"])
+    exact = CliRunner().invoke(app, [*arguments, "--ann", "exact"])
+    auto = CliRunner().invoke(app, [*arguments, "--ann", "auto"])
+    kept = CliRunner().invoke(app, arguments)  # no --ann: the collection's own index
+    location = StoreLocation("milvus", str(lite))
+    with ImageIndex.open(at(photo_folder, store=location), cli_uses_colour_layout) as index:
+        description = index.store.index_description()
+        [row] = index.search(index.vector_of("ROCKET.BMP"), k=2)
+
+    assert approximate.exit_code == 0, approximate.stderr
+    assert description["index_type"] == "IVF_SQ8" and description["kind"] == "approximate"
+    assert row[0] == ("ROCKET.BMP", pytest.approx(0.0, abs=1e-2))
+    assert exact.exit_code == 2 and auto.exit_code == 2
+    [exact_line] = exact.stderr.strip().splitlines()
+    assert "has a IVF_SQ8 index, not FLAT" in exact_line and str(lite) in exact_line
+    [auto_line] = auto.stderr.strip().splitlines()
+    assert auto_line.startswith("error: --ann auto:") and "--ann approximate" in auto_line
+    assert kept.exit_code == 0, kept.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # The remote path: a real Milvus standalone server (PyPI `milvus`) on a local port.
 
@@ -360,25 +438,20 @@ SERVER_START_SECONDS = 120
 
 
 def test_a_milvus_server_answers_like_the_default_store(
-    digits_folder: Path, tmp_path: Path, milvus_server: str, monkeypatch: pytest.MonkeyPatch
+    digits_folder: Path, tmp_path: Path, milvus_server: str
 ) -> None:
     embedder = colour_layout_embedder()
-    with ImageIndex.open(digits_folder, embedder.spec, tmp_path / "faiss.sqlite") as index:
+    with ImageIndex.open(at(digits_folder, tmp_path / "faiss.sqlite"), embedder.spec) as index:
         index.update(embedder)
         expected = neighbours(index, k=4)
-    monkeypatch.setenv("FOLDERVISION_MILVUS_TOKEN", "root:Milvus")  # credentials pass through
-    remote = f"milvus:{milvus_server}"
-    with ImageIndex.open(
-        digits_folder, embedder.spec, tmp_path / "m.sqlite", store=remote
-    ) as index:
+    remote = StoreLocation.parse(f"milvus:{milvus_server}", token="root:Milvus")
+    with ImageIndex.open(at(digits_folder, tmp_path / "m.sqlite", remote), embedder.spec) as index:
         index.update(embedder, batch_size=8)
         answers = neighbours(index, k=4)
     removed = sorted(digits_folder.rglob("*.png"))[:3]
     for path in removed:
         path.unlink()
-    with ImageIndex.open(
-        digits_folder, embedder.spec, tmp_path / "m.sqlite", store=remote
-    ) as index:
+    with ImageIndex.open(at(digits_folder, tmp_path / "m.sqlite", remote), embedder.spec) as index:
         update = index.update(embedder)
         remaining = len(index.store)
         store_ids = sorted(index.store.ids().tolist())

@@ -7,9 +7,7 @@ progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import typer
@@ -25,88 +23,26 @@ from rich.progress import (
 from rich.text import Text
 
 from foldervision.cli.app import app, console
+from foldervision.cli.options import RebuildOption, takes_index_settings
 from foldervision.images import SkippedFile, list_image_files
-from foldervision.retrieval.backends import DEFAULT_BACKEND, available_backends
 from foldervision.retrieval.duplicates import DuplicateGroup
-from foldervision.retrieval.embedder import (
-    DEFAULT_MODEL,
-    DEFAULT_PRECISION,
-    PRECISIONS,
-    Embedder,
-)
+from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.index import IndexUpdate
-from foldervision.retrieval.milvus_store import TOKEN_ENVIRONMENT_VARIABLE
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
-from foldervision.retrieval.stores import DEFAULT_STORE
+from foldervision.retrieval.settings import IndexSettings
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
 DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
 
-IndexOption = typer.Option(
-    None,
-    "--index",
-    help="Index file. Default: DATABASE/.foldervision/index.sqlite (kept beside the images).",
-)
-ModelOption = typer.Option(
-    DEFAULT_MODEL,
-    "--model",
-    help="mobilenetv2 (ImageNet features), or a run folder of a trained classifier "
-    "(searches with its 'features' layer, adapted to its domain).",
-)
-ImageSizeOption = typer.Option(
-    None, "--image-size", help="Input size in pixels for mobilenetv2 (default 224)."
-)
-RebuildOption = typer.Option(
-    False, "--rebuild", help="Forget the stored vectors (e.g. after changing --model)."
-)
-BackendOption = typer.Option(
-    DEFAULT_BACKEND,
-    "--backend",
-    help=f"What runs the network: {', '.join(available_backends())} (keras for GPUs).",
-)
-PrecisionOption = typer.Option(
-    DEFAULT_PRECISION,
-    "--precision",
-    help=f"{' or '.join(PRECISIONS)}; int8 is faster, its vectors differ a little (onnx only).",
-)
-StoreOption = typer.Option(
-    DEFAULT_STORE,
-    "--store",
-    help="Where the vectors live: faiss (in the index file), milvus (Milvus Lite beside the "
-    "index), milvus:PATH.db (Milvus Lite there), milvus:http://HOST:19530[/DBNAME] (a Milvus "
-    "server or cluster).",
-)
-"""Every command that reads or writes vectors takes this (`duplicates`, `serve` too)."""
-StoreTokenOption = typer.Option(
-    None,
-    "--store-token",
-    envvar=TOKEN_ENVIRONMENT_VARIABLE,
-    help="Milvus server credentials (USER:PASSWORD or an API key); default "
-    f"${TOKEN_ENVIRONMENT_VARIABLE}.",
-    show_envvar=False,
-)
-AnnOption = typer.Option(
-    None,
-    "--ann",
-    help="Vector index: auto (exact below 50,000 images, approximate IVF-SQ8 above), exact, "
-    "or approximate (even for a small folder, to check its quality). Remembered by the "
-    "index; default auto.",
-)
-
 
 @app.command("index")
+@takes_index_settings
 def index_command(
     database: Path = typer.Argument(..., help="Folder of images to make searchable."),
-    index: Path | None = IndexOption,
-    model: str = ModelOption,
-    image_size: int | None = ImageSizeOption,
-    backend: str = BackendOption,
-    precision: str = PrecisionOption,
-    rebuild: bool = RebuildOption,
-    ann: str | None = AnnOption,
-    store: str = StoreOption,
-    store_token: str | None = StoreTokenOption,
+    *,
+    settings: IndexSettings,
+    rebuild: RebuildOption = False,
     ray: bool = typer.Option(
         False, "--ray", help="Embed on a local Ray cluster using this machine's cores."
     ),
@@ -115,29 +51,18 @@ def index_command(
     ),
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
-    choice = IndexChoice(
-        database,
-        index=index,
-        model=model,
-        image_size=image_size,
-        backend=backend,
-        precision=precision,
-        store=store,
-        store_token=store_token,
-        ann=ann,
-        rebuild=rebuild,
-    )
     embedder = None
     if ray or ray_address is not None:
         from foldervision.retrieval.ray_embedding import ray_embedder
 
-        embedder = ray_embedder(model, image_size, address=ray_address)
-    with open_updated_service(choice, embedder=embedder) as service:
+        embedder = ray_embedder(settings, address=ray_address)
+    with open_updated_service(settings, rebuild=rebuild, embedder=embedder) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
 
 
 @app.command("search")
+@takes_index_settings
 def search_command(
     query: list[Path] | None = typer.Argument(None, help="Query image file(s)."),
     database: Path = typer.Option(..., "--database", "-d", help="Folder of images to search."),
@@ -152,15 +77,9 @@ def search_command(
         "--pick-from",
         help="Folder listed for you to choose from when no query is given on a terminal.",
     ),
-    index: Path | None = IndexOption,
-    model: str = ModelOption,
-    image_size: int | None = ImageSizeOption,
-    backend: str = BackendOption,
-    precision: str = PrecisionOption,
-    rebuild: bool = RebuildOption,
-    ann: str | None = AnnOption,
-    store: str = StoreOption,
-    store_token: str | None = StoreTokenOption,
+    *,
+    settings: IndexSettings,
+    rebuild: RebuildOption = False,
     no_update: bool = typer.Option(
         False,
         "--no-update",
@@ -176,19 +95,7 @@ def search_command(
     if not query_paths:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
-    choice = IndexChoice(
-        database,
-        index=index,
-        model=model,
-        image_size=image_size,
-        backend=backend,
-        precision=precision,
-        store=store,
-        store_token=store_token,
-        ann=ann,
-        rebuild=rebuild,
-    )
-    with open_updated_service(choice, update=not no_update) as service:
+    with open_updated_service(settings, rebuild=rebuild, update=not no_update) as service:
         results, skipped = service.search_files(query_paths, top_k)
         results = [result.in_folder(service.database) for result in results]
     report_skipped(skipped, "query")
@@ -202,36 +109,21 @@ def search_command(
 
 
 @app.command("evaluate-retrieval")
+@takes_index_settings
 def evaluate_retrieval_command(
-    labelled_folder: Path = typer.Argument(..., help="Folder with one subfolder per class."),
+    database: Path = typer.Argument(
+        ..., metavar="LABELLED_FOLDER", help="Folder with one subfolder per class."
+    ),
     top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="k of precision@k."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
-    index: Path | None = IndexOption,
-    model: str = ModelOption,
-    image_size: int | None = ImageSizeOption,
-    backend: str = BackendOption,
-    precision: str = PrecisionOption,
-    rebuild: bool = RebuildOption,
-    ann: str | None = AnnOption,
-    store: str = StoreOption,
-    store_token: str | None = StoreTokenOption,
+    *,
+    settings: IndexSettings,
+    rebuild: RebuildOption = False,
 ) -> None:
     """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    choice = IndexChoice(
-        labelled_folder,
-        index=index,
-        model=model,
-        image_size=image_size,
-        backend=backend,
-        precision=precision,
-        store=store,
-        store_token=store_token,
-        ann=ann,
-        rebuild=rebuild,
-    )
-    with open_updated_service(choice) as service:
+    with open_updated_service(settings, rebuild=rebuild) as service:
         report = evaluate_labelled_folder(service.index, top_k)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
@@ -244,40 +136,23 @@ def evaluate_retrieval_command(
 
 
 @app.command("duplicates")
+@takes_index_settings
 def duplicates_command(
     database: Path = typer.Argument(..., help="Folder of images to check for near-duplicates."),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
         help="Largest Euclidean distance between unit vectors that counts as a duplicate "
-        "(default 0.5, calibrated on edited flowers5 photos; lower is stricter).",
+        "(default 0.54, calibrated on edited flowers5 photos; lower is stricter).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group on stdout."),
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
-    index: Path | None = IndexOption,
-    model: str = ModelOption,
-    image_size: int | None = ImageSizeOption,
-    backend: str = BackendOption,
-    precision: str = PrecisionOption,
-    rebuild: bool = RebuildOption,
-    ann: str | None = AnnOption,
-    store: str = StoreOption,
-    store_token: str | None = StoreTokenOption,
+    *,
+    settings: IndexSettings,
+    rebuild: RebuildOption = False,
 ) -> None:
     """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
-    choice = IndexChoice(
-        database,
-        index=index,
-        model=model,
-        image_size=image_size,
-        backend=backend,
-        precision=precision,
-        store=store,
-        store_token=store_token,
-        ann=ann,
-        rebuild=rebuild,
-    )
-    with open_updated_service(choice) as service:
+    with open_updated_service(settings, rebuild=rebuild) as service:
         groups = [group.in_folder(service.database) for group in service.find_duplicates(threshold)]
     for number, group in enumerate(groups, start=1):
         if as_json:
@@ -321,50 +196,18 @@ MAX_SHEET_GROUPS = 40
 # Shared steps.
 
 
-@dataclass(frozen=True)
-class IndexChoice:
-    """What every command that reads or writes vectors is told: which index, made how.
-
-    Everything after the folder is named at the call: ten options in a row are too easy to
-    pass in the wrong order."""
-
-    database: Path
-    _: KW_ONLY
-    index: Path | None = None
-    model: str = DEFAULT_MODEL
-    image_size: int | None = None
-    backend: str = DEFAULT_BACKEND
-    precision: str = DEFAULT_PRECISION
-    store: str = DEFAULT_STORE
-    store_token: str | None = None
-    ann: str | None = None
-    rebuild: bool = False
-
-    def open(self, embedder: Embedder | None = None) -> RetrievalService:
-        if self.store_token:  # the Milvus store reads it from the environment, never logged
-            os.environ[TOKEN_ENVIRONMENT_VARIABLE] = self.store_token
-        return RetrievalService.open(
-            self.database,
-            self.index,
-            model=self.model,
-            image_size=self.image_size,
-            backend=self.backend,
-            precision=self.precision,
-            store=self.store,
-            ann=self.ann,
-            rebuild=self.rebuild,
-            embedder=embedder,
-        )
-
-
 def open_updated_service(
-    choice: IndexChoice, update: bool = True, embedder: Embedder | None = None
+    settings: IndexSettings,
+    *,
+    rebuild: bool = False,
+    update: bool = True,
+    embedder: Embedder | None = None,
 ) -> RetrievalService:
     """Open the folder's index and bring it up to date, showing progress on stderr.
 
     `embedder` (e.g. Ray workers) embeds the files; this process still writes the index.
     """
-    service = choice.open(embedder)
+    service = RetrievalService.open(settings, rebuild=rebuild, embedder=embedder)
     if not update:
         return service
     try:
@@ -374,11 +217,11 @@ def open_updated_service(
             def show(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            update = service.update(progress=show)
+            changes = service.update(progress=show)
     except BaseException:
         service.close()
         raise
-    report_update(update)
+    report_update(changes)
     return service
 
 

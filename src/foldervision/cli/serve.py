@@ -11,26 +11,17 @@ from pathlib import Path
 import typer
 
 from foldervision.cli.app import app, console
-from foldervision.cli.retrieval import (
-    AnnOption,
-    BackendOption,
-    ImageSizeOption,
-    IndexChoice,
-    IndexOption,
-    ModelOption,
-    PrecisionOption,
-    StoreOption,
-    StoreTokenOption,
-    open_updated_service,
-)
+from foldervision.cli.options import takes_index_settings
+from foldervision.cli.retrieval import open_updated_service
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import check_top_k
+from foldervision.retrieval.settings import IndexSettings
 
 
 @app.command("serve")
+@takes_index_settings
 def serve_command(
     database: Path = typer.Argument(..., help="Folder of images to search."),
-    index: Path | None = IndexOption,
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on. 0.0.0.0 or :: opens it to the network."
     ),
@@ -42,13 +33,8 @@ def serve_command(
         help="Folder of query images offered on the page. Default: query_images/ beside "
         "DATABASE when it exists, else a sample of DATABASE.",
     ),
-    model: str = ModelOption,
-    image_size: int | None = ImageSizeOption,
-    backend: str = BackendOption,
-    precision: str = PrecisionOption,
-    store: str = StoreOption,
-    store_token: str | None = StoreTokenOption,
-    ann: str | None = AnnOption,
+    *,
+    settings: IndexSettings,
 ) -> None:
     """Serve a search page and JSON API for DATABASE (the index is updated first)."""
     from foldervision.web.app import create_app, default_query_folder
@@ -66,18 +52,7 @@ def serve_command(
         )
     sock = listen(host, port)
     try:
-        choice = IndexChoice(
-            database,
-            index=index,
-            model=model,
-            image_size=image_size,
-            backend=backend,
-            precision=precision,
-            store=store,
-            store_token=store_token,
-            ann=ann,
-        )
-        with open_updated_service(choice) as service:
+        with open_updated_service(settings) as service:
             service.warm_up()
             web_app = create_app(service, queries or default_query_folder(database), top_k)
             console.print(

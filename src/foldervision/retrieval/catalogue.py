@@ -10,6 +10,9 @@ embedder spec the vectors came from. Vectors themselves live in a vector store
 count, sum and two hashed sums of its ids, maintained by SQLite triggers in the same
 transaction as every insert or delete, whoever writes. Opening an index at 10^6 files then
 compares a few numbers instead of reading 10^6 ids (`IdSummary`).
+
+A store that keeps data in this file gets a `StoreSpace` (`store_space(name)`): its own tables
+and settings under its name. Only the catalogue touches its own tables and connection.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +34,8 @@ from foldervision.errors import IndexMismatchError, IndexUnavailableError
 from foldervision.retrieval.spec import EmbedderSpec
 
 SCHEMA_VERSION = "2"
+IN_CHUNK = 500
+"""Values per `IN (...)` query: SQLite limits the number of parameters of one statement."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,7 +95,7 @@ class Catalogue:
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
-        self.connection = connection
+        self._connection = connection
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Catalogue:
@@ -112,7 +117,7 @@ class Catalogue:
         return catalogue
 
     def close(self) -> None:
-        self.connection.close()
+        self._connection.close()
 
     # ----------------------------------------------------------------------------------------
     # Id summaries: cheap "are these two id sets the same?" checks.
@@ -120,17 +125,17 @@ class Catalogue:
     def track_ids(self, table: str) -> None:
         """Keep `table`'s id summary up to date from now on (counted once if new here)."""
         exists = (
-            self.connection.execute(
+            self._connection.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'id_summaries'"
             ).fetchone()
-            and self.connection.execute(
+            and self._connection.execute(
                 "SELECT 1 FROM id_summaries WHERE name = ?", (table,)
             ).fetchone()
         )
         if exists:
             return
         with self.transaction():
-            self.connection.execute(
+            self._connection.execute(
                 "CREATE TABLE IF NOT EXISTS id_summaries (name TEXT PRIMARY KEY, "
                 + ", ".join(f"{column} INTEGER NOT NULL" for column in _SUMMARY_COLUMNS)
                 + ")"
@@ -140,7 +145,7 @@ class Catalogue:
                     f"{column} = {column} {sign} {term.format(id=f'{row}.id')}"
                     for column, term in zip(_SUMMARY_COLUMNS, _SUMMARY_TERMS)
                 )
-                self.connection.execute(
+                self._connection.execute(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_ids_{event.lower()} AFTER {event} ON "
                     f"{table} BEGIN UPDATE id_summaries SET {changes} WHERE name = '{table}'; END"
                 )
@@ -148,7 +153,7 @@ class Catalogue:
                 f"{column} = {column} - {term.format(id='old.id')} + {term.format(id='new.id')}"
                 for column, term in zip(_SUMMARY_COLUMNS, _SUMMARY_TERMS)
             )
-            self.connection.execute(
+            self._connection.execute(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_ids_update AFTER UPDATE OF id ON {table} "
                 f"BEGIN UPDATE id_summaries SET {changes} WHERE name = '{table}'; END"
             )
@@ -156,13 +161,13 @@ class Catalogue:
 
     def _count_ids(self, table: str) -> None:
         sums = ", ".join(f"COALESCE(SUM({term.format(id='id')}), 0)" for term in _SUMMARY_TERMS)
-        self.connection.execute(
+        self._connection.execute(
             f"INSERT OR REPLACE INTO id_summaries SELECT ?, {sums} FROM {table}", (table,)
         )
 
     def id_summary(self, table: str = "files") -> IdSummary | None:
         """The summary of `table`'s ids (None if it is not tracked)."""
-        row = self.connection.execute(
+        row = self._connection.execute(
             f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM id_summaries WHERE name = ?", (table,)
         ).fetchone()
         return IdSummary(*row) if row else None
@@ -170,14 +175,18 @@ class Catalogue:
     def recount_ids(self) -> None:
         """Count every tracked table's ids again (a writer that bypassed the triggers)."""
         with self.transaction():
-            for (table,) in self.connection.execute("SELECT name FROM id_summaries").fetchall():
+            for (table,) in self._connection.execute("SELECT name FROM id_summaries").fetchall():
                 self._count_ids(table)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[None]:
         """Everything inside commits together or not at all (a crash keeps whole batches)."""
-        with self.connection:
-            yield self.connection
+        with self._connection:
+            yield
+
+    def store_space(self, name: str) -> StoreSpace:
+        """The room of the store `name` in this file: its own tables, its own settings."""
+        return StoreSpace(self._connection, name)
 
     # ----------------------------------------------------------------------------------------
     # The embedder the vectors came from.
@@ -200,12 +209,12 @@ class Catalogue:
             )
 
     def setting(self, key: str) -> str | None:
-        row = self.connection.execute("SELECT value FROM settings WHERE key = ?", (key,))
+        row = self._connection.execute("SELECT value FROM settings WHERE key = ?", (key,))
         found = row.fetchone()
         return found[0] if found else None
 
     def set_setting(self, key: str, value: str) -> None:
-        self.connection.execute(
+        self._connection.execute(
             "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
         )
 
@@ -214,7 +223,7 @@ class Catalogue:
         value = self.setting("instance")
         if value is None:
             value = uuid.uuid4().hex
-            if self.connection.in_transaction:  # commit with the caller's transaction
+            if self._connection.in_transaction:  # commit with the caller's transaction
                 self.set_setting("instance", value)
             else:
                 with self.transaction():
@@ -233,14 +242,14 @@ class Catalogue:
         """Forget everything in one transaction, so an interrupted rebuild is still consistent."""
         with self.transaction():
             for table in ("settings", "files", "skipped"):
-                self.connection.execute(f"DELETE FROM {table}")
+                self._connection.execute(f"DELETE FROM {table}")
 
     # ----------------------------------------------------------------------------------------
     # Files.
 
     def known_states(self) -> dict[str, FileState]:
         """Every file the index has seen (embedded or skipped), by relative path."""
-        rows = self.connection.execute(
+        rows = self._connection.execute(
             "SELECT path, size, mtime_ns FROM files UNION ALL "
             "SELECT path, size, mtime_ns FROM skipped"
         )
@@ -251,20 +260,20 @@ class Catalogue:
 
         Call inside `transaction()`.
         """
-        self.connection.executemany(
+        self._connection.executemany(
             "INSERT INTO files (path, size, mtime_ns) VALUES (?, ?, ?) ON CONFLICT(path) DO "
             "UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns",
             [(path, state.size, state.mtime_ns) for path, state in rows],
         )
-        self.connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p, _ in rows])
+        self._connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p, _ in rows])
         return self.ids_of([path for path, _ in rows])
 
     def record_skipped(self, rows: list[tuple[str, FileState, str]]) -> np.ndarray:
         """Mark files as undecodable; return the ids they had as embedded files (to drop)."""
         paths = [path for path, _, _ in rows]
         dropped = self.ids_of(paths, missing_ok=True)
-        self.connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
-        self.connection.executemany(
+        self._connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        self._connection.executemany(
             "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
             [(path, state.size, state.mtime_ns, reason) for path, state, reason in rows],
         )
@@ -274,72 +283,110 @@ class Catalogue:
         """Forget files that are gone; return the ids they had. Call inside `transaction()`."""
         paths = list(paths)
         dropped = self.ids_of(paths, missing_ok=True)
-        self.connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
-        self.connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
+        self._connection.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        self._connection.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
         return dropped
 
     def remove_ids(self, ids: Iterable[int]) -> None:
-        self.connection.executemany("DELETE FROM files WHERE id = ?", [(int(i),) for i in ids])
+        self._connection.executemany("DELETE FROM files WHERE id = ?", [(int(i),) for i in ids])
 
     def ids_of(self, paths: list[str], missing_ok: bool = False) -> np.ndarray:
-        found: dict[str, int] = {}
-        for start in range(0, len(paths), 500):
-            chunk = paths[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT path, id FROM files WHERE path IN ({marks})"
-            found.update(self.connection.execute(query, chunk).fetchall())
+        query = "SELECT path, id FROM files WHERE path IN ({marks})"
+        found: dict[str, int] = dict(select_in(self._connection, query, paths))
         if missing_ok:
             return np.asarray([found[p] for p in paths if p in found], dtype=np.int64)
         return np.asarray([found[p] for p in paths], dtype=np.int64)
 
     def ids(self) -> np.ndarray:
-        rows = self.connection.execute("SELECT id FROM files ORDER BY id").fetchall()
+        rows = self._connection.execute("SELECT id FROM files ORDER BY id").fetchall()
         return np.asarray([row[0] for row in rows], dtype=np.int64)
 
     def paths_of(self, ids: Iterable[int]) -> dict[int, str]:
         """Relative paths by id (ids the catalogue does not know are left out)."""
-        ids = [int(i) for i in ids]
-        found: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, path FROM files WHERE id IN ({marks})"
-            found.update(self.connection.execute(query, chunk).fetchall())
-        return found
+        query = "SELECT id, path FROM files WHERE id IN ({marks})"
+        return dict(select_in(self._connection, query, [int(i) for i in ids]))
 
     def files(self) -> list[tuple[int, str]]:
         """(id, relative path) of every embedded file, in path order."""
-        return self.connection.execute("SELECT id, path FROM files ORDER BY path").fetchall()
+        return self._connection.execute("SELECT id, path FROM files ORDER BY path").fetchall()
 
     def skipped(self) -> list[tuple[str, str]]:
-        return self.connection.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        return self._connection.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
 
     def __len__(self) -> int:
         summary = self.id_summary("files")
         if summary is not None:
             return summary.count
-        return self.connection.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        return self._connection.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
 
 def _migrate_version_1(connection: sqlite3.Connection) -> None:
-    """Indexes of schema 1 kept vectors in `images` keyed by path: give each row an id."""
+    """Indexes of schema 1 kept files and vectors in `images`, keyed by path: give each file an id.
+
+    `images` itself stays until the default store takes its vectors (`stores.faiss`).
+    """
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     if "images" not in tables or "files" in tables:
         return
     connection.executescript(_SCHEMA)
-    connection.execute(
-        "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)"
-    )
     with connection:
         connection.execute(
             "INSERT INTO files (path, size, mtime_ns) SELECT path, size, mtime_ns FROM images "
             "ORDER BY path"
         )
         connection.execute(
-            "INSERT INTO vectors (id, vector) "
-            "SELECT files.id, images.vector FROM images JOIN files USING (path)"
-        )
-        connection.execute("DROP TABLE images")
-        connection.execute(
             "INSERT OR REPLACE INTO settings VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        )
+
+
+def select_in(
+    connection: sqlite3.Connection, query: str, values: Sequence[object]
+) -> list[tuple[Any, ...]]:
+    """Rows of `query` (its `IN ({marks})` filled in) for every value, however many there are."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        rows.extend(connection.execute(query.format(marks=marks), chunk).fetchall())
+    return rows
+
+
+class StoreSpace:
+    """A store's own room in the catalogue file: the tables it makes, its settings by name.
+
+    Settings are kept as "<store>.<key>" in the catalogue's settings (so `--rebuild` clears
+    them with everything else); tables are the store's to name and never the catalogue's.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, name: str) -> None:
+        self._connection = connection
+        self.name = name
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._connection.execute(sql, parameters).fetchall()
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self._connection.executemany(sql, rows)
+
+    def select_in(self, query: str, values: Sequence[object]) -> list[tuple[Any, ...]]:
+        """See `select_in`: `query` has an `IN ({marks})` for the values."""
+        return select_in(self._connection, query, values)
+
+    def has_table(self, table: str) -> bool:
+        found = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        )
+        return found.fetchone() is not None
+
+    def setting(self, key: str) -> str | None:
+        row = self._connection.execute(
+            "SELECT value FROM settings WHERE key = ?", (f"{self.name}.{key}",)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Call inside the catalogue's `transaction()`, like every write."""
+        self._connection.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+            (f"{self.name}.{key}", value),
         )

@@ -21,9 +21,9 @@ import numpy as np
 
 from foldervision.images import SkippedFile, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
+from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
 
-DEFAULT_MODEL = "mobilenetv2"
 DEFAULT_IMAGE_SIZE = 224
 """MobileNetV2's native size; see benchmarks/retrieval_quality.py for the sizes we compared."""
 
@@ -271,16 +271,12 @@ def classifier_embedder(
     return Embedder(spec, lambda: feature_model, backend)
 
 
-def load_embedder(
-    model: str = DEFAULT_MODEL,
-    image_size: int | None = None,
-    backend: str = DEFAULT_BACKEND,
-    precision: str = DEFAULT_PRECISION,
-) -> Embedder:
-    """What `--model`, `--image-size`, `--backend` and `--precision` mean on the command line."""
+def load_embedder(settings: IndexSettings) -> Embedder:
+    """The embedder `--model`, `--image-size`, `--backend` and `--precision` describe."""
+    model, image_size = settings.model, settings.image_size
     if model == DEFAULT_MODEL:
         return mobilenetv2_embedder(
-            image_size or DEFAULT_IMAGE_SIZE, backend=backend, precision=precision
+            image_size or DEFAULT_IMAGE_SIZE, backend=settings.backend, precision=settings.precision
         )
     if not Path(model).exists():
         raise ValueError(
@@ -292,4 +288,4 @@ def load_embedder(
             f"--image-size does not apply to {model}: a trained model always uses the size it "
             "was trained at. Leave --image-size out."
         )
-    return classifier_embedder(model, backend, precision)
+    return classifier_embedder(model, settings.backend, settings.precision)

@@ -132,5 +132,5 @@ def precision_through_store(
             others = [found_id for found_id in row if found_id != query_id and found_id >= 0][:k]
             hits = sum(label_of_id.get(found_id) == label_of_id[query_id] for found_id in others)
             precisions.append(hits / k)
-    kind = getattr(image_index.store, "index_kind", lambda: None)()
+    kind = image_index.store.index_kind()
     return (float(np.mean(precisions)) if precisions else 0.0), kind

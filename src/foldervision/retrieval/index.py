@@ -22,7 +22,8 @@ from foldervision.errors import FoldervisionError
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
-from foldervision.retrieval.stores import DEFAULT_STORE, VectorStore, open_store
+from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores import VectorStore, open_store
 
 INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
@@ -73,33 +74,23 @@ class ImageIndex:
 
     @classmethod
     def open(
-        cls,
-        database_folder: str | os.PathLike[str],
-        spec: EmbedderSpec,
-        index_path: str | os.PathLike[str] | None = None,
-        rebuild: bool = False,
-        store: str = DEFAULT_STORE,
-        ann: str | None = None,
+        cls, settings: IndexSettings, spec: EmbedderSpec, *, rebuild: bool = False
     ) -> ImageIndex:
         """Open (or create) the index; refuse one built with another embedder unless rebuilding.
 
-        `ann` ("auto", "exact", "approximate"; see `retrieval.ann`) is remembered by the index;
-        None keeps what it has (auto for a new one).
+        The store's `--ann` (in `settings.store_location`) is the store's to remember.
         """
-        database_folder = Path(database_folder)
+        database_folder = settings.database
         if not database_folder.is_dir():
             raise FoldervisionError(
                 f"{database_folder}: not a folder; pass a folder of images as the database."
             )
-        index_path = Path(index_path) if index_path else default_index_path(database_folder)
-        catalogue = Catalogue.open(index_path)
+        catalogue = Catalogue.open(settings.index_path or default_index_path(database_folder))
         try:
             if rebuild:
                 catalogue.clear()
             catalogue.bind_to(spec)
-            if ann is not None:
-                _remember_ann_mode(catalogue, ann)
-            vector_store = open_store(store, catalogue, spec)
+            vector_store = open_store(settings.store_location, catalogue, spec)
         except BaseException:
             catalogue.close()
             raise
@@ -134,8 +125,8 @@ class ImageIndex:
         kept by triggers) is compared by summary first; the ids themselves are read only when
         the summaries differ, or for a store without one.
         """
-        store_summary = getattr(self.store, "id_summary", None)
-        if store_summary is not None and store_summary() == self.catalogue.id_summary():
+        store_summary = self.store.id_summary()
+        if store_summary is not None and store_summary == self.catalogue.id_summary():
             return
         catalogue_ids = set(self.catalogue.ids().tolist())
         store_ids = set(self.store.ids().tolist())
@@ -180,9 +171,7 @@ class ImageIndex:
                 progress(len(update.embedded) + len(update.skipped), len(to_embed))
         if update.changed_anything or self.catalogue.updated_at() is None:
             self.catalogue.mark_updated()
-        flush = getattr(self.store, "flush", None)  # persist the store's search structure
-        if flush is not None:
-            flush()
+        self.store.flush()  # persist the store's search structure
         return update
 
     def scan_folder(self) -> dict[str, FileState]:
@@ -251,11 +240,3 @@ class ImageIndex:
     def __len__(self) -> int:
         return len(self.catalogue)
 
-
-def _remember_ann_mode(catalogue: Catalogue, mode: str) -> None:
-    from foldervision.retrieval.ann import ANN_MODES
-
-    if mode not in ANN_MODES:
-        raise FoldervisionError(f"--ann {mode}: choose one of {', '.join(ANN_MODES)}.")
-    with catalogue.transaction():
-        catalogue.set_setting("ann", mode)

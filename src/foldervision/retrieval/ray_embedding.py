@@ -5,8 +5,9 @@
 
 `RayEmbedder` is an `Embedder` whose `embed_files` sends the paths through
 `ray.data.from_items(paths).map_batches(...)` over a pool of actors; each actor builds its own
-Embedder from a picklable recipe (whatever backend is the default) and checks that its spec
-equals the driver's, so a worker with other weights fails instead of writing other vectors.
+Embedder with a picklable factory (`load_embedder` of the index's settings: the same model,
+backend and precision) and checks that its spec equals the driver's, so a worker with other
+weights fails instead of writing other vectors.
 
 With the ONNX backend the driver exports the model once, before any actor starts, and hands the
 file to the actors through Ray's object store: an actor only opens an ONNX Runtime session
@@ -28,7 +29,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from foldervision.retrieval.embedder import (
     load_embedder,
 )
 
+if TYPE_CHECKING:
+    from foldervision.retrieval.settings import IndexSettings
+
 CPUS_PER_WORKER = 1
 """One core per actor, its network pinned to one thread: N actors use N cores without
 oversubscribing them (ONNX Runtime and TensorFlow would otherwise start a thread per core of the
@@ -54,16 +58,16 @@ WORKER_BATCH_SIZE = 128
 --ray-files N --task-sizes ...`, quiet machine): on 1000 flowers5 photos 1.73x at 32 paths,
 1.65x at 64, 1.51x at 128 (2 rounds); on 4317, 1.30x at 32, 1.18-1.22x at 128, 1.21x at 256."""
 
-EmbedderRecipe = Callable[[], Embedder]
-"""A picklable way to build the embedder on a worker, e.g. partial(load_embedder, model)."""
+EmbedderFactory = Callable[[], Embedder]
+"""A picklable way to build the embedder on a worker, e.g. partial(load_embedder, settings)."""
 
 
 class RayEmbedder(Embedder):
-    """Embed files on Ray workers; the vectors equal those of the recipe's Embedder locally."""
+    """Embed files on Ray workers; the vectors equal those of the factory's Embedder locally."""
 
     def __init__(
         self,
-        recipe: EmbedderRecipe,
+        factory: EmbedderFactory,
         spec: EmbedderSpec,
         address: str | None = None,
         workers: int | None = None,
@@ -71,7 +75,7 @@ class RayEmbedder(Embedder):
         worker_batch_size: int = WORKER_BATCH_SIZE,
     ) -> None:
         super().__init__(spec, build_feature_model=lambda: None)
-        self.recipe = recipe
+        self.factory = factory
         self.address = address
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker
@@ -79,9 +83,9 @@ class RayEmbedder(Embedder):
         self._local: Embedder | None = None
 
     def local_embedder(self) -> Embedder:
-        """The recipe's Embedder in this process (built once; its model only on first use)."""
+        """The factory's Embedder in this process (built once; its model only on first use)."""
         if self._local is None:
-            self._local = self.recipe()
+            self._local = self.factory()
         return self._local
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -115,7 +119,7 @@ class RayEmbedder(Embedder):
             embedded = dataset.map_batches(
                 EmbedOnWorker,
                 fn_constructor_args=(
-                    self.recipe,
+                    self.factory,
                     self.spec.to_dict(),
                     self.cpus_per_worker,
                     model_ref,
@@ -136,7 +140,7 @@ class EmbedOnWorker:
 
     def __init__(
         self,
-        recipe: EmbedderRecipe,
+        factory: EmbedderFactory,
         spec: dict[str, Any],
         threads: float,
         model: Any = None,
@@ -147,7 +151,7 @@ class EmbedOnWorker:
             os.environ[variable] = count
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         self.batch_size = batch_size
-        self.embedder = recipe()
+        self.embedder = factory()
         if self.embedder.spec.to_dict() != spec:
             raise FoldervisionError(
                 f"a Ray worker built {self.embedder.spec.describe()}, not the driver's "
@@ -235,10 +239,14 @@ def connect_ray(address: str | None = None) -> Any:
 
 
 def ray_embedder(
-    model: str, image_size: int | None, address: str | None = None, workers: int | None = None
+    settings: IndexSettings, address: str | None = None, workers: int | None = None
 ) -> RayEmbedder:
-    """What `--ray` / `--ray-address` mean: the `--model` embedder, run on Ray workers."""
+    """What `--ray` / `--ray-address` mean: the settings' embedder, run on Ray workers.
+
+    Model, image size, backend and precision all come from `settings`, on the driver and on
+    every worker; the store's options (its credentials) stay on the driver.
+    """
     connect_ray(address)  # fail now, in one line, if Ray is missing or unreachable
-    local = load_embedder(model, image_size)  # resolves the weights and the spec; builds nothing
-    recipe = functools.partial(load_embedder, model, image_size)
-    return RayEmbedder(recipe, local.spec, address, workers)
+    local = load_embedder(settings)  # resolves the weights and the spec; builds nothing
+    factory = functools.partial(load_embedder, settings.without_store())
+    return RayEmbedder(factory, local.spec, address, workers)

@@ -5,7 +5,7 @@ between calls: the network is built once, the store's search structure is loaded
 searches from several threads (a web server) are safe. Its answers name database files by
 their path relative to the database folder; `QueryResult.in_folder` puts them back under it.
 
-    with RetrievalService.open("images_database") as service:
+    with RetrievalService.open(IndexSettings("images_database")) as service:
         service.update()
         results, skipped = service.search_files(["query_images/q1.png"], k=4)
 """
@@ -22,17 +22,11 @@ import numpy as np
 
 from foldervision.errors import EmptyIndexError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
-from foldervision.retrieval.backends import DEFAULT_BACKEND
 from foldervision.retrieval.duplicates import DuplicateGroup
-from foldervision.retrieval.embedder import (
-    DEFAULT_MODEL,
-    DEFAULT_PRECISION,
-    Embedder,
-    load_embedder,
-)
+from foldervision.retrieval.embedder import Embedder, load_embedder
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
-from foldervision.retrieval.stores import DEFAULT_STORE
+from foldervision.retrieval.settings import IndexSettings
 
 MAX_TOP_K = 100
 """The most matches one query may ask for: a web page's grid, a terminal's screen."""
@@ -60,26 +54,15 @@ class RetrievalService:
 
     @classmethod
     def open(
-        cls,
-        database: str | os.PathLike[str],
-        index_path: str | os.PathLike[str] | None = None,
-        *,
-        model: str = DEFAULT_MODEL,
-        image_size: int | None = None,
-        backend: str = DEFAULT_BACKEND,
-        precision: str = DEFAULT_PRECISION,
-        store: str = DEFAULT_STORE,
-        ann: str | None = None,
-        rebuild: bool = False,
-        embedder: Embedder | None = None,
+        cls, settings: IndexSettings, *, rebuild: bool = False, embedder: Embedder | None = None
     ) -> RetrievalService:
-        """Open (or create) the index of `database` for the embedder `model` describes.
+        """Open (or create) the index `settings` describe; `rebuild` forgets its vectors first.
 
-        `embedder` lets a caller that already holds a built embedder reuse it (its spec then
-        decides, and `model`, `image_size`, `backend` and `precision` are not used).
+        `embedder` lets a caller that already holds a built embedder reuse it, or embed
+        elsewhere (Ray workers); its spec then decides, not the settings' model options.
         """
-        embedder = embedder or load_embedder(model, image_size, backend, precision)
-        index = ImageIndex.open(database, embedder.spec, index_path, rebuild, store, ann)
+        embedder = embedder or load_embedder(settings)
+        index = ImageIndex.open(settings, embedder.spec, rebuild=rebuild)
         return cls(index, embedder)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """The web page and its JSON API, over one warm RetrievalService.
 
-    service = RetrievalService.open("images_database"); service.update(); service.warm_up()
+    service = RetrievalService.open(IndexSettings("images_database"))
+    service.update(); service.warm_up()
     app = create_app(service, query_folder=Path("query_images"))
 
 URLs name a root and a path relative to it: `db` (the database folder) or `queries` (the

@@ -1,4 +1,4 @@
-"""The vector index file beside the catalogue: exact below a size, approximate (IVF-SQ8) above.
+"""The default store's index file: exact below a size, approximate (IVF-SQ8) above.
 
 SQLite stays the source of truth; this file is a derived, disposable search structure. It is
 written atomically (temp file + os.replace) with a trailer that records exactly which
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from foldervision.atomic import atomic_path
+from foldervision.retrieval.stores import ANN_MODES
 
-ANN_MODES = ("auto", "exact", "approximate")
 DEFAULT_ANN_MODE = "auto"
 
 APPROXIMATE_FROM = 50_000
@@ -64,7 +64,8 @@ class Stamp:
     count: int
     ids_summary: str
     """SHA-1 of the vector ids' `IdSummary` (count, sum, hashed sums; kept by triggers)."""
-    spec: str
+    fingerprint: str
+    """The embedder's (`EmbedderSpec.fingerprint`)."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,6 @@ class IndexFileInfo:
 
 def summary_checksum(summary: Iterable[int]) -> str:
     return hashlib.sha1(json.dumps([int(value) for value in summary]).encode()).hexdigest()
-
-
-def spec_fingerprint(spec: Any) -> str:
-    text = json.dumps(spec.to_dict(), sort_keys=True)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def wanted_kind(mode: str, count: int, current_kind: str | None = None) -> str:

@@ -2,8 +2,11 @@
 
     --store milvus                      Milvus Lite in DATABASE/.foldervision/milvus.db
     --store milvus:PATH.db              Milvus Lite, embedded: a folder on disk, no server
-    --store milvus:http://HOST:19530    Milvus Standalone or Distributed (token: --store-token
-                                        or FOLDERVISION_MILVUS_TOKEN); /DBNAME picks a database
+    --store milvus:http://HOST:19530    Milvus Standalone or Distributed (credentials: the
+                                        location's token, --store-token); /DBNAME picks a database
+
+`--ann exact` makes a FLAT collection (the default: the same answers as the default store),
+`--ann approximate` an IVF_SQ8 one; a collection keeps the index it was made with.
 
 The SQLite catalogue stays the record of files; the collection holds one row per catalogue id:
 (id INT64 primary key, vector, relative path). It is named from the embedder's fingerprint and
@@ -15,35 +18,29 @@ Traps this module steps around (pymilvus 3.0.2, milvus-lite 3.2.2):
   the store dirty and the next search (or close) flushes.
 - pymilvus flattens `params={...}` into top-level keys, which Lite drops: build parameters go
   in a nested "params" entry, which both Lite and a Milvus server read.
-- Lite refuses IVF_PQ; one process at a time may open a Lite folder (its LOCK file).
+- Lite refuses IVF_PQ; one process at a time may open a Lite folder (its LOCK file; see
+  `stores.milvus_connection`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.errors import (
-    FoldervisionError,
-    IndexMismatchError,
-    IndexUnavailableError,
-    StoreLockedError,
-)
+from foldervision.errors import FoldervisionError, IndexMismatchError
+from foldervision.retrieval.stores import StoreLocation, VectorStore
+from foldervision.retrieval.stores.ann import PROBES
+from foldervision.retrieval.stores.milvus_connection import connect, quiet, release
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
     from foldervision.retrieval.spec import EmbedderSpec
 
-TOKEN_ENVIRONMENT_VARIABLE = "FOLDERVISION_MILVUS_TOKEN"
 DEFAULT_LITE_FILE_NAME = "milvus.db"
 COLLECTION_PREFIX = "foldervision_"
 SPEC_PROPERTY = "foldervision.spec"
@@ -53,6 +50,11 @@ OWNER_TABLE = "milvus_store"
 
 EXACT_INDEX = "FLAT"
 """Exact search, like the default store: both stores give the same answers."""
+INDEX_TYPES_OF_ANN = {"exact": EXACT_INDEX, "approximate": "IVF_SQ8"}
+"""`--ann` -> the index type of a new collection. "auto" has none: a collection cannot switch."""
+APPROXIMATE_LISTS = 128
+"""IVF lists per segment of an approximate collection (Milvus' own default nlist)."""
+EXACT_INDEXES = (EXACT_INDEX, "BRUTE_FORCE")
 MAX_PATH_BYTES = 65535
 ID_QUERY_BATCH = 10000
 GET_BATCH = 1000
@@ -60,11 +62,12 @@ WRITE_BATCH = 1000
 SUPPORTED_LITE_INDEXES = ("FLAT", "BRUTE_FORCE", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 
 
-class MilvusStore:
+class MilvusStore(VectorStore):
     """Vectors in one Milvus collection keyed by the catalogue's ids (see the module docstring).
 
     `index_type` and `index_params` choose the collection's index when it is created
-    (e.g. "HNSW", {"M": 16, "efConstruction": 200}); the default is exact search.
+    (e.g. "HNSW", {"M": 16, "efConstruction": 200}); None keeps an existing collection's
+    index and makes a new one exact. An existing collection of another type is refused.
     """
 
     def __init__(
@@ -73,14 +76,15 @@ class MilvusStore:
         catalogue: Catalogue,
         spec: EmbedderSpec,
         token: str | None = None,
-        index_type: str = EXACT_INDEX,
+        index_type: str | None = None,
         index_params: dict[str, Any] | None = None,
         search_params: dict[str, Any] | None = None,
     ) -> None:
         self.uri = uri
         self.is_lite = uri.endswith(".db")
         self.collection = COLLECTION_PREFIX + spec.fingerprint()
-        self.index_type = index_type.upper()
+        self._asked_index_type = index_type.upper() if index_type else None
+        self.index_type = self._asked_index_type or EXACT_INDEX
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
         if self.is_lite and self.index_type not in SUPPORTED_LITE_INDEXES:
@@ -91,7 +95,7 @@ class MilvusStore:
         self._catalogue = catalogue
         self._spec_json = json.dumps(spec.to_dict(), sort_keys=True)
         self._owner = _catalogue_owner(catalogue)
-        self._client = _connect(uri, token)
+        self._client = connect(uri, token)
         self._dirty = False
         self._count: int | None = None
         try:
@@ -99,9 +103,12 @@ class MilvusStore:
             if self._exists:
                 self._client.load_collection(self.collection)
                 self._check_collection()
+                self._check_index_type()
         except BaseException:
             self._disconnect()
             raise
+        if not self.search_params and self.index_type.startswith("IVF"):
+            self.search_params = {"nprobe": PROBES}  # as the default store probes
 
     # ----------------------------------------------------------------------------------------
     # Writing.
@@ -143,7 +150,7 @@ class MilvusStore:
         if not self._exists:
             return np.zeros(0, np.int64)
         found: list[int] = []
-        with _quiet("pymilvus"):
+        with quiet("pymilvus"):
             iterator = self._client.query_iterator(
                 self.collection, batch_size=ID_QUERY_BATCH, filter="id >= 0", output_fields=["id"]
             )
@@ -191,9 +198,14 @@ class MilvusStore:
         # Milvus's L2 is the squared distance; the store interface answers Euclidean distances.
         return np.sqrt(np.maximum(distances, 0.0)), ids
 
+    def index_kind(self) -> str:
+        return "exact" if self.index_type in EXACT_INDEXES else "approximate"
+
     def index_description(self) -> dict[str, Any]:
         """What Milvus reports about the collection's vector index (build params included)."""
-        return dict(self._client.describe_index(self.collection, "vector"))
+        if not self._exists:
+            return {"kind": self.index_kind(), "index_type": self.index_type}
+        return {"kind": self.index_kind(), **self._client.describe_index(self.collection, "vector")}
 
     def __len__(self) -> int:
         if not self._exists:
@@ -213,7 +225,7 @@ class MilvusStore:
     def _disconnect(self) -> None:
         self._client.close()
         if self.is_lite:
-            _release_lite(self.uri)
+            release(self.uri)
 
     # ----------------------------------------------------------------------------------------
     # The collection.
@@ -270,13 +282,40 @@ class MilvusStore:
             properties={SPEC_PROPERTY: self._spec_json, OWNER_PROPERTY: self._owner},
         )
 
+    def _check_index_type(self) -> None:
+        """Keep the collection's index; refuse another one asked for rather than ignore it."""
+        existing = str(self._client.describe_index(self.collection, "vector")["index_type"])
+        if self._asked_index_type not in (None, existing):
+            raise FoldervisionError(
+                f"{self.uri}: collection {self.collection} has a {existing} index, not "
+                f"{self._asked_index_type}; leave --ann out to use it, or give this index its "
+                "own Milvus Lite file or database"
+            )
+        self.index_type = existing
+
 
 def open_milvus_store(
-    catalogue: Catalogue, spec: EmbedderSpec, argument: str | None
+    location: StoreLocation, catalogue: Catalogue, spec: EmbedderSpec
 ) -> MilvusStore:
     """`--store milvus[:PATH.db | :http://HOST:PORT[/DBNAME]]`, see the module docstring."""
-    token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
-    return MilvusStore(milvus_uri(catalogue, argument), catalogue, spec, token=token)
+    index_type = milvus_index_type(location.ann)
+    index_params = {"nlist": APPROXIMATE_LISTS} if index_type == "IVF_SQ8" else None
+    uri = milvus_uri(catalogue, location.argument)
+    return MilvusStore(
+        uri, catalogue, spec, location.token, index_type=index_type, index_params=index_params
+    )
+
+
+def milvus_index_type(ann: str | None) -> str | None:
+    """The index type `--ann` asks of a collection (None: not asked)."""
+    if ann is None:
+        return None
+    if ann not in INDEX_TYPES_OF_ANN:
+        raise FoldervisionError(
+            f"--ann {ann}: a Milvus collection keeps the index it is made with; pass --ann "
+            "exact (FLAT) or --ann approximate (IVF_SQ8), or leave --ann out"
+        )
+    return INDEX_TYPES_OF_ANN[ann]
 
 
 def milvus_uri(catalogue: Catalogue, argument: str | None) -> str:
@@ -293,106 +332,14 @@ def milvus_uri(catalogue: Catalogue, argument: str | None) -> str:
     return str(Path(argument).expanduser().resolve())
 
 
-# --------------------------------------------------------------------------------------------
-# Connecting, and who holds a Milvus Lite folder.
-
-
-def _connect(uri: str, token: str | None) -> Any:
-    try:
-        from pymilvus import MilvusClient
-    except ImportError as error:
-        raise FoldervisionError(
-            "--store milvus needs pymilvus and milvus-lite: pip install 'foldervision[milvus]'"
-        ) from error
-    if uri.endswith(".db"):
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        _refuse_if_locked(Path(uri))
-    try:
-        with _quiet("milvus_lite"):
-            client = MilvusClient(uri=uri, token=token or "")
-    except Exception as error:
-        if uri.endswith(".db"):
-            _refuse_if_locked(Path(uri))
-        raise IndexUnavailableError(f"{uri}: cannot open the Milvus store ({error})") from error
-    if uri.endswith(".db"):
-        _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
-    return client
-
-
-def _refuse_if_locked(data_dir: Path) -> None:
-    holders = [pid for pid in lock_holders(data_dir / "LOCK") if pid != os.getpid()]
-    if holders:
-        pid = holders[0]
-        raise StoreLockedError(
-            f"{data_dir}: Milvus Lite folder is in use by process {pid} ({_command_of(pid)}); "
-            "Milvus Lite allows one process at a time"
-        )
-
-
-def lock_holders(lock_file: Path) -> list[int]:
-    """Pids holding a flock/POSIX lock on `lock_file`, from /proc/locks (Linux; else [])."""
-    try:
-        status = lock_file.stat()
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return []
-    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
-    holders = []
-    for line in lines:
-        fields = line.split()
-        if "->" in fields:  # a waiter, not a holder
-            continue
-        if len(fields) >= 6 and fields[5] == device and fields[4].isdigit():
-            holders.append(int(fields[4]))
-    return holders
-
-
-def _command_of(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "unknown command"
-    command = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
-    return command[:80] + ("..." if len(command) > 80 else "")
-
-
-@contextlib.contextmanager
-def _quiet(*logger_names: str) -> Iterator[None]:
-    """Silence library log lines (Lite's start-up traceback, pymilvus' iterator warning): the
-    user gets one line from us instead."""
-    loggers = [logging.getLogger(name) for name in logger_names]
-    previous = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, previous):
-            logger.setLevel(level)
-
-
-def _release_lite(uri: str) -> None:
-    """Stop the in-process Lite server once no store of this process uses it (frees LOCK)."""
-    _LITE_USERS[uri] = _LITE_USERS.get(uri, 1) - 1
-    if _LITE_USERS[uri] > 0:
-        return
-    del _LITE_USERS[uri]
-    module = sys.modules.get("milvus_lite.server_manager")
-    if module is not None:
-        module.server_manager_instance.release_server(uri)
-
-
-_LITE_USERS: dict[str, int] = {}
-
-
 def _catalogue_owner(catalogue: Catalogue) -> str:
-    """This catalogue's id (a table of its own, so `--rebuild` keeps it)."""
-    connection = catalogue.connection
-    connection.execute(f"CREATE TABLE IF NOT EXISTS {OWNER_TABLE} (owner TEXT NOT NULL)")
-    row = connection.execute(f"SELECT owner FROM {OWNER_TABLE}").fetchone()
-    if row:
-        return row[0]
+    """This catalogue's id (a table of the store's own, so `--rebuild` keeps it)."""
+    space = catalogue.store_space("milvus")
+    space.execute(f"CREATE TABLE IF NOT EXISTS {OWNER_TABLE} (owner TEXT NOT NULL)")
+    rows = space.execute(f"SELECT owner FROM {OWNER_TABLE}")
+    if rows:
+        return rows[0][0]
     owner = uuid.uuid4().hex
     with catalogue.transaction():
-        connection.execute(f"INSERT INTO {OWNER_TABLE} VALUES (?)", (owner,))
+        space.execute(f"INSERT INTO {OWNER_TABLE} VALUES (?)", (owner,))
     return owner

@@ -1,128 +1,36 @@
-"""Where vectors live and how nearest neighbours are found: one small registry of stores.
+"""The default store: vectors in the index's SQLite file, searched with a FAISS index file.
 
-A store holds unit vectors keyed by the catalogue's stable integer ids: it adds (or replaces)
-and removes vectors by id, and answers k-nearest-neighbour queries with (distances, ids).
-The catalogue (`retrieval.catalogue`) stays the record of which file has which id, so a store
-never needs to know about paths, and a store that outgrows one machine can be swapped in.
-
-`--store faiss` (the default) keeps the vectors in the catalogue's own SQLite file and searches
-them with a FAISS index file beside it (exact or approximate by size: `retrieval.ann`);
-other stores register a factory under their name. A store may also offer `flush()`, which
-`ImageIndex.update` calls once at the end of an update to persist its search structure.
+SQLite (the catalogue's file, in the store's own `vectors` table) is the truth; the FAISS file
+beside it (`stores.ann`) is a derived search structure, exact or approximate by size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.retrieval import ann
+from foldervision.retrieval.stores import StoreLocation, VectorStore, ann
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
     from foldervision.retrieval.spec import EmbedderSpec
 
-DEFAULT_STORE = "faiss"
 PARALLEL_QUERY_COUNT = 16
 """Fewer queries than this run on one thread: starting OpenMP threads costs more than it saves."""
 
 
-class VectorStore(Protocol):
-    """What the index needs from a vector store."""
-
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under these ids, replacing any vector an id already has."""
-
-    def remove(self, ids: Sequence[int] | np.ndarray) -> None:
-        """Drop the vectors of these ids (unknown ids are ignored)."""
-
-    def ids(self) -> np.ndarray:
-        """Every id that has a vector."""
-
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The vectors of these ids, in that order (each id must be present)."""
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Euclidean distances, ids), each (queries, min(k, len)); nearest first."""
-
-    def __len__(self) -> int: ...
-
-    def close(self) -> None: ...
-
-
-_STORES: dict[str, str] = {}
-"""Store name -> "module:callable(catalogue, spec, argument)", imported on first use."""
-
-
-def register_store(name: str, factory: str) -> None:
-    _STORES[name] = factory
-
-
-def available_stores() -> list[str]:
-    return sorted(_STORES)
-
-
-def open_store(location: str, catalogue: Catalogue, spec: EmbedderSpec) -> VectorStore:
-    """`location` is a store name, optionally with an argument: "faiss", "milvus:PATH"."""
-    name, _, argument = location.partition(":")
-    if name not in _STORES:
-        raise ValueError(
-            f"Unknown vector store {location!r}; choose one of: {', '.join(available_stores())}."
-        )
-    module_name, function_name = _STORES[name].split(":")
-    factory = getattr(importlib.import_module(module_name), function_name)
-    return factory(catalogue, spec, argument or None)
-
-
-# --------------------------------------------------------------------------------------------
-# The default store: vectors in the catalogue's SQLite file, exact search with FAISS.
-
-
-class ExactSearch:
-    """Exact Euclidean k-nearest-neighbour search over vectors with integer ids (FAISS flat)."""
-
-    def __init__(self, dimension: int) -> None:
-        import faiss
-
-        self.dimension = dimension
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dimension))
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids):
-            self.remove(ids)
-            self._index.add_with_ids(_as_float32(vectors), np.asarray(ids, dtype=np.int64))
-
-    def remove(self, ids: Sequence[int] | np.ndarray) -> None:
-        if len(ids):
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}.")
-        k = min(k, len(self))
-        queries = _as_float32(queries)
-        if k == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
-            squared, ids = self._index.search(queries, k)
-        return np.sqrt(np.maximum(squared, 0.0)), ids
-
-
-class SQLiteFaissStore:
+class SQLiteFaissStore(VectorStore):
     """Vectors as float32 blobs in the catalogue's SQLite file; a FAISS index file beside it.
 
     Writes go into the catalogue's open transaction, so a batch's files and vectors commit
-    together, and each batch bumps a generation counter in the catalogue's settings. The index
-    file (`index.faiss` beside `index.sqlite`, see `retrieval.ann`) is exact or IVF-SQ8 by
-    size (`--ann`), kept in step with writes in memory and rewritten atomically by `flush()`.
+    together, and each batch bumps a generation counter in the store's settings. The index
+    file (`index.faiss` beside `index.sqlite`, see `stores.ann`) is exact or IVF-SQ8 by
+    size (`ann`, remembered), kept in step with writes in memory and rewritten atomically by
+    `flush()`.
     Opened for searching it is memory-mapped; its trailer must match the catalogue (ids,
     generation, embedder, catalogue identity) or it is rebuilt from SQLite.
     """
@@ -130,26 +38,54 @@ class SQLiteFaissStore:
     READ_CHUNK = 16_384
     """Vectors read from SQLite at a time when (re)building: bounds memory at 10^6 vectors."""
 
-    def __init__(self, catalogue: Catalogue, spec: EmbedderSpec) -> None:
+    def __init__(
+        self, catalogue: Catalogue, spec: EmbedderSpec, ann_mode: str | None = None
+    ) -> None:
         self._catalogue = catalogue
-        self._connection = catalogue.connection
+        self._space = catalogue.store_space("faiss")
         with catalogue.transaction():
-            self._connection.execute(
+            self._space.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)"
             )
             # A covering index of the ids alone: listing or counting 10^6 ids then reads a
             # few MB instead of walking every 5 KB row.
-            self._connection.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
+            self._space.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
         catalogue.track_ids("vectors")
+        self._adopt_older_layouts()
+        if ann_mode is not None:
+            with catalogue.transaction():
+                self._space.set_setting("ann", ann_mode)
         catalogue.instance_id()
         self.index_file = catalogue.path.with_suffix(".faiss")
-        self._spec = ann.spec_fingerprint(spec)
+        self._fingerprint = spec.fingerprint()
         self._index: Any = None
         self._info: ann.IndexFileInfo | None = None
         self._generation = -1
         """The catalogue generation the in-memory index reflects (-1: none)."""
         self._writable = False
         self._dirty = False
+
+    def _adopt_older_layouts(self) -> None:
+        """Schema 1 kept vectors in `images` by path; schema 2 kept `--ann` as the catalogue's."""
+        if self._space.has_table("images"):
+            with self._catalogue.transaction():
+                last = ""
+                while rows := self._space.execute(
+                    "SELECT path, vector FROM images WHERE path > ? ORDER BY path LIMIT ?",
+                    (last, self.READ_CHUNK),
+                ):
+                    last, vectors = rows[-1][0], dict(rows)
+                    ids = self._catalogue.ids_of(list(vectors), missing_ok=True)
+                    paths = self._catalogue.paths_of(ids)
+                    self._space.executemany(
+                        "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                        [(int(i), vectors[paths[int(i)]]) for i in ids],
+                    )
+                self._space.execute("DROP TABLE images")
+        legacy_ann = self._catalogue.setting("ann")
+        if legacy_ann is not None and self._space.setting("ann") is None:
+            with self._catalogue.transaction():
+                self._space.set_setting("ann", legacy_ann)
 
     # ----------------------------------------------------------------------------------------
     # Writing: SQLite first (the truth), then the in-memory index if it is current.
@@ -159,7 +95,7 @@ class SQLiteFaissStore:
             return
         index = self._index_to_change()
         rows = [(int(i), _as_float32(vector).tobytes()) for i, vector in zip(ids, vectors)]
-        self._connection.executemany(
+        self._space.executemany(
             "INSERT INTO vectors VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET vector = "
             "excluded.vector",
             rows,
@@ -177,7 +113,7 @@ class SQLiteFaissStore:
         if not len(ids):
             return
         index = self._index_to_change()
-        self._connection.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
+        self._space.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
         generation = self._bump_generation()
         if index is not None:
             index.remove_ids(np.asarray(ids, dtype=np.int64))
@@ -222,7 +158,7 @@ class SQLiteFaissStore:
     # Reading.
 
     def ids(self) -> np.ndarray:
-        rows = self._connection.execute("SELECT id FROM vectors ORDER BY id").fetchall()
+        rows = self._space.execute("SELECT id FROM vectors ORDER BY id")
         return np.asarray([row[0] for row in rows], dtype=np.int64)
 
     def id_summary(self) -> IdSummary:
@@ -232,13 +168,9 @@ class SQLiteFaissStore:
         return summary
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        found: dict[int, bytes] = {}
         id_list = [int(i) for i in ids]
-        for start in range(0, len(id_list), 500):
-            chunk = id_list[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, vector FROM vectors WHERE id IN ({marks})"
-            found.update(self._connection.execute(query, chunk).fetchall())
+        query = "SELECT id, vector FROM vectors WHERE id IN ({marks})"
+        found: dict[int, bytes] = dict(self._space.select_in(query, id_list))
         if not id_list:
             return np.zeros((0, 0), np.float32)
         return np.stack([np.frombuffer(found[i], dtype="<f4") for i in id_list]).astype(np.float32)
@@ -296,6 +228,12 @@ class SQLiteFaissStore:
         """The loaded index: "exact" or "approximate"; None before one is loaded."""
         return self._info.kind if self._info is not None else None
 
+    def index_description(self) -> dict[str, Any]:
+        """The loaded index file's kind, inverted lists and probes (0 and 0 when exact)."""
+        if self._info is None:
+            return super().index_description()
+        return {"kind": self._info.kind, "lists": self._info.lists, "probes": self._info.probes}
+
     def __len__(self) -> int:
         return self.id_summary().count
 
@@ -317,11 +255,11 @@ class SQLiteFaissStore:
     # The stamp, the mode, building and loading.
 
     def generation(self) -> int:
-        return int(self._catalogue.setting("vectors_generation") or 0)
+        return int(self._space.setting("generation") or 0)
 
     def _bump_generation(self) -> int:
         generation = self.generation() + 1
-        self._catalogue.set_setting("vectors_generation", str(generation))
+        self._space.set_setting("generation", str(generation))
         return generation
 
     def stamp(self) -> ann.Stamp:
@@ -331,11 +269,11 @@ class SQLiteFaissStore:
             generation=self.generation(),
             count=summary.count,
             ids_summary=ann.summary_checksum(summary),
-            spec=self._spec,
+            fingerprint=self._fingerprint,
         )
 
     def ann_mode(self) -> str:
-        return self._catalogue.setting("ann") or ann.DEFAULT_ANN_MODE
+        return self._space.setting("ann") or ann.DEFAULT_ANN_MODE
 
     def _fits(self, info: ann.IndexFileInfo | None, count: int, mode: str | None = None) -> bool:
         """Is an index of this kind right for `count` vectors under the mode?"""
@@ -372,10 +310,10 @@ class SQLiteFaissStore:
     def _all_vectors(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         last = -(2**62)
         while True:
-            rows = self._connection.execute(
+            rows = self._space.execute(
                 "SELECT id, vector FROM vectors WHERE id > ? ORDER BY id LIMIT ?",
                 (last, self.READ_CHUNK),
-            ).fetchall()
+            )
             if not rows:
                 return
             last = rows[-1][0]
@@ -383,8 +321,8 @@ class SQLiteFaissStore:
             yield ids, np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows])
 
     def _dimension(self) -> int:
-        row = self._connection.execute("SELECT length(vector) FROM vectors LIMIT 1").fetchone()
-        return row[0] // 4 if row else 1
+        rows = self._space.execute("SELECT length(vector) FROM vectors LIMIT 1")
+        return rows[0][0] // 4 if rows else 1
 
     def _load(self, info: ann.IndexFileInfo, writable: bool) -> None:
         index = ann.read_index_file(self.index_file, writable)
@@ -401,16 +339,13 @@ class SQLiteFaissStore:
         self._writable = self._dirty = False
 
 
-def open_sqlite_faiss_store(
-    catalogue: Catalogue, spec: EmbedderSpec, argument: str | None
+def open_faiss_store(
+    location: StoreLocation, catalogue: Catalogue, spec: EmbedderSpec
 ) -> SQLiteFaissStore:
-    if argument:
-        raise ValueError(f"--store faiss takes no argument, got faiss:{argument}.")
-    return SQLiteFaissStore(catalogue, spec)
-
-
-register_store("faiss", "foldervision.retrieval.stores:open_sqlite_faiss_store")
-register_store("milvus", "foldervision.retrieval.milvus_store:open_milvus_store")
+    """`--store faiss` (no argument), with `--ann` remembered when given."""
+    if location.argument:
+        raise ValueError(f"--store faiss takes no argument, got {location}.")
+    return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann)
 
 
 # --------------------------------------------------------------------------------------------
