@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -17,8 +19,9 @@ from foldervision.errors import (
     TopKError,
 )
 
-console = Console(stderr=True, highlight=False)
-"""Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths)."""
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Messages for people go to stderr so that stdout stays pipe-friendly (JSON, paths); lines are
+never cut at 80 columns when stderr is a pipe or a log file (a path must stay whole)."""
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 """Errors a user can cause and fix; they print one line, never a traceback."""
@@ -33,6 +36,20 @@ FLAG_HINTS: dict[type[Exception], str] = {
     TopKError: "pass another -k",
 }
 """What a person can type to get past each typed library error."""
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as the user would type it: relative to the current folder when it lies under it."""
+    absolute = Path(path).absolute()
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 group', '3 groups'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def user_message(error: Exception) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from foldervision.cli.app import app, console
+from foldervision.cli.app import app, console, shown_path
 from foldervision.models import available_models
 from foldervision.recipes import recipe_names
 
@@ -149,9 +149,8 @@ def evaluate(
     else:
         print(evaluation_text(result))
     if result["confusion_matrix_plot"]:
-        console.print(
-            f"confusion matrix: {result['confusion_matrix_plot']}", markup=False, soft_wrap=True
-        )
+        plot = shown_path(result["confusion_matrix_plot"])
+        console.print(f"confusion matrix: {plot}", markup=False)
     _warn_skipped(result["skipped_files"])
 
 

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from foldervision.cli.app import app, console
+from foldervision.cli.app import app, console, plural
 from foldervision.cli.options import RebuildOption, takes_index_settings
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
@@ -161,7 +161,7 @@ def duplicates_command(
         for path, distance in zip(group.files, group.distances):
             print(f"{number}\t{distance:.4f}\t{path}")
     files = sum(len(group.files) for group in groups)
-    console.print(f"{len(groups)} groups of near-duplicates, {files} files")
+    console.print(f"{plural(len(groups), 'group')} of near-duplicates, {plural(files, 'file')}")
     if sheet is not None and groups:
         from foldervision.retrieval.sheet import write_contact_sheet
 
@@ -241,6 +241,7 @@ def _progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # a pipe or a log gets the summary line alone
     )
 
 
