@@ -27,7 +27,7 @@ from foldervision.cli.options import RebuildOption, takes_index_settings
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
-from foldervision.retrieval.index import IndexUpdate
+from foldervision.retrieval.index import IndexUpdate, follow_index_decoding
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.settings import IndexSettings
@@ -52,6 +52,7 @@ def index_command(
 ) -> None:
     """Build or update the search index of a folder (only new or changed files are embedded)."""
     embedder = None
+    settings = follow_index_decoding(settings, rebuild)  # the Ray workers decode as the index did
     if ray or ray_address is not None:
         from foldervision.retrieval.ray_embedding import ray_embedder
 

@@ -19,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.images import SkippedFile, decode_image_bytes, iter_images
+from foldervision.images import SkippedFile, check_decoding, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
 from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
-from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
+from foldervision.retrieval.spec import (
+    DEFAULT_DECODING,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    EmbedderSpec,
+)
 
 DEFAULT_IMAGE_SIZE = 224
 """MobileNetV2's native size; see benchmarks/retrieval_quality.py for the sizes we compared."""
@@ -69,6 +74,7 @@ class Embedder:
         self._setup_lock = threading.Lock()
         get_backend(backend)  # an unknown backend fails now, not at the first image
         check_precision(spec.precision, backend)
+        check_decoding(spec.decoding)
 
     def build_embedding_model(self) -> Any:
         """The Keras model: float pixels in [0, 255] -> pooled, flip-averaged unit vectors."""
@@ -109,7 +115,8 @@ class Embedder:
         """Batches of decoded pixels; files that fail to decode ride along as `skipped`."""
         batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
         pixels: list[np.ndarray] = []
-        decoded = iter_images(paths, self.spec.image_size, self.spec.color_mode)
+        spec = self.spec
+        decoded = iter_images(paths, spec.image_size, spec.color_mode, decoding=spec.decoding)
         for position, (path, image, skip) in enumerate(decoded, start=1):
             if skip is not None:
                 batch.skipped.append(skip)
@@ -123,7 +130,8 @@ class Embedder:
 
     def embed_bytes(self, data: bytes, name: str) -> np.ndarray:
         """One in-memory image (an upload) -> its unit vector (D,), decoded like any file."""
-        pixels = decode_image_bytes(data, name, self.spec.image_size, self.spec.color_mode)
+        spec = self.spec
+        pixels = decode_image_bytes(data, name, spec.image_size, spec.color_mode, spec.decoding)
         return self.embed_pixels(pixels[np.newaxis])[0]
 
     def _vectors_for(self, pixels: list[np.ndarray]) -> np.ndarray:
@@ -196,6 +204,7 @@ def mobilenetv2_embedder(
     flip_average: bool = False,
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
+    decoding: str = DEFAULT_DECODING,
 ) -> Embedder:
     """ImageNet MobileNetV2, its last feature map pooled; no head, no fine-tuning.
 
@@ -221,6 +230,7 @@ def mobilenetv2_embedder(
         pooling=pooling,
         flip_average=flip_average,
         precision=precision,
+        decoding=decoding,
     )
 
     def build() -> Any:
@@ -240,6 +250,7 @@ def classifier_embedder(
     run_dir: str | os.PathLike[str],
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
+    decoding: str = DEFAULT_DECODING,
 ) -> Embedder:
     """A trained classifier's penultimate layer ("features"): search adapted to its domain."""
     import keras
@@ -267,16 +278,21 @@ def classifier_embedder(
         layer=feature_layer,
         pooling="none",
         precision=precision,
+        decoding=decoding,
     )
     return Embedder(spec, lambda: feature_model, backend)
 
 
 def load_embedder(settings: IndexSettings) -> Embedder:
-    """The embedder `--model`, `--image-size`, `--backend` and `--precision` describe."""
+    """The embedder the index options (`--model`, `--image-size`, ... `--decoding`) describe."""
     model, image_size = settings.model, settings.image_size
+    decoding = settings.decoding or DEFAULT_DECODING
     if model == DEFAULT_MODEL:
         return mobilenetv2_embedder(
-            image_size or DEFAULT_IMAGE_SIZE, backend=settings.backend, precision=settings.precision
+            image_size or DEFAULT_IMAGE_SIZE,
+            backend=settings.backend,
+            precision=settings.precision,
+            decoding=decoding,
         )
     if not Path(model).exists():
         raise ValueError(
@@ -288,4 +304,4 @@ def load_embedder(settings: IndexSettings) -> Embedder:
             f"--image-size does not apply to {model}: a trained model always uses the size it "
             "was trained at. Leave --image-size out."
         )
-    return classifier_embedder(model, settings.backend, settings.precision)
+    return classifier_embedder(model, settings.backend, settings.precision, decoding)

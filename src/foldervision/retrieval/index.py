@@ -11,6 +11,8 @@ default store that check compares two id summaries (`Catalogue.id_summary`), not
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from foldervision.errors import FoldervisionError
-from foldervision.images import SkippedFile, list_image_files
+from foldervision.images import DECODINGS, SkippedFile, list_image_files
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
 from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.spec import DEFAULT_DECODING
 from foldervision.retrieval.stores import VectorStore, open_store
 
 INDEX_FOLDER_NAME = ".foldervision"
@@ -32,6 +35,25 @@ INDEX_FILE_NAME = "index.sqlite"
 def default_index_path(database_folder: str | os.PathLike[str]) -> Path:
     """`<database>/.foldervision/index.sqlite`: the index travels with the folder it describes."""
     return Path(database_folder) / INDEX_FOLDER_NAME / INDEX_FILE_NAME
+
+
+def follow_index_decoding(settings: IndexSettings, rebuild: bool = False) -> IndexSettings:
+    """`settings` with its decoding decided: as asked, else as the existing index was built.
+
+    An index built before scaled decoding became the default keeps decoding photos whole
+    until the user asks otherwise (`--decoding scaled --rebuild`), instead of being refused.
+    A new index, or one being rebuilt, takes the default.
+    """
+    if settings.decoding is not None:
+        return settings
+    decoding = DEFAULT_DECODING
+    index_path = settings.index_path or default_index_path(settings.database)
+    if not rebuild and index_path.is_file():
+        with contextlib.closing(Catalogue.open(index_path)) as catalogue:
+            stored = catalogue.stored_spec()
+        if stored is not None and stored.decoding in DECODINGS:
+            decoding = stored.decoding
+    return dataclasses.replace(settings, decoding=decoding)
 
 
 @dataclass

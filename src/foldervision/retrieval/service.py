@@ -24,7 +24,12 @@ from foldervision.errors import EmptyIndexError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder, load_embedder
-from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
+from foldervision.retrieval.index import (
+    ImageIndex,
+    IndexUpdate,
+    ProgressCallback,
+    follow_index_decoding,
+)
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
 
@@ -61,6 +66,7 @@ class RetrievalService:
         `embedder` lets a caller that already holds a built embedder reuse it, or embed
         elsewhere (Ray workers); its spec then decides, not the settings' model options.
         """
+        settings = follow_index_decoding(settings, rebuild)
         embedder = embedder or load_embedder(settings)
         index = ImageIndex.open(settings, embedder.spec, rebuild=rebuild)
         return cls(index, embedder)

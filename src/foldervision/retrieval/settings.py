@@ -42,6 +42,9 @@ class IndexSettings:
     """Input size for mobilenetv2 (None: its default); a trained model keeps its own."""
     backend: str = DEFAULT_BACKEND
     precision: str = DEFAULT_PRECISION
+    decoding: str | None = None
+    """How large photos are decoded ("scaled" or "full", `images.DECODINGS`); None: as the
+    existing index was built, else "scaled" (`index.follow_index_decoding`)."""
     store_location: StoreLocation = StoreLocation()
     """Where the vectors live, with the store's options (token, `--ann`)."""
 

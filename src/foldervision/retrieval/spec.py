@@ -15,6 +15,19 @@ PRECISIONS = ("fp32", "int8")
 DEFAULT_PRECISION = "fp32"
 """INT8 is an option: it moved the top 4 too often on flowers5 (benchmarks/embedding_speed.py)."""
 
+DEFAULT_DECODING = "scaled"
+"""Large photos are decoded at reduced scale, no smaller than twice the network's input side
+(`foldervision.images.DECODINGS`); "full" decodes every pixel. On two seeded samples of 300
+12-MP stand-ins, scaled minus whole: P@4 +0.0008 / +0.0017, mAP +0.0000 / +0.0004, within the
+0.005 guard (benchmarks/decoding_quality.py); 17-19% of top-4 sets changed all the same."""
+
+DECODING_NOTES = {
+    DEFAULT_DECODING: "",
+    "full": ", large photos decoded whole",
+    "draft": ", draft-decoded JPEGs",
+}
+"""How `describe` names each decoding, so a refused index says what differs."""
+
 
 @dataclass(frozen=True)
 class EmbedderSpec:
@@ -29,10 +42,12 @@ class EmbedderSpec:
     flip_average: bool = False
     precision: str = DEFAULT_PRECISION
     """"fp32", or "int8" (statically quantized): vectors of the two never mix in one index."""
-    decoding: str = "full"
-    """How JPEGs were decoded: "full" (every pixel, then resized). Indexes written before this
-    field existed decoded large JPEGs in draft mode (at 1/2 to 1/8 scale), which moved vectors
-    by up to 2e-2; they read back as "draft", so they are refused instead of mixed."""
+    decoding: str = DEFAULT_DECODING
+    """How large images were decoded: "scaled" (to no less than twice `image_size`, then
+    resized) or "full" (every pixel, then resized); images under twice the size decode the same
+    either way. Indexes written before this field existed decoded large JPEGs in draft mode
+    down to `image_size` itself, which moved vectors by up to 2e-2; they read back as "draft",
+    so they are refused instead of mixed."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +64,7 @@ class EmbedderSpec:
     def describe(self) -> str:
         flip = ", flip-averaged" if self.flip_average else ""
         precision = f", {self.precision}" if self.precision != DEFAULT_PRECISION else ""
-        decoding = ", draft-decoded JPEGs" if self.decoding == "draft" else ""
+        decoding = DECODING_NOTES.get(self.decoding, f", {self.decoding} decoding")
         return (
             f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
             f"{self.image_size} px {self.color_mode}{precision}{decoding}"
