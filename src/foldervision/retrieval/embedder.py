@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.images import SkippedFile, decode_image_bytes, iter_images
+from foldervision.images import Resize, SkippedFile, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
 from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS, EmbedderSpec
@@ -61,9 +61,12 @@ class Embedder:
         spec: EmbedderSpec,
         build_feature_model: Callable[[], Any],
         backend: str = DEFAULT_BACKEND,
+        resize: Resize | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
+        self.resize = resize
+        """How a decoded image becomes `spec.image_size` (None: squashed, bilinear)."""
         self._build_feature_model = build_feature_model
         self._forward: Forward | None = None
         self._setup_lock = threading.Lock()
@@ -82,8 +85,13 @@ class Embedder:
         """Set the backend up once, even when the first calls come from several threads."""
         with self._setup_lock:
             if self._forward is None:
-                self._forward = get_backend(self.backend)(self.spec, self.build_embedding_model)
+                self._forward = self.make_forward()
             return self._forward
+
+    def make_forward(self) -> Forward:
+        """The backend's forward function for this spec (a model with no Keras graph, such as
+        CLIP's ONNX towers, overrides this)."""
+        return get_backend(self.backend)(self.spec, self.build_embedding_model)
 
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -109,7 +117,9 @@ class Embedder:
         """Batches of decoded pixels; files that fail to decode ride along as `skipped`."""
         batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
         pixels: list[np.ndarray] = []
-        decoded = iter_images(paths, self.spec.image_size, self.spec.color_mode)
+        decoded = iter_images(
+            paths, self.spec.image_size, self.spec.color_mode, resize=self.resize
+        )
         for position, (path, image, skip) in enumerate(decoded, start=1):
             if skip is not None:
                 batch.skipped.append(skip)
@@ -123,7 +133,9 @@ class Embedder:
 
     def embed_bytes(self, data: bytes, name: str) -> np.ndarray:
         """One in-memory image (an upload) -> its unit vector (D,), decoded like any file."""
-        pixels = decode_image_bytes(data, name, self.spec.image_size, self.spec.color_mode)
+        pixels = decode_image_bytes(
+            data, name, self.spec.image_size, self.spec.color_mode, self.resize
+        )
         return self.embed_pixels(pixels[np.newaxis])[0]
 
     def _vectors_for(self, pixels: list[np.ndarray]) -> np.ndarray:
