@@ -25,6 +25,8 @@ from foldervision.clip.model_folder import (
 from foldervision.registry import Registry
 
 FOLDER_PREFIX = "clip:"
+DEFAULT_CLIP_MODEL = "clip-vit-b32"
+"""What `search --text`, `predict --labels` and `evaluate --zero-shot` use without --model."""
 URL_TEMPLATE = "https://huggingface.co/{repository}/resolve/{revision}/{path}"
 URL_TEMPLATE_VARIABLE = "FOLDERVISION_MODELS_URL"
 """Overrides URL_TEMPLATE (same {repository}, {revision}, {path} fields): a mirror, a test."""

@@ -32,7 +32,7 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 """OpenAI's basic prompt; class folder names and --labels fill the braces."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClipPreprocessor(Preprocessor):
     """Decodes files as the CLIP model wants them (shortest side, centre crop)."""
 

@@ -286,6 +286,10 @@ def classifier_embedder(
 def load_embedder(settings: IndexSettings) -> Embedder:
     """The embedder `--model`, `--image-size`, `--backend` and `--precision` describe."""
     model, image_size = settings.model, settings.image_size
+    from foldervision.clip.models import is_clip_model
+
+    if is_clip_model(model):
+        return _clip_embedder(settings)
     if model == DEFAULT_MODEL:
         return mobilenetv2_embedder(
             image_size or DEFAULT_IMAGE_SIZE, backend=settings.backend, precision=settings.precision
@@ -301,3 +305,21 @@ def load_embedder(settings: IndexSettings) -> Embedder:
             "was trained at. Leave --image-size out."
         )
     return classifier_embedder(model, settings.backend, settings.precision)
+
+
+def _clip_embedder(settings: IndexSettings) -> Embedder:
+    """A CLIP model: its own input size, fp32, on ONNX Runtime (the only way it runs)."""
+    from foldervision.clip.embedder import load_clip_embedder
+
+    fixed = [
+        ("--image-size", settings.image_size is not None),
+        ("--precision", settings.precision != DEFAULT_PRECISION),
+        ("--backend", settings.backend != "onnx"),
+    ]
+    for option, given in fixed:
+        if given:
+            raise ValueError(
+                f"{option} does not apply to {settings.model}: a CLIP model runs at its own "
+                "size, in fp32, on ONNX Runtime. Leave it out."
+            )
+    return load_clip_embedder(settings.model)
