@@ -10,7 +10,7 @@ import io
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,10 @@ benchmarks/decoding_quality.py), where drafting down to the side itself (the loa
 
 COLOR_MODES: dict[str, int] = {"grayscale": 1, "rgb": 3}
 """Colour modes a model can ask for, with their channel count."""
+
+Resize = Callable[[Image.Image], Image.Image]
+"""A model's own resize of a decoded image (CLIP's shortest side + centre crop) instead of the
+default: the whole image squashed to `image_size` with bilinear filtering."""
 
 MAX_IMAGE_PIXELS = 89_478_485
 """Pillow's own default bomb limit; anything larger is refused rather than decoded."""
@@ -150,17 +154,19 @@ def load_image(
     image_size: int | tuple[int, int] | None = None,
     color_mode: str = "rgb",
     decoding: str = "full",
+    resize: Resize | None = None,
 ) -> np.ndarray:
     """Decode one file to a uint8 array of shape (height, width, channels).
 
     EXIF orientation is applied, the image is converted to `color_mode` and, when
-    `image_size` is given, resized with bilinear filtering (antialiased when shrinking), from
-    every pixel or, with decoding="scaled", from a reduced decode (see DECODINGS).
-    Raises ImageLoadError with the file name for anything that cannot be decoded.
+    `image_size` is given, resized with bilinear filtering (antialiased when shrinking), or by
+    `resize` when given; from every pixel or, with decoding="scaled", from a reduced decode
+    (see DECODINGS). Raises ImageLoadError with the file name for anything that cannot be
+    decoded.
     """
     path = Path(path)
     try:
-        return _decode(path, image_size, color_mode, decoding, name=str(path))
+        return _decode(path, image_size, color_mode, decoding, name=str(path), resize=resize)
     except FileNotFoundError as error:
         raise ImageLoadError(f"{path}: file not found.") from error
 
@@ -171,12 +177,13 @@ def decode_image_bytes(
     image_size: int | tuple[int, int] | None = None,
     color_mode: str = "rgb",
     decoding: str = "full",
+    resize: Resize | None = None,
 ) -> np.ndarray:
     """Decode an image held in memory (a web upload, say) exactly as `load_image` decodes files.
 
     `name` is what error messages call it (the uploaded file's name).
     """
-    return _decode(io.BytesIO(data), image_size, color_mode, decoding, name=name)
+    return _decode(io.BytesIO(data), image_size, color_mode, decoding, name=name, resize=resize)
 
 
 def _decode(
@@ -185,6 +192,7 @@ def _decode(
     color_mode: str,
     decoding: str,
     name: str,
+    resize: Resize | None = None,
 ) -> np.ndarray:
     check_decoding(decoding)
     size = None if image_size is None else _as_size(image_size)
@@ -196,7 +204,9 @@ def _decode(
             image = _to_mode(image, color_mode)
             if floor is not None:
                 image = _reduced(image, floor)
-            if size is not None:
+            if resize is not None:
+                image = resize(image)
+            elif size is not None:
                 image = image.resize(size, Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
@@ -289,6 +299,7 @@ def iter_images(
     color_mode: str = "rgb",
     workers: int | None = None,
     decoding: str = "full",
+    resize: Resize | None = None,
 ) -> Iterator[tuple[Path, np.ndarray | None, SkippedFile | None]]:
     """Decode many files in parallel threads, in order: (path, pixels, None) or (path, None, skip).
 
@@ -300,7 +311,7 @@ def iter_images(
 
     def load_one(path: Path) -> tuple[Path, np.ndarray | None, SkippedFile | None]:
         try:
-            return path, load_image(path, image_size, color_mode, decoding), None
+            return path, load_image(path, image_size, color_mode, decoding, resize), None
         except ImageLoadError as error:
             return path, None, SkippedFile(str(path), str(error))
 
@@ -320,6 +331,7 @@ def load_images(
     image_size: int | tuple[int, int],
     color_mode: str = "rgb",
     decoding: str = "full",
+    resize: Resize | None = None,
 ) -> LoadedImages:
     """Load many files into one uint8 array; bad files are skipped and listed, never fatal."""
     height, width = _as_size(image_size)[::-1]
@@ -328,7 +340,9 @@ def load_images(
     pixels = np.empty((len(paths), height, width, channels), dtype=np.uint8)
     loaded: list[Path] = []
     skipped: list[SkippedFile] = []
-    for path, image, skip in iter_images(paths, image_size, color_mode, decoding=decoding):
+    for path, image, skip in iter_images(
+        paths, image_size, color_mode, decoding=decoding, resize=resize
+    ):
         if skip is not None:
             skipped.append(skip)
             continue

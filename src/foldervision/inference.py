@@ -142,12 +142,6 @@ def evaluate_folder(
     `RunFolder.evaluation_confusion_matrix_plot_path`) when recording.
     """
     probabilities_of, preprocessor = probability_function(run, use_onnx)
-    labelled = scan_labelled_folder(
-        folder, class_names=preprocessor.class_names, min_images_per_class=0
-    )
-    classified = classify_files(probabilities_of, preprocessor, labelled.paths)
-    labels = labelled.labels_of(classified.paths)
-    result = classification_metrics(labels, classified.probabilities, preprocessor.class_names)
     data = str(Path(folder).resolve())
     recording = record and Path(run).is_dir()
     plot_path = None
@@ -155,6 +149,29 @@ def evaluate_folder(
         plot_path = Path(confusion_matrix_plot)
     elif recording:
         plot_path = RunFolder(run).evaluation_confusion_matrix_plot_path(data)
+    result = evaluate_with(probabilities_of, preprocessor, folder, plot_path)
+    if recording:
+        figures = {key: result[key] for key in RECORDED_FIGURES}
+        RunFolder(run).record_evaluation(data, figures)
+    return result
+
+
+def evaluate_with(
+    probabilities_of: Probabilities,
+    preprocessor: Preprocessor,
+    folder: str | os.PathLike,
+    plot_path: Path | None = None,
+) -> dict[str, Any]:
+    """`evaluate`'s figures for any classifier (a trained run, CLIP's zero-shot labels) on a
+    labelled folder whose subfolders are the preprocessor's classes; the matrix drawn to
+    `plot_path` when given."""
+    labelled = scan_labelled_folder(
+        folder, class_names=preprocessor.class_names, min_images_per_class=0
+    )
+    classified = classify_files(probabilities_of, preprocessor, labelled.paths)
+    labels = labelled.labels_of(classified.paths)
+    result = classification_metrics(labels, classified.probabilities, preprocessor.class_names)
+    data = str(Path(folder).resolve())
     if plot_path is not None:
         plot_confusion_matrix(
             result["confusion_matrix"],
@@ -171,9 +188,6 @@ def evaluate_folder(
             "skipped_files": [item.to_dict() for item in classified.skipped],
         }
     )
-    if recording:
-        figures = {key: result[key] for key in RECORDED_FIGURES}
-        RunFolder(run).record_evaluation(data, figures)
     return result
 
 

@@ -124,16 +124,34 @@ def _report_test_accuracy(run: Path, folder: Path) -> None:
     _warn_skipped(result["skipped_files"])
 
 
+ClipModelOption = typer.Option(
+    None,
+    "--model",
+    help="The CLIP model of --labels and --zero-shot: clip-vit-b32 (default; `foldervision "
+    "models pull clip-vit-b32`) or clip:FOLDER.",
+)
+
+
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
-    data: Path = typer.Argument(..., help="Labelled folder: one subfolder per class."),
+    run: Path | None = typer.Argument(
+        None, help="Run folder (or .keras file) from `foldervision train`."
+    ),
+    data: Path | None = typer.Argument(None, help="Labelled folder: one subfolder per class."),
     confusion_matrix: Path = typer.Option(
         None,
         "--confusion-matrix",
         help="Write the confusion matrix PNG here (default: into the run folder's evaluations/).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    zero_shot: Path | None = typer.Option(
+        None,
+        "--zero-shot",
+        metavar="LABELLED_FOLDER",
+        help="Evaluate a CLIP model's zero-shot labels instead of a run: the subfolder names "
+        "are the labels (prompt 'a photo of a {label}.'). Give no RUN and DATA.",
+    ),
+    model: str | None = ClipModelOption,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on a labelled folder.
 
@@ -141,9 +159,7 @@ def evaluate(
     tables (or one JSON object with --json). The confusion matrix is also drawn as a PNG, as
     training does for validation.
     """
-    from foldervision.inference import evaluate_folder
-
-    result = evaluate_folder(run, data, confusion_matrix_plot=confusion_matrix)
+    result = evaluation_of(run, data, zero_shot, model, confusion_matrix)
     if as_json:
         print(json.dumps(result))
     else:
@@ -152,6 +168,27 @@ def evaluate(
         plot = shown_path(result["confusion_matrix_plot"])
         console.print(f"confusion matrix: {plot}", markup=False)
     _warn_skipped(result["skipped_files"])
+
+
+def evaluation_of(
+    run: Path | None,
+    data: Path | None,
+    zero_shot: Path | None,
+    model: str | None,
+    confusion_matrix: Path | None,
+) -> dict:
+    """A trained run's evaluation on DATA, or a CLIP model's zero-shot one (same figures)."""
+    if zero_shot is not None:
+        from foldervision.clip.zero_shot import evaluate_zero_shot
+
+        if run is not None or data is not None:
+            raise ValueError("--zero-shot takes the labelled folder; leave out RUN and DATA.")
+        return evaluate_zero_shot(clip_model(model), zero_shot, confusion_matrix)
+    from foldervision.inference import evaluate_folder
+
+    if run is None or data is None:
+        raise ValueError("give a RUN folder and a labelled DATA folder (or --zero-shot DATA).")
+    return evaluate_folder(run, data, confusion_matrix_plot=confusion_matrix)
 
 
 def evaluation_text(result: dict) -> str:
@@ -176,12 +213,23 @@ def evaluation_text(result: dict) -> str:
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder (or .keras file) from `foldervision train`."),
-    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    run: Path = typer.Argument(
+        ...,
+        help="Run folder (or .keras file) from `foldervision train`; with --labels, the first "
+        "image file or folder.",
+    ),
+    images: list[Path] | None = typer.Argument(None, help="Image files or folders."),
     top: int = typer.Option(
         3, "--top", help="Rank the N most likely classes (fewer if the model has fewer)."
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image, per line."),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="Label with a CLIP model instead of a run: comma-separated labels, e.g. "
+        "'daisy,tulip,sunflower' (prompt 'a photo of a {label}.'); then give only images.",
+    ),
+    model: str | None = ClipModelOption,
 ) -> None:
     """Label, confidence and the top classes for each image.
 
@@ -189,9 +237,18 @@ def predict(
     "label (0.9300), other (0.0500), ...", separated by tabs. --json prints every class's
     probability and a "top" list instead.
     """
-    from foldervision.inference import predict_files
+    if labels is not None:
+        from foldervision.clip.zero_shot import parse_labels, predict_zero_shot
 
-    predictions, skipped = predict_files(run, images, top=top)
+        files = [run, *(images or [])]
+        classes = parse_labels(labels)
+        predictions, skipped = predict_zero_shot(clip_model(model), classes, files, top)
+    else:
+        from foldervision.inference import predict_files
+
+        if not images:
+            raise ValueError(f"{run}: give the image files or folders to label after the run.")
+        predictions, skipped = predict_files(run, images, top=top)
     for prediction in predictions:
         if as_json:
             print(json.dumps(prediction, ensure_ascii=False))
@@ -203,6 +260,12 @@ def predict(
     _warn_skipped([item.to_dict() for item in skipped])
     if not predictions:
         raise typer.Exit(1)
+
+
+def clip_model(model: str | None) -> str:
+    from foldervision.clip.models import DEFAULT_CLIP_MODEL
+
+    return model or DEFAULT_CLIP_MODEL
 
 
 def format_top(top: list[dict[str, float | str]]) -> str:

@@ -35,8 +35,11 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help="mobilenetv2 (ImageNet features), or a run folder of a trained classifier "
-        "(searches with its 'features' layer, adapted to its domain).",
+        help="mobilenetv2 (ImageNet features), a run folder of a trained classifier "
+        "(searches with its 'features' layer, adapted to its domain), or a CLIP model that "
+        "also searches by words: clip-vit-b32 (get it with `foldervision models pull "
+        "clip-vit-b32`) or clip:FOLDER (a folder from scripts/export_clip.py); CLIP vectors "
+        "get their own index file beside the default one.",
     ),
 ]
 ImageSizeOption = Annotated[

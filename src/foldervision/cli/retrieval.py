@@ -67,6 +67,12 @@ def index_command(
 def search_command(
     query: list[Path] | None = typer.Argument(None, help="Query image file(s)."),
     database: Path = typer.Option(..., "--database", "-d", help="Folder of images to search."),
+    text: list[str] | None = typer.Option(
+        None,
+        "--text",
+        help="Search by words, e.g. --text 'a red flower on grass' (repeatable): needs a CLIP "
+        "index; --model defaults to clip-vit-b32 then.",
+    ),
     queries: Path | None = typer.Option(
         None, "--queries", help="Search with every image in this folder (batch)."
     ),
@@ -90,14 +96,20 @@ def search_command(
 ) -> None:
     """Find the images of DATABASE nearest to each query (the index is updated first)."""
     check_top_k(top_k)
+    texts = list(text or [])
     query_paths = list(query or [])
     if queries is not None:
         query_paths += list_image_files(queries)
-    if not query_paths:
+    if not query_paths and not texts:
         query_paths = [pick_query(pick_from)]
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
+    settings = with_text_model(settings) if texts else settings
     with open_updated_service(settings, rebuild=rebuild, update=not no_update) as service:
-        results, skipped = service.search_files(query_paths, top_k)
+        results = service.search_texts(texts, top_k) if texts else []
+        skipped: list[SkippedFile] = []
+        if query_paths:
+            image_results, skipped = service.search_files(query_paths, top_k)
+            results += image_results
         results = [result.in_folder(service.database) for result in results]
     report_skipped(skipped, "query")
     if not results:
@@ -107,6 +119,18 @@ def search_command(
         from foldervision.retrieval.sheet import write_contact_sheet
 
         console.print(f"contact sheet: {write_contact_sheet(results, sheet)}")
+
+
+def with_text_model(settings: IndexSettings) -> IndexSettings:
+    """Words are searched in a CLIP index: the default model becomes the default CLIP model."""
+    import dataclasses
+
+    from foldervision.clip.models import DEFAULT_CLIP_MODEL
+    from foldervision.retrieval.settings import DEFAULT_MODEL
+
+    if settings.model != DEFAULT_MODEL:
+        return settings
+    return dataclasses.replace(settings, model=DEFAULT_CLIP_MODEL)
 
 
 @app.command("evaluate-retrieval")

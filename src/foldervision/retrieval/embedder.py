@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.images import SkippedFile, check_decoding, decode_image_bytes, iter_images
+from foldervision.images import Resize, SkippedFile, check_decoding, decode_image_bytes, iter_images
 from foldervision.retrieval.backends import DEFAULT_BACKEND, Forward, get_backend
 from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import (
@@ -66,9 +66,12 @@ class Embedder:
         spec: EmbedderSpec,
         build_feature_model: Callable[[], Any],
         backend: str = DEFAULT_BACKEND,
+        resize: Resize | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
+        self.resize = resize
+        """How a decoded image becomes `spec.image_size` (None: squashed, bilinear)."""
         self._build_feature_model = build_feature_model
         self._forward: Forward | None = None
         self._setup_lock = threading.Lock()
@@ -88,8 +91,13 @@ class Embedder:
         """Set the backend up once, even when the first calls come from several threads."""
         with self._setup_lock:
             if self._forward is None:
-                self._forward = get_backend(self.backend)(self.spec, self.build_embedding_model)
+                self._forward = self.make_forward()
             return self._forward
+
+    def make_forward(self) -> Forward:
+        """The backend's forward function for this spec (a model with no Keras graph, such as
+        CLIP's ONNX towers, overrides this)."""
+        return get_backend(self.backend)(self.spec, self.build_embedding_model)
 
     def embed_files(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -116,7 +124,9 @@ class Embedder:
         batch = EmbeddedBatch(paths=[], vectors=np.zeros((0, 0), np.float32))
         pixels: list[np.ndarray] = []
         spec = self.spec
-        decoded = iter_images(paths, spec.image_size, spec.color_mode, decoding=spec.decoding)
+        decoded = iter_images(
+            paths, spec.image_size, spec.color_mode, decoding=spec.decoding, resize=self.resize
+        )
         for position, (path, image, skip) in enumerate(decoded, start=1):
             if skip is not None:
                 batch.skipped.append(skip)
@@ -131,7 +141,9 @@ class Embedder:
     def embed_bytes(self, data: bytes, name: str) -> np.ndarray:
         """One in-memory image (an upload) -> its unit vector (D,), decoded like any file."""
         spec = self.spec
-        pixels = decode_image_bytes(data, name, spec.image_size, spec.color_mode, spec.decoding)
+        pixels = decode_image_bytes(
+            data, name, spec.image_size, spec.color_mode, spec.decoding, self.resize
+        )
         return self.embed_pixels(pixels[np.newaxis])[0]
 
     def _vectors_for(self, pixels: list[np.ndarray]) -> np.ndarray:
@@ -286,6 +298,10 @@ def classifier_embedder(
 def load_embedder(settings: IndexSettings) -> Embedder:
     """The embedder the index options (`--model`, `--image-size`, ... `--decoding`) describe."""
     model, image_size = settings.model, settings.image_size
+    from foldervision.clip.models import is_clip_model
+
+    if is_clip_model(model):
+        return _clip_embedder(settings)
     decoding = settings.decoding or DEFAULT_DECODING
     if model == DEFAULT_MODEL:
         return mobilenetv2_embedder(
@@ -305,3 +321,21 @@ def load_embedder(settings: IndexSettings) -> Embedder:
             "was trained at. Leave --image-size out."
         )
     return classifier_embedder(model, settings.backend, settings.precision, decoding)
+
+
+def _clip_embedder(settings: IndexSettings) -> Embedder:
+    """A CLIP model: its own input size, fp32, on ONNX Runtime (the only way it runs)."""
+    from foldervision.clip.embedder import load_clip_embedder
+
+    fixed = [
+        ("--image-size", settings.image_size is not None),
+        ("--precision", settings.precision != DEFAULT_PRECISION),
+        ("--backend", settings.backend != "onnx"),
+    ]
+    for option, given in fixed:
+        if given:
+            raise ValueError(
+                f"{option} does not apply to {settings.model}: a CLIP model runs at its own "
+                "size, in fp32, on ONNX Runtime. Leave it out."
+            )
+    return load_clip_embedder(settings.model)

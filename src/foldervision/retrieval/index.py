@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +31,22 @@ from foldervision.retrieval.stores import VectorStore, open_store
 
 INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
+CLIP_MODEL_PREFIX = "clip:"
+"""How a CLIP embedder's spec names its model (`foldervision.clip.embedder.clip_spec`)."""
 
 
-def default_index_path(database_folder: str | os.PathLike[str]) -> Path:
-    """`<database>/.foldervision/index.sqlite`: the index travels with the folder it describes."""
-    return Path(database_folder) / INDEX_FOLDER_NAME / INDEX_FILE_NAME
+def default_index_path(
+    database_folder: str | os.PathLike[str], spec: EmbedderSpec | None = None
+) -> Path:
+    """`<database>/.foldervision/index.sqlite`: the index travels with the folder it describes.
+
+    A CLIP model's vectors get their own file beside it (`index.clip-vit-b32.sqlite`), so a
+    folder can be searched by example with the default vectors and by words with CLIP's."""
+    folder = Path(database_folder) / INDEX_FOLDER_NAME
+    if spec is not None and spec.model.startswith(CLIP_MODEL_PREFIX):
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", spec.model.removeprefix(CLIP_MODEL_PREFIX))
+        return folder / f"index.{name}.sqlite"
+    return folder / INDEX_FILE_NAME
 
 
 def follow_index_decoding(settings: IndexSettings, rebuild: bool = False) -> IndexSettings:
@@ -107,7 +119,9 @@ class ImageIndex:
             raise FoldervisionError(
                 f"{database_folder}: not a folder; pass a folder of images as the database."
             )
-        catalogue = Catalogue.open(settings.index_path or default_index_path(database_folder))
+        catalogue = Catalogue.open(
+            settings.index_path or default_index_path(database_folder, spec)
+        )
         try:
             if rebuild:
                 catalogue.clear()

@@ -246,6 +246,12 @@ def ray_embedder(
     Model, image size, backend and precision all come from `settings`, on the driver and on
     every worker; the store's options (its credentials) stay on the driver.
     """
+    from foldervision.clip.models import is_clip_model
+
+    if is_clip_model(settings.model):
+        raise FoldervisionError(
+            f"--ray does not run CLIP models ({settings.model}) yet; index without --ray."
+        )
     connect_ray(address)  # fail now, in one line, if Ray is missing or unreachable
     local = load_embedder(settings)  # resolves the weights and the spec; builds nothing
     factory = functools.partial(load_embedder, settings.without_store())

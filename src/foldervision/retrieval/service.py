@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foldervision.errors import EmptyIndexError, TopKError
+from foldervision.errors import EmptyIndexError, FoldervisionError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder, load_embedder
@@ -126,6 +126,21 @@ class RetrievalService:
                 for path, matches in zip(batch.paths, self._search_vectors(batch.vectors, k)):
                     results.append(QueryResult(str(Path(path)), matches))
         return results, skipped
+
+    def search_texts(self, texts: Sequence[str], k: int = DEFAULT_TOP_K) -> list[QueryResult]:
+        """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
+        embed_texts = getattr(self.embedder, "embed_texts", None)
+        if embed_texts is None:
+            raise FoldervisionError(
+                f"{self.index_path}: made by {self.index.spec.model}, which has no text side; "
+                "index the folder with --model clip-vit-b32 (or clip:FOLDER) to search by words."
+            )
+        self._check_searchable(k)
+        vectors = embed_texts(list(texts))
+        return [
+            QueryResult(text, matches)
+            for text, matches in zip(texts, self._search_vectors(vectors, k))
+        ]
 
     def search_bytes(self, data: bytes, name: str, k: int = DEFAULT_TOP_K) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
