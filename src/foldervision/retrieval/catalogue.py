@@ -137,7 +137,10 @@ class Catalogue:
             raise IndexUnavailableError(f"{path}: cannot read the index ({error}).") from error
         if not indexed:
             connection.close()
-            raise FoldervisionError(f"{path}: not an index of this version of foldervision.")
+            raise FoldervisionError(
+                f"{path}: an index from an older foldervision; run foldervision index on its "
+                "folder once to upgrade it."
+            )
         return cls(path, connection)
 
     def close(self) -> None:

@@ -226,6 +226,8 @@ class ImageIndex:
 
     def _read_missing_metadata(self) -> None:
         """Read the headers of indexed files with no `photos` row yet; their vectors stay."""
+        if self.catalogue.photos.count() == len(self.catalogue):  # the usual case: one count
+            return
         while missing := self.catalogue.photos.missing(METADATA_BATCH):
             rows = [
                 (file_id, read_photo_metadata(self.database_folder / path, mtime_ns))

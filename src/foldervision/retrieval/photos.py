@@ -95,6 +95,9 @@ class PhotoRecords:
             ],
         )
 
+    def count(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+
     def missing(self, limit: int) -> list[tuple[int, str, int]]:
         """Up to `limit` (id, path, mtime_ns) of indexed files with no metadata yet."""
         return self._connection.execute(
