@@ -15,6 +15,13 @@ generator): it opens the catalogue, memory-maps the index file, and times single
 
     python benchmarks/search_scale.py --vectors 100000 [--ann auto|exact|approximate]
         [--source-index /tmp/flowers5_index.sqlite] [--keep DIR] [--json]
+        [--filter-fraction 0.01]
+
+`--filter-fraction F` files a random F of the vectors under `kept/` (the others under
+`synthetic/`) and also times filtered searches as the service runs them: the catalogue turns
+`PhotoFilter(under="kept")` into the matching ids (SQL, timed with each query), the store
+searches only those (`store.search(..., ids=...)`). Recall@4 is against the exact top 4 among
+the kept vectors, computed while writing.
 
 `--cold-search QUERY_IMAGE` then times whole `foldervision search QUERY --database DIR/database
 --index DIR/index.sqlite --no-update -k 4` processes (a first, untimed one exports the ONNX
@@ -59,6 +66,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Last line: one JSON object.")
     parser.add_argument("--cold-search", type=Path, help="Time whole search processes.")
     parser.add_argument("--reuse", action="store_true", help="With --keep: don't build again.")
+    parser.add_argument(
+        "--filter-fraction", type=float, help="Also time searches filtered to this share."
+    )
     parser.add_argument("--search-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--breakdown-only", nargs=2, type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -90,7 +100,9 @@ def main() -> None:
 def run(arguments: argparse.Namespace, folder: Path) -> None:
     generator = VectorSource(arguments.source_index)
     print(f"vectors: {arguments.vectors:,} x {generator.dimension}, {generator.description}")
-    report = build_phase(folder, arguments.vectors, arguments.ann, generator)
+    report = build_phase(
+        folder, arguments.vectors, arguments.ann, generator, arguments.filter_fraction
+    )
     child = subprocess.run(
         [sys.executable, __file__, "--search-only", str(folder)],
         check=True,
@@ -144,7 +156,9 @@ class VectorSource:
         return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> dict:
+def build_phase(
+    folder: Path, count: int, mode: str, source: VectorSource, filter_fraction: float | None
+) -> dict:
     import faiss
 
     from foldervision.retrieval.catalogue import Catalogue, FileState
@@ -157,23 +171,23 @@ def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> di
     catalogue.bind_to(spec)
     store = SQLiteFaissStore(catalogue, spec, ann_mode=mode)
     queries = source.chunk(seed=10**9, count=QUERIES)
-    best_distances = np.full((QUERIES, TOP_K), np.inf, np.float32)
-    best_ids = np.full((QUERIES, TOP_K), -1, np.int64)
+    truth = ExactTopK(queries)
+    kept_truth = ExactTopK(queries)
     start = time.perf_counter()
     for number, offset in enumerate(range(0, count, CHUNK)):
         vectors = source.chunk(seed=number, count=min(CHUNK, count - offset))
+        kept = np.random.default_rng(number).random(len(vectors)) < (filter_fraction or 0.0)
         rows = [
-            (f"synthetic/{offset + row:07d}.jpg", FileState(1000, 0)) for row in range(len(vectors))
+            (f"{'kept' if kept[row] else 'synthetic'}/{offset + row:07d}.jpg", FileState(1000, 0))
+            for row in range(len(vectors))
         ]
         with catalogue.transaction():
             ids = catalogue.record_files(rows)
             store.upsert(ids, vectors)
-        distances, found = faiss.knn(queries, vectors, TOP_K)  # exact ground truth, merged
-        merged_d = np.concatenate([best_distances, distances], axis=1)
-        merged_i = np.concatenate([best_ids, ids[found]], axis=1)
-        order = np.argsort(merged_d, axis=1, kind="stable")[:, :TOP_K]
-        best_distances = np.take_along_axis(merged_d, order, axis=1)
-        best_ids = np.take_along_axis(merged_i, order, axis=1)
+        truth.merge(faiss.knn(queries, vectors, TOP_K), ids)  # exact ground truth
+        if kept.any():
+            kept_truth.merge(faiss.knn(queries, vectors[kept], TOP_K), ids[kept])
+    best_ids = truth.ids
     write_seconds = time.perf_counter() - start
     start = time.perf_counter()
     store.flush()
@@ -183,6 +197,8 @@ def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> di
     catalogue.close()
     np.save(folder / "queries.npy", queries)
     np.save(folder / "truth.npy", best_ids)
+    if filter_fraction:
+        np.save(folder / "truth_filtered.npy", kept_truth.ids)
     return {
         "vectors": count,
         "ann": mode,
@@ -191,6 +207,49 @@ def build_phase(folder: Path, count: int, mode: str, source: VectorSource) -> di
         "build_s": round(build_seconds, 1),
         "disk_mb": round((folder / "index.faiss").stat().st_size / 2**20, 1),
         "sqlite_mb": round((folder / "index.sqlite").stat().st_size / 2**20, 1),
+    }
+
+
+class ExactTopK:
+    """The exact top k of each query over vectors arriving in chunks (merged chunk by chunk)."""
+
+    def __init__(self, queries: np.ndarray) -> None:
+        self.distances = np.full((len(queries), TOP_K), np.inf, np.float32)
+        self.ids = np.full((len(queries), TOP_K), -1, np.int64)
+
+    def merge(self, knn: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> None:
+        distances, found = knn
+        found_ids = np.where(found >= 0, ids[np.maximum(found, 0)], -1)
+        merged_d = np.concatenate([self.distances, distances], axis=1)
+        merged_i = np.concatenate([self.ids, found_ids], axis=1)
+        order = np.argsort(merged_d, axis=1, kind="stable")[:, :TOP_K]
+        self.distances = np.take_along_axis(merged_d, order, axis=1)
+        self.ids = np.take_along_axis(merged_i, order, axis=1)
+
+
+def filtered_search(store, catalogue, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """Single queries as the service runs them with `--under kept`: the catalogue's SQL for the
+    matching ids, then the store's search among them (both timed); recall against `truth`."""
+    from foldervision.retrieval.filters import PhotoFilter
+
+    kept = PhotoFilter(under="kept")
+    ids = catalogue.photos.matching_ids(kept)
+    store.search(queries[:1], TOP_K, ids=ids)  # warm
+    lookup_ms, total_ms, found_rows = [], [], []
+    for query in queries:
+        start = time.perf_counter()
+        ids = catalogue.photos.matching_ids(kept)
+        looked_up = time.perf_counter()
+        _, found = store.search(query[np.newaxis], TOP_K, ids=ids)
+        total_ms.append((time.perf_counter() - start) * 1000)
+        lookup_ms.append((looked_up - start) * 1000)
+        found_rows.append(found[0])
+    return {
+        "filtered_ids": len(ids),
+        "filtered_recall_at_4": round(recall_at_k(np.stack(found_rows), truth), 4),
+        "filtered_ms_per_query": round(float(np.median(total_ms)), 2),
+        "filtered_ms_per_query_p95": round(float(np.percentile(total_ms, 95)), 2),
+        "filtered_id_lookup_ms": round(float(np.median(lookup_ms)), 2),
     }
 
 
@@ -222,6 +281,10 @@ def search_phase(folder: Path) -> None:
     batch_ms = (time.perf_counter() - start) * 1000 / len(queries)
     recall = recall_at_k(np.stack(found_rows), truth)
     sweep = probe_sweep(store, queries, truth) if store.index_kind() == "approximate" else {}
+    filtered = {}
+    filtered_truth = folder / "truth_filtered.npy"
+    if filtered_truth.is_file():
+        filtered = filtered_search(store, catalogue, queries, np.load(filtered_truth))
     print(
         json.dumps(
             {
@@ -233,6 +296,7 @@ def search_phase(folder: Path) -> None:
                 "open_and_first_query_s": round(first_query_s, 2),
                 "probes": getattr(store._index, "nprobe", 0),
                 "probe_sweep": sweep,
+                **filtered,
             }
         )
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from image_fixtures import REPO
+from photo_library import FIXED_FILE_TIME, camera_exif
 from PIL import Image
 from typer.testing import CliRunner
 from user_process import run_cli
@@ -38,6 +39,7 @@ TIMINGS = [
     (re.compile(r"\(\d+\.\d+ ms/image\)"), "(<ms> ms/image)"),
     (re.compile(r"\| \d+ s \| (?:\d+\.\d+|-) \|$", re.MULTILINE), "| <seconds> s | <ms> |"),
     (re.compile(r"-[0-9a-f]{8}_confusion_matrix\.png"), "-<hash>_confusion_matrix.png"),
+    (re.compile(r"updated \d{4}-\d\d-\d\d \d\d:\d\d \S+"), "updated <time>"),
 ]
 
 
@@ -85,16 +87,22 @@ def run_in(workspace: Path, *arguments: str) -> Transcript:
 
 
 def write_photos(folder: Path) -> None:
-    """Three real photos, a smaller re-saved copy of one (a near-duplicate), a broken file."""
+    """Three real photos (two with a camera's EXIF), a smaller re-saved copy of one (a
+    near-duplicate), a broken file; all with one file time, so `info` reads the same dates."""
     import skimage.data
 
     folder.mkdir()
     astronaut = Image.fromarray(skimage.data.astronaut()).resize((160, 160))
-    astronaut.save(folder / "astronaut.jpg", quality=90)
+    astronaut.save(folder / "astronaut.jpg", quality=90, exif=camera_exif(
+        taken="2019:08:10 11:00:00", make="Canon", model="Canon EOS 5D", position=(48.86, 2.29)))
     astronaut.resize((120, 120)).save(folder / "astronaut small.png")
-    Image.fromarray(skimage.data.chelsea()).resize((160, 120)).save(folder / "chelsea.jpg")
+    Image.fromarray(skimage.data.chelsea()).resize((160, 120)).save(
+        folder / "chelsea.jpg", exif=camera_exif(taken="2023:06:02 09:15:00", make="Apple",
+                                                 model="iPhone 12"))
     Image.fromarray(skimage.data.coffee()).resize((160, 120)).save(folder / "coffee.jpg")
     (folder / "broken.jpg").write_bytes((folder / "chelsea.jpg").read_bytes()[:300])
+    for path in folder.iterdir():
+        os.utime(path, (FIXED_FILE_TIME, FIXED_FILE_TIME))
 
 
 def write_labelled(folder: Path, sample_digits: Path) -> None:
@@ -133,6 +141,7 @@ def transcripts(workspace: Path) -> dict[str, Transcript]:
             "images_database", "-k", "3", "--json", *SIZE,
         ],
         "duplicates": ["duplicates", "photos", *SIZE],
+        "info": ["info", "photos"],
         "evaluate-retrieval": ["evaluate-retrieval", "labelled", "-k", "3", *SIZE],
         "evaluate": ["evaluate", "runs/lenet", "labelled"],
         "predict": ["predict", "runs/lenet", *first_digits, "photos/broken.jpg"],
@@ -148,6 +157,7 @@ def transcripts(workspace: Path) -> dict[str, Transcript]:
         "search",
         "search-json",
         "duplicates",
+        "info",
         "evaluate-retrieval",
         "evaluate",
         "predict",
@@ -170,6 +180,7 @@ MISSING_FOLDER_COMMANDS = {
     "duplicates": ["duplicates", "missing"],
     "evaluate-retrieval": ["evaluate-retrieval", "missing"],
     "serve": ["serve", "missing"],
+    "info": ["info", "missing"],
     "evaluate": ["evaluate", "RUN", "missing"],
     "data-mnist": ["data", "mnist", "--out", "digits", "--source", "missing"],
 }

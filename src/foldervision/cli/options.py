@@ -4,6 +4,10 @@
 `@takes_index_settings`: Typer then sees the options below in place of the command's
 `settings` parameter, and the command receives them as one `IndexSettings` (`index_settings`),
 built once. A command keeps its own folder parameter, named `database`.
+
+`search`, `duplicates` and `serve` are also decorated with `@takes_photo_filter`: the filter
+options (`--taken-after`, `--taken-before`, `--camera`, `--under`) arrive as one `PhotoFilter`
+(`retrieval.filters.photo_filter`) in their `photo_filter` parameter.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from foldervision.retrieval.backends import DEFAULT_BACKEND, available_backends
+from foldervision.retrieval.filters import DATE_EXAMPLE, photo_filter
 from foldervision.retrieval.settings import DEFAULT_MODEL, IndexSettings
 from foldervision.retrieval.spec import DEFAULT_PRECISION, PRECISIONS
 from foldervision.retrieval.stores import DEFAULT_STORE, StoreLocation
@@ -133,7 +138,50 @@ def index_settings(
     )
 
 
+TakenAfterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--taken-after",
+        metavar="DATE",
+        help=f"Only photos taken on or after DATE ({DATE_EXAMPLE}), in the camera's local "
+        "time: the EXIF date, else the file's modification time.",
+    ),
+]
+TakenBeforeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--taken-before",
+        metavar="DATE",
+        help="Only photos taken before DATE, not on it: --taken-after 2023-06 --taken-before "
+        "2023-09 is June to August.",
+    ),
+]
+CameraOption = Annotated[
+    str | None,
+    typer.Option(
+        "--camera",
+        metavar="TEXT",
+        help="Only photos whose camera make and model contain TEXT (any case): iphone, "
+        "'canon eos'.",
+    ),
+]
+UnderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--under",
+        metavar="FOLDER",
+        help="Only photos in FOLDER, a subfolder of the database (relative to it, or its path).",
+    ),
+]
+
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
+FILTER_OPTIONS = [
+    inspect.Parameter("taken_after", _KEYWORD, annotation=TakenAfterOption, default=None),
+    inspect.Parameter("taken_before", _KEYWORD, annotation=TakenBeforeOption, default=None),
+    inspect.Parameter("camera", _KEYWORD, annotation=CameraOption, default=None),
+    inspect.Parameter("under", _KEYWORD, annotation=UnderOption, default=None),
+]
+"""The parameters of `photo_filter` after the folder, as Typer is to see them."""
 INDEX_OPTIONS = [
     inspect.Parameter("index", _KEYWORD, annotation=IndexPathOption, default=None),
     inspect.Parameter("model", _KEYWORD, annotation=ModelOption, default=DEFAULT_MODEL),
@@ -150,25 +198,37 @@ INDEX_OPTIONS = [
 """The parameters of `index_settings` after the folder, as Typer is to see them."""
 
 
-def takes_index_settings(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Let Typer see INDEX_OPTIONS where `command` has its `settings` parameter.
+def takes_options(
+    name: str, options: list[inspect.Parameter], build: Callable[..., Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that lets Typer see `options` where a command has its parameter `name`.
 
-    The wrapped command is called with `settings=index_settings(database, **those options)`;
-    its other parameters pass through unchanged (those after `settings` become keyword-only,
-    as the options are: Typer passes every parameter by name).
+    The wrapped command is called with `name=build(database, **those options)`; its other
+    parameters pass through unchanged (those after `name` become keyword-only, as the options
+    are: Typer passes every parameter by name). Decorators made here stack.
     """
-    signature = inspect.signature(command, eval_str=True)
-    names = list(signature.parameters)
-    where = names.index("settings")
-    before = [signature.parameters[name] for name in names[:where]]
-    after = [signature.parameters[name].replace(kind=_KEYWORD) for name in names[where + 1 :]]
 
-    @functools.wraps(command)
-    def run(**arguments: Any) -> Any:
-        options = {parameter.name: arguments.pop(parameter.name) for parameter in INDEX_OPTIONS}
-        return command(**arguments, settings=index_settings(arguments["database"], **options))
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        names = list(signature.parameters)
+        where = names.index(name)
+        before = [signature.parameters[other] for other in names[:where]]
+        after = [signature.parameters[other].replace(kind=_KEYWORD) for other in names[where + 1 :]]
 
-    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*before, *INDEX_OPTIONS, *after]
-    )
-    return run
+        @functools.wraps(command)
+        def run(**arguments: Any) -> Any:
+            values = {parameter.name: arguments.pop(parameter.name) for parameter in options}
+            return command(**arguments, **{name: build(arguments["database"], **values)})
+
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*before, *options, *after]
+        )
+        return run
+
+    return decorate
+
+
+takes_index_settings = takes_options("settings", INDEX_OPTIONS, index_settings)
+"""INDEX_OPTIONS in place of the command's `settings`, which receives one `IndexSettings`."""
+takes_photo_filter = takes_options("photo_filter", FILTER_OPTIONS, photo_filter)
+"""FILTER_OPTIONS in place of the command's `photo_filter`, which receives one `PhotoFilter`."""

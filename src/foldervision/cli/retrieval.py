@@ -23,10 +23,11 @@ from rich.progress import (
 from rich.text import Text
 
 from foldervision.cli.app import app, console, plural
-from foldervision.cli.options import RebuildOption, takes_index_settings
+from foldervision.cli.options import RebuildOption, takes_index_settings, takes_photo_filter
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
+from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import IndexUpdate, follow_index_decoding
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
@@ -63,6 +64,7 @@ def index_command(
 
 
 @app.command("search")
+@takes_photo_filter
 @takes_index_settings
 def search_command(
     query: list[Path] | None = typer.Argument(None, help="Query image file(s)."),
@@ -86,6 +88,7 @@ def search_command(
     ),
     *,
     settings: IndexSettings,
+    photo_filter: PhotoFilter,
     rebuild: RebuildOption = False,
     no_update: bool = typer.Option(
         False,
@@ -94,7 +97,10 @@ def search_command(
         "(that check stats every file: seconds for 10^6 files).",
     ),
 ) -> None:
-    """Find the images of DATABASE nearest to each query (the index is updated first)."""
+    """Find the images of DATABASE nearest to each query (the index is updated first).
+
+    With filters, the nearest among the photos they keep (taken when, by which camera, where).
+    """
     check_top_k(top_k)
     texts = list(text or [])
     query_paths = list(query or [])
@@ -105,10 +111,11 @@ def search_command(
         sheet = sheet or DEFAULT_INTERACTIVE_SHEET
     settings = with_text_model(settings) if texts else settings
     with open_updated_service(settings, rebuild=rebuild, update=not no_update) as service:
-        results = service.search_texts(texts, top_k) if texts else []
+        report_filter(service, photo_filter)
+        results = service.search_texts(texts, top_k, photo_filter) if texts else []
         skipped: list[SkippedFile] = []
         if query_paths:
-            image_results, skipped = service.search_files(query_paths, top_k)
+            image_results, skipped = service.search_files(query_paths, top_k, photo_filter)
             results += image_results
         results = [result.in_folder(service.database) for result in results]
     report_skipped(skipped, "query")
@@ -161,6 +168,7 @@ def evaluate_retrieval_command(
 
 
 @app.command("duplicates")
+@takes_photo_filter
 @takes_index_settings
 def duplicates_command(
     database: Path = typer.Argument(..., help="Folder of images to check for near-duplicates."),
@@ -172,13 +180,23 @@ def duplicates_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group on stdout."),
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
+    sort: str = typer.Option(
+        "path",
+        "--sort",
+        help="Order of the groups: path (by their first file) or taken (newest photo first).",
+    ),
     *,
     settings: IndexSettings,
+    photo_filter: PhotoFilter,
     rebuild: RebuildOption = False,
 ) -> None:
-    """List groups of near-identical images (resized, re-saved, cropped, captioned ...)."""
+    """List groups of near-identical images (resized, re-saved, cropped, captioned ...).
+
+    With filters, only pairs of photos they both keep."""
     with open_updated_service(settings, rebuild=rebuild) as service:
-        groups = [group.in_folder(service.database) for group in service.find_duplicates(threshold)]
+        report_filter(service, photo_filter)
+        found = service.find_duplicates(threshold, photo_filter, sort)
+        groups = [group.in_folder(service.database) for group in found]
     for number, group in enumerate(groups, start=1):
         if as_json:
             print(json.dumps(group.to_dict(), ensure_ascii=False))
@@ -277,6 +295,14 @@ def report_update(update: IndexUpdate) -> None:
             f"indexed {len(update.embedded)} new or changed, removed {len(update.removed)}, "
             f"unchanged {update.unchanged}, skipped {len(update.skipped)}"
         )
+
+
+def report_filter(service: RetrievalService, photo_filter: PhotoFilter) -> None:
+    """How many indexed photos a filter keeps, on stderr (nothing without a filter)."""
+    if photo_filter.is_empty:
+        return
+    kept, total = service.count_files(photo_filter), service.count_files()
+    console.print(f"{kept} of {total} photos: {photo_filter.describe()}", markup=False)
 
 
 def report_skipped(skipped: list[SkippedFile], kind: str) -> None:

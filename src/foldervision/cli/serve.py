@@ -11,14 +11,16 @@ from pathlib import Path
 import typer
 
 from foldervision.cli.app import app, console
-from foldervision.cli.options import takes_index_settings
-from foldervision.cli.retrieval import open_updated_service
+from foldervision.cli.options import takes_index_settings, takes_photo_filter
+from foldervision.cli.retrieval import open_updated_service, report_filter
+from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import check_top_k
 from foldervision.retrieval.settings import IndexSettings
 
 
 @app.command("serve")
+@takes_photo_filter
 @takes_index_settings
 def serve_command(
     database: Path = typer.Argument(..., help="Folder of images to search."),
@@ -35,8 +37,11 @@ def serve_command(
     ),
     *,
     settings: IndexSettings,
+    photo_filter: PhotoFilter,
 ) -> None:
-    """Serve a search page and JSON API for DATABASE (the index is updated first)."""
+    """Serve a search page and JSON API for DATABASE (the index is updated first).
+
+    Filters given here apply to every search that names no filter of its own."""
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
@@ -53,8 +58,11 @@ def serve_command(
     sock = listen(host, port)
     try:
         with open_updated_service(settings) as service:
+            report_filter(service, photo_filter)
             service.warm_up()
-            web_app = create_app(service, queries or default_query_folder(database), top_k)
+            web_app = create_app(
+                service, queries or default_query_folder(database), top_k, photo_filter=photo_filter
+            )
             console.print(
                 f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",
                 markup=False,

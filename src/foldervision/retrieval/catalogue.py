@@ -2,7 +2,8 @@
 
 Table `files` gives every indexed image a stable integer id (kept while the file keeps its
 path, never reused after it is gone), with its path relative to the database folder, size and
-mtime; `skipped` keeps the files that could not be decoded and why; `settings` keeps the
+mtime; `photos` (`retrieval.photos`) each file's capture time, camera, place and displayed
+size; `skipped` keeps the files that could not be decoded and why; `settings` keeps the
 embedder spec the vectors came from. Vectors themselves live in a vector store
 (`retrieval.stores`), keyed by these ids; the default store keeps them in this same file.
 
@@ -30,10 +31,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from foldervision.errors import IndexMismatchError, IndexUnavailableError
+from foldervision.errors import FoldervisionError, IndexMismatchError, IndexUnavailableError
+from foldervision.retrieval.photos import PHOTOS_SCHEMA, PhotoRecords
 from foldervision.retrieval.spec import EmbedderSpec
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+"""3 added `photos`; a catalogue of 2 gains it when opened (its files are read for metadata on
+the next update, not embedded again)."""
 IN_CHUNK = 500
 """Values per `IN (...)` query: SQLite limits the number of parameters of one statement."""
 
@@ -48,7 +52,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL
 );
-"""
+""" + PHOTOS_SCHEMA
 
 
 _MODULUS = 2147483647  # 2^31 - 1: each product of two residues stays below 2^63
@@ -96,6 +100,7 @@ class Catalogue:
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._connection = connection
+        self.photos = PhotoRecords(connection)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Catalogue:
@@ -109,12 +114,34 @@ class Catalogue:
             connection.executescript(_SCHEMA)
             catalogue = cls(path, connection)
             catalogue.track_ids("files")
+            catalogue._record_schema()
         except (OSError, sqlite3.Error) as error:
             raise IndexUnavailableError(
                 f"{path}: cannot open or create the index ({error}); if the file is damaged, "
                 "delete it (it is rebuilt on the next run)"
             ) from error
         return catalogue
+
+    @classmethod
+    def open_read_only(cls, path: str | os.PathLike[str]) -> Catalogue:
+        """Open an existing catalogue to read it, changing nothing (no schema upgrade either:
+        readers check `photos.available()`). One that is not there raises FoldervisionError."""
+        path = Path(path)
+        try:
+            connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'files'")
+            indexed = found.fetchone() is not None
+        except sqlite3.Error as error:
+            raise IndexUnavailableError(f"{path}: cannot read the index ({error}).") from error
+        if not indexed:
+            connection.close()
+            raise FoldervisionError(
+                f"{path}: an index from an older foldervision; run foldervision index on its "
+                "folder once to upgrade it."
+            )
+        return cls(path, connection)
 
     def close(self) -> None:
         self._connection.close()
@@ -238,10 +265,15 @@ class Catalogue:
         value = self.setting("updated_at")
         return float(value) if value else None
 
+    def _record_schema(self) -> None:
+        if self.setting("schema") not in (None, SCHEMA_VERSION):
+            with self.transaction():
+                self.set_setting("schema", SCHEMA_VERSION)
+
     def clear(self) -> None:
         """Forget everything in one transaction, so an interrupted rebuild is still consistent."""
         with self.transaction():
-            for table in ("settings", "files", "skipped"):
+            for table in ("settings", "photos", "files", "skipped"):
                 self._connection.execute(f"DELETE FROM {table}")
 
     # ----------------------------------------------------------------------------------------

@@ -105,14 +105,15 @@ def close_pairs(
     index: ImageIndex,
     threshold: float,
     signatures: dict[int, np.ndarray | None] | None = None,
+    among: np.ndarray | None = None,
 ) -> list[tuple[int, int, float]]:
     """(id_a, id_b, distance), id_a < id_b, for pairs at most `threshold` apart that pass the
     ratio test (or are closer than SURE_DISTANCE), and pairs up to RECHECK_FACTOR x threshold
     whose pictures match pixel by pixel. `signatures` caches `pixel_signature` by id between
-    calls."""
+    calls; `among` (a filter's ids) keeps both files of every pair among those ids."""
     if threshold < 0:
         raise ValueError(f"--threshold must be at least 0, got {threshold}.")
-    ids = index.store.ids()
+    ids = index.store.ids() if among is None else np.intersect1d(among, index.store.ids())
     pairs: dict[tuple[int, int], float] = {}
     recheck: dict[tuple[int, int], float] = {}
     for start in range(0, len(ids), QUERY_CHUNK):
@@ -122,7 +123,7 @@ def close_pairs(
         neighbours = FIRST_NEIGHBOURS
         background = np.full(len(chunk_ids), np.inf)
         while len(pending):
-            distances, found = index.store.search(vectors[pending], neighbours + 1)
+            distances, found = index.store.search(vectors[pending], neighbours + 1, ids=among)
             if neighbours == FIRST_NEIGHBOURS and distances.shape[1] > BACKGROUND_RANK:
                 background[pending] = distances[:, BACKGROUND_RANK]  # column 0 is the query
             for row, query in enumerate(pending):
@@ -188,20 +189,35 @@ def group_pairs(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
     return [sorted(members) for members in groups.values() if len(members) > 1]
 
 
+GROUP_ORDERS = ("path", "taken")
+"""Groups by their first path, or newest first (by the latest capture time among their files)."""
+
+
 def find_duplicates(
-    index: ImageIndex, threshold: float = DEFAULT_THRESHOLD
+    index: ImageIndex,
+    threshold: float = DEFAULT_THRESHOLD,
+    among: np.ndarray | None = None,
+    sort: str = "path",
 ) -> list[DuplicateGroup]:
-    """Groups of near-identical images (paths relative to the database), by first path."""
-    groups = []
-    for members in group_pairs(close_pairs(index, threshold)):
+    """Groups of near-identical images (paths relative to the database), in `sort` order.
+
+    `among` (a filter's ids) looks only at those files: both sides of every pair among them.
+    """
+    if sort not in GROUP_ORDERS:
+        raise ValueError(f"--sort {sort}: choose one of {', '.join(GROUP_ORDERS)}.")
+    found = []
+    for members in group_pairs(close_pairs(index, threshold, among=among)):
         paths = index.catalogue.paths_of(members)
         ordered = sorted(members, key=lambda file_id: paths[file_id])
         vectors = index.store.vectors(np.asarray(ordered, dtype=np.int64))
         distances = np.linalg.norm(vectors - vectors[0], axis=1)
-        groups.append(
-            DuplicateGroup(
-                files=[paths[file_id] for file_id in ordered],
-                distances=[round(float(distance), 6) for distance in distances],
-            )
+        group = DuplicateGroup(
+            files=[paths[file_id] for file_id in ordered],
+            distances=[round(float(distance), 6) for distance in distances],
         )
-    return sorted(groups, key=lambda group: group.files[0])
+        found.append((group, ordered))
+    found.sort(key=lambda pair: pair[0].files[0])
+    if sort == "taken":
+        taken = index.catalogue.photos.taken_of([i for _, members in found for i in members])
+        found.sort(key=lambda pair: max(taken.get(i, "") for i in pair[1]), reverse=True)
+    return [group for group, _ in found]

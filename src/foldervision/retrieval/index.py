@@ -1,8 +1,9 @@
 """A persistent, incremental index of a database folder: a catalogue of files plus a store.
 
 The catalogue (`retrieval.catalogue`, SQLite) records each file's stable id, path, size and
-mtime, the files that could not be decoded, and the embedder spec; the vector store
-(`retrieval.stores`) holds one vector per id. Each batch of files and its vectors is written in
+mtime, its photo metadata (`retrieval.photos`, read from headers as the file is embedded), the
+files that could not be decoded, and the embedder spec; the vector store (`retrieval.stores`)
+holds one vector per id. Each batch of files and its vectors is written in
 one transaction, so an interrupted run keeps what it finished, loses nothing and stores no file
 twice: the next run embeds only what is still missing. On open, ids that only one side knows
 (a crash between an external store's write and the catalogue's commit) are dropped; with the
@@ -25,6 +26,8 @@ from foldervision.errors import FoldervisionError
 from foldervision.images import DECODINGS, SkippedFile, list_image_files
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
+from foldervision.retrieval.filters import PhotoFilter
+from foldervision.retrieval.photo_metadata import PhotoMetadata, read_photo_metadata
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.spec import DEFAULT_DECODING
 from foldervision.retrieval.stores import VectorStore, open_store
@@ -33,6 +36,8 @@ INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
 CLIP_MODEL_PREFIX = "clip:"
 """How a CLIP embedder's spec names its model (`foldervision.clip.embedder.clip_spec`)."""
+METADATA_BATCH = 512
+"""Files read for metadata alone (an index made before `photos` existed) per transaction."""
 
 
 def default_index_path(
@@ -66,6 +71,13 @@ def follow_index_decoding(settings: IndexSettings, rebuild: bool = False) -> Ind
         if stored is not None and stored.decoding in DECODINGS:
             decoding = stored.decoding
     return dataclasses.replace(settings, decoding=decoding)
+
+
+def check_database_folder(folder: Path) -> Path:
+    """The folder, or one line saying it is not one (before anything is created for it)."""
+    if not folder.is_dir():
+        raise FoldervisionError(f"{folder}: not a folder; pass a folder of images as the database.")
+    return folder
 
 
 @dataclass
@@ -114,14 +126,8 @@ class ImageIndex:
 
         The store's `--ann` (in `settings.store_location`) is the store's to remember.
         """
-        database_folder = settings.database
-        if not database_folder.is_dir():
-            raise FoldervisionError(
-                f"{database_folder}: not a folder; pass a folder of images as the database."
-            )
-        catalogue = Catalogue.open(
-            settings.index_path or default_index_path(database_folder, spec)
-        )
+        database_folder = check_database_folder(settings.database)
+        catalogue = Catalogue.open(settings.index_path or default_index_path(database_folder, spec))
         try:
             if rebuild:
                 catalogue.clear()
@@ -185,7 +191,8 @@ class ImageIndex:
         """Bring the index in line with the folder: embed new or changed files, drop deleted ones.
 
         Files whose size and mtime match the index are not read at all; undecodable files are
-        recorded as skipped and retried only once they change.
+        recorded as skipped and retried only once they change. Indexed files without photo
+        metadata (an index from before it was kept) have their headers read, nothing more.
         """
         if embedder.spec != self.spec:
             raise ValueError(f"{self.index_path}: embedder differs from the index's; reopen it.")
@@ -200,11 +207,16 @@ class ImageIndex:
             progress(0, len(to_embed))
         absolute = [self.database_folder / path for path in to_embed]
         for batch in embedder.embed_files(absolute, batch_size):
-            self._store_batch(batch.paths, batch.vectors, batch.skipped, current)
+            metadata = [
+                read_photo_metadata(path, current[self.relative(path)].mtime_ns)
+                for path in batch.paths
+            ]
+            self._store_batch(batch.paths, batch.vectors, metadata, batch.skipped, current)
             update.embedded.extend(self.relative(path) for path in batch.paths)
             update.skipped.extend(batch.skipped)
             if progress is not None:
                 progress(len(update.embedded) + len(update.skipped), len(to_embed))
+        self._read_missing_metadata()
         if update.changed_anything or self.catalogue.updated_at() is None:
             self.catalogue.mark_updated()
         self.store.flush()  # persist the store's search structure
@@ -228,6 +240,7 @@ class ImageIndex:
         self,
         paths: list[Path],
         vectors: np.ndarray,
+        metadata: list[PhotoMetadata],
         skipped: list[SkippedFile],
         states: dict[str, FileState],
     ) -> None:
@@ -239,9 +252,23 @@ class ImageIndex:
         ]
         with self.catalogue.transaction():
             if file_rows:
-                self.store.upsert(self.catalogue.record_files(file_rows), vectors)
+                ids = self.catalogue.record_files(file_rows)
+                self.store.upsert(ids, vectors)
+                self.catalogue.photos.record(list(zip(ids.tolist(), metadata)))
             if skipped_rows:
                 self.store.remove(self.catalogue.record_skipped(skipped_rows))
+
+    def _read_missing_metadata(self) -> None:
+        """Read the headers of indexed files with no `photos` row yet; their vectors stay."""
+        if self.catalogue.photos.count() == len(self.catalogue):  # the usual case: one count
+            return
+        while missing := self.catalogue.photos.missing(METADATA_BATCH):
+            rows = [
+                (file_id, read_photo_metadata(self.database_folder / path, mtime_ns))
+                for file_id, path, mtime_ns in missing
+            ]
+            with self.catalogue.transaction():
+                self.catalogue.photos.record(rows)
 
     # ----------------------------------------------------------------------------------------
     # Reading.
@@ -258,9 +285,23 @@ class ImageIndex:
         ids = self.catalogue.ids_of([relative_path], missing_ok=True)
         return self.store.vectors(ids)[0] if len(ids) else None
 
-    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """For each query, up to k (relative path, Euclidean distance) pairs, nearest first."""
-        distances, ids = self.store.search(np.atleast_2d(query_vectors), k)
+    def matching_ids(self, photo_filter: PhotoFilter | None) -> np.ndarray | None:
+        """The ids a filter keeps (None: no filter, every id)."""
+        if photo_filter is None or photo_filter.is_empty:
+            return None
+        return self.catalogue.photos.matching_ids(photo_filter)
+
+    def search(
+        self, query_vectors: np.ndarray, k: int, photo_filter: PhotoFilter | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """For each query, up to k (relative path, Euclidean distance) pairs, nearest first.
+
+        With a filter, the store searches only the files it keeps: the true top k among them.
+        """
+        ids = self.matching_ids(photo_filter)
+        if ids is not None and not len(ids):
+            return [[] for _ in np.atleast_2d(query_vectors)]
+        distances, ids = self.store.search(np.atleast_2d(query_vectors), k, ids=ids)
         paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
         return [
             [(paths[int(i)], float(d)) for d, i in zip(row_d, row_i) if int(i) in paths]

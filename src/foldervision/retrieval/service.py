@@ -8,6 +8,13 @@ their path relative to the database folder; `QueryResult.in_folder` puts them ba
     with RetrievalService.open(IndexSettings("images_database")) as service:
         service.update()
         results, skipped = service.search_files(["query_images/q1.png"], k=4)
+        summer = photo_filter(service.database, taken_after="2023-06", taken_before="2023-09")
+        results, skipped = service.search_files(["query_images/q1.png"], 4, summer)
+        newest = service.list_files(summer, sort="taken", limit=50)
+
+Every search, duplicate check and listing takes an optional `PhotoFilter`
+(`retrieval.filters`): the catalogue turns it into the matching ids and the store searches
+only those, so a filtered answer is the true top k among the photos it keeps.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from foldervision.errors import EmptyIndexError, FoldervisionError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder, load_embedder
+from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import (
     ImageIndex,
     IndexUpdate,
     ProgressCallback,
     follow_index_decoding,
 )
+from foldervision.retrieval.photos import PhotoEntry
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
 
@@ -114,20 +123,30 @@ class RetrievalService:
     # Searching. Every answer names matches by their path relative to the database folder.
 
     def search_files(
-        self, query_paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_TOP_K
+        self,
+        query_paths: Sequence[str | os.PathLike[str]],
+        k: int = DEFAULT_TOP_K,
+        photo_filter: PhotoFilter | None = None,
     ) -> tuple[list[QueryResult], list[SkippedFile]]:
-        """Embed query files exactly as the database was embedded, then find their neighbours."""
+        """Embed query files exactly as the database was embedded, then find their neighbours
+        (among the photos `photo_filter` keeps, when given)."""
         self._check_searchable(k)
         results: list[QueryResult] = []
         skipped: list[SkippedFile] = []
         for batch in self.embedder.embed_files(list(query_paths)):
             skipped.extend(batch.skipped)
             if batch.paths:
-                for path, matches in zip(batch.paths, self._search_vectors(batch.vectors, k)):
+                answers = self._search_vectors(batch.vectors, k, photo_filter)
+                for path, matches in zip(batch.paths, answers):
                     results.append(QueryResult(str(Path(path)), matches))
         return results, skipped
 
-    def search_texts(self, texts: Sequence[str], k: int = DEFAULT_TOP_K) -> list[QueryResult]:
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        k: int = DEFAULT_TOP_K,
+        photo_filter: PhotoFilter | None = None,
+    ) -> list[QueryResult]:
         """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
         embed_texts = getattr(self.embedder, "embed_texts", None)
         if embed_texts is None:
@@ -139,17 +158,27 @@ class RetrievalService:
         vectors = embed_texts(list(texts))
         return [
             QueryResult(text, matches)
-            for text, matches in zip(texts, self._search_vectors(vectors, k))
+            for text, matches in zip(texts, self._search_vectors(vectors, k, photo_filter))
         ]
 
-    def search_bytes(self, data: bytes, name: str, k: int = DEFAULT_TOP_K) -> QueryResult:
+    def search_bytes(
+        self,
+        data: bytes,
+        name: str,
+        k: int = DEFAULT_TOP_K,
+        photo_filter: PhotoFilter | None = None,
+    ) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
-        return QueryResult(name, self._search_vectors(vector[np.newaxis], k)[0])
+        return QueryResult(name, self._search_vectors(vector[np.newaxis], k, photo_filter)[0])
 
     def search_folder_file(
-        self, relative_path: str, k: int = DEFAULT_TOP_K, folder: Path | None = None
+        self,
+        relative_path: str,
+        k: int = DEFAULT_TOP_K,
+        folder: Path | None = None,
+        photo_filter: PhotoFilter | None = None,
     ) -> QueryResult:
         """Search with a file named by its path relative to `folder` (default: the database).
 
@@ -162,29 +191,62 @@ class RetrievalService:
             with self._lock:
                 vector = self.index.vector_of(relative_path)
             if vector is not None:
-                return QueryResult(relative_path, self._search_vectors(vector, k)[0])
+                matches = self._search_vectors(vector, k, photo_filter)[0]
+                return QueryResult(relative_path, matches)
         try:
             data = ((folder or self.database) / relative_path).read_bytes()
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise ImageLoadError(f"{relative_path}: cannot read ({reason}).") from None
-        return self.search_bytes(data, relative_path, k)
+        return self.search_bytes(data, relative_path, k, photo_filter)
 
-    def sample_files(self, count: int) -> list[str]:
+    def sample_files(self, count: int, photo_filter: PhotoFilter | None = None) -> list[str]:
         """About `count` indexed files spread evenly over the index (relative paths, in path
         order): something to pick a first query from when there is no query folder."""
         with self._lock:
-            paths = [path for _, path in self.index.catalogue.files()]
+            files = self.index.catalogue.files()
+            kept = self.index.matching_ids(photo_filter)
+        if kept is not None:
+            keep = set(kept.tolist())
+            files = [(file_id, path) for file_id, path in files if file_id in keep]
+        paths = [path for _, path in files]
         step = max(1, len(paths) // max(1, count))
         return paths[::step][:count]
 
-    def find_duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
-        """Groups of near-identical images (see `retrieval.duplicates`)."""
+    def list_files(
+        self,
+        photo_filter: PhotoFilter | None = None,
+        sort: str = "taken",
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[PhotoEntry]:
+        """A page of the indexed files the filter keeps, with their metadata: newest first
+        ("taken"; files without metadata last) or by "path". For browsing the library."""
+        with self._lock:
+            return self.index.catalogue.photos.entries(
+                photo_filter or PhotoFilter(), sort, offset, limit
+            )
+
+    def count_files(self, photo_filter: PhotoFilter | None = None) -> int:
+        """How many indexed files the filter keeps (all of them without one)."""
+        with self._lock:
+            kept = self.index.matching_ids(photo_filter)
+            return len(self.index) if kept is None else len(kept)
+
+    def find_duplicates(
+        self,
+        threshold: float | None = None,
+        photo_filter: PhotoFilter | None = None,
+        sort: str = "path",
+    ) -> list[DuplicateGroup]:
+        """Groups of near-identical images among the photos the filter keeps, by first path
+        or newest first (`sort="taken"`; see `retrieval.duplicates`)."""
         from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         with self._lock:
-            return find_duplicates(self.index, threshold)
+            among = self.index.matching_ids(photo_filter)
+            return find_duplicates(self.index, threshold, among=among, sort=sort)
 
     def warm_up(self) -> None:
         """Build and trace the network and load the store now, so the first query does not wait."""
@@ -195,10 +257,12 @@ class RetrievalService:
         if len(self.index):
             self._search_vectors(vector, 1)
 
-    def _search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Match]]:
-        """Ranked matches for each query vector."""
+    def _search_vectors(
+        self, query_vectors: np.ndarray, k: int, photo_filter: PhotoFilter | None = None
+    ) -> list[list[Match]]:
+        """Ranked matches for each query vector, among the photos the filter keeps."""
         with self._lock:
-            neighbours = self.index.search(query_vectors, k)
+            neighbours = self.index.search(query_vectors, k, photo_filter)
         return [
             [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
             for row in neighbours

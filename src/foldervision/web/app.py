@@ -11,6 +11,9 @@ query folder, whose images are not indexed and are embedded on request):
     GET  /api/info                          index size, model, last update
     GET  /api/search?path=REL&root=db&k=4   search with an image of a root
     POST /api/search  (multipart: file, k)  search with an uploaded image
+         both take the photo filters as query parameters: taken_after, taken_before (dates,
+         as --taken-after), camera, under (a folder of the database); none given: the
+         server's own (`serve --camera ...`)
     GET  /images/{root}/REL                 the original file
     GET  /thumbs/{root}/REL                 a cached thumbnail (under the index folder)
 
@@ -31,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from foldervision.errors import EmptyIndexError, FoldervisionError
 from foldervision.images import ImageLoadError
+from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService
 from foldervision.web.files import thumbnail_folder
@@ -61,6 +65,7 @@ def create_app(
     default_k: int = DEFAULT_TOP_K,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     thumbs: Path | None = None,
+    photo_filter: PhotoFilter | None = None,
 ) -> FastAPI:
     """The app over an open (and updated) service; it never writes into the database folder."""
     roots = {DATABASE_ROOT: service.database.resolve()}
@@ -73,6 +78,7 @@ def create_app(
         thumbs=thumbs or thumbnail_folder(service.index_path.resolve()),
         default_k=default_k,
         max_upload_bytes=max_upload_bytes,
+        default_filter=photo_filter or PhotoFilter(),
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(LimitUploadSize, max_bytes=max_upload_bytes, path=SEARCH_PATH)

@@ -4,7 +4,8 @@ Each handler gets the service and the web settings (which folders URLs may name,
 thumbnails go, the default k, the upload limit) through FastAPI dependencies; `create_app`
 puts both on the app. Handlers only check what a URL may reach, call the service and shape the
 answer: the service validates k, searches and says when the index is empty; `web.app` turns
-its errors into one-line JSON answers.
+its errors into one-line JSON answers. Both searches take the photo filters as query
+parameters (`request_filter`), checked by the same `photo_filter` as the command line's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from foldervision.images import ImageLoadError, list_image_files
+from foldervision.retrieval.filters import PhotoFilter, photo_filter
 from foldervision.retrieval.search import QueryResult
 from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
 from foldervision.web.files import resolve_inside, thumbnail
@@ -44,6 +46,8 @@ class WebSettings:
     thumbs: Path
     default_k: int
     max_upload_bytes: int
+    default_filter: PhotoFilter = PhotoFilter()
+    """`serve --camera ...`: the filter of every search that names none of its own."""
 
     def image_of(self, root: str, relative: str) -> Path:
         """The real file a URL names, or 404: nothing outside the roots is ever reached."""
@@ -68,6 +72,31 @@ async def settings_of(request: Request) -> WebSettings:
 
 Service = Annotated[RetrievalService, Depends(service_of)]
 Settings = Annotated[WebSettings, Depends(settings_of)]
+
+
+def request_filter(
+    service: Service,
+    settings: Settings,
+    taken_after: str | None = None,
+    taken_before: str | None = None,
+    camera: str | None = None,
+    under: str | None = None,
+) -> PhotoFilter:
+    """The filter a request names (`?taken_after=2023-06&camera=iphone&under=2023`), checked
+    in one place. A request naming none gets the server's; one naming any gets only its own
+    (`?under=` alone: every photo)."""
+    given = {
+        "taken_after": taken_after,
+        "taken_before": taken_before,
+        "camera": camera,
+        "under": under,
+    }
+    if all(value is None for value in given.values()):
+        return settings.default_filter
+    return photo_filter(service.database, **given)
+
+
+Filter = Annotated[PhotoFilter, Depends(request_filter)]
 
 router = APIRouter()
 
@@ -104,6 +133,7 @@ def api_info(service: Service) -> dict[str, Any]:
 def search_by_path(
     service: Service,
     settings: Settings,
+    photos: Filter,
     path: str,
     root: str = DATABASE_ROOT,
     k: Annotated[int | None, Query()] = None,
@@ -112,7 +142,7 @@ def search_by_path(
     settings.image_of(root, path)  # 404 before anything else for what a URL may not reach
     started = time.perf_counter()
     folder = None if root == DATABASE_ROOT else settings.roots[root]
-    result = service.search_folder_file(path, settings.k_or_default(k), folder)
+    result = service.search_folder_file(path, settings.k_or_default(k), folder, photos)
     return search_response(result, started)
 
 
@@ -120,6 +150,7 @@ def search_by_path(
 def search_upload(
     service: Service,
     settings: Settings,
+    photos: Filter,
     file: Annotated[UploadFile, File()],
     k: Annotated[int | None, Form()] = None,
 ) -> Response:
@@ -128,7 +159,8 @@ def search_upload(
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, too_large_message(settings.max_upload_bytes))
     started = time.perf_counter()
-    result = service.search_bytes(data, upload_name(file.filename), settings.k_or_default(k))
+    k = settings.k_or_default(k)
+    result = service.search_bytes(data, upload_name(file.filename), k, photos)
     return search_response(result, started)
 
 
@@ -184,6 +216,5 @@ def query_strip(service: RetrievalService, settings: WebSettings) -> list[dict[s
             {"root": QUERIES_ROOT, "path": path.relative_to(folder).as_posix()}
             for path in list_image_files(folder)
         ]
-    return [
-        {"root": DATABASE_ROOT, "path": path} for path in service.sample_files(QUERY_STRIP_SIZE)
-    ]
+    sample = service.sample_files(QUERY_STRIP_SIZE, settings.default_filter)
+    return [{"root": DATABASE_ROOT, "path": path} for path in sample]

@@ -1,7 +1,9 @@
 """Where vectors live and how nearest neighbours are found: the stores, their registry, protocol.
 
 A store holds unit vectors keyed by the catalogue's stable integer ids: it adds (or replaces)
-and removes vectors by id, and answers k-nearest-neighbour queries with (distances, ids).
+and removes vectors by id, and answers k-nearest-neighbour queries with (distances, ids),
+over every vector or only over given ids (a filter's matches: FAISS id selectors, a Milvus
+filter expression).
 The catalogue (`retrieval.catalogue`) stays the record of which file has which id, so a store
 never needs to know about paths, and a store that outgrows one machine can be swapped in.
 
@@ -91,8 +93,16 @@ class VectorStore(Protocol):
         """The vectors of these ids, in that order (each id must be present)."""
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Euclidean distances, ids), each (queries, min(k, len)); nearest first."""
+    def search(
+        self, queries: np.ndarray, k: int, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(Euclidean distances, ids), each (queries, min(k, len)); nearest first.
+
+        `ids` (a filter's matching files) restricts the search to those ids, inside the
+        search, so the answer is the top k among them, not a top k with the others dropped;
+        ids without a vector are ignored. Where fewer than k match, the columns left over
+        hold id -1 at distance inf.
+        """
 
     @abstractmethod
     def __len__(self) -> int: ...

@@ -23,12 +23,16 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from foldervision.atomic import atomic_path
 from foldervision.retrieval.stores import ANN_MODES
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.catalogue import Catalogue
+    from foldervision.retrieval.spec import EmbedderSpec
 
 DEFAULT_ANN_MODE = "auto"
 
@@ -112,6 +116,37 @@ def probe_count(lists: int) -> int:
     return min(lists, PROBES)
 
 
+def filtered_probe_count(lists: int, fraction: float) -> int:
+    """Lists to probe when only `fraction` of the vectors match a filter: about as many matching
+    vectors are then scanned as an unfiltered search scans vectors, so the filtered answer is
+    about as good. Every list at 1/64th or less (1024 lists): skipping a non-matching entry
+    costs one bit test, no distance."""
+    return min(lists, math.ceil(probe_count(lists) / max(fraction, 1e-9)))
+
+
+def id_selector(ids: np.ndarray) -> tuple[Any, np.ndarray]:
+    """A FAISS selector of these (non-negative) ids, and the bitmap it points at.
+
+    One bit per id up to the largest (125 KB at 10^6): each scanned vector costs one bit test.
+    FAISS keeps only a pointer, so the caller holds the bitmap until the search returns.
+    """
+    import faiss
+
+    members = np.zeros(int(ids.max()) + 1, dtype=bool)
+    members[ids] = True
+    bitmap = np.packbits(members, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
+
+
+def search_parameters(kind: str, selector: Any, probes: int) -> Any:
+    """FAISS search parameters that scan only the selector's ids (and probe `probes` lists)."""
+    import faiss
+
+    if kind == EXACT:
+        return faiss.SearchParameters(sel=selector)
+    return faiss.SearchParametersIVF(sel=selector, nprobe=probes)
+
+
 def build_index(
     kind: str,
     dimension: int,
@@ -155,6 +190,35 @@ def write_index_file(path: Path, index: Any, info: IndexFileInfo) -> None:
         with open(temporary, "ab") as handle:
             handle.write(trailer)
             handle.write(_TRAILER.pack(len(trailer), _MAGIC))
+
+
+def catalogue_stamp(catalogue: Catalogue, instance: str, fingerprint: str) -> Stamp:
+    """The stamp an index file built from the catalogue as it is now carries."""
+    summary = catalogue.id_summary("vectors")
+    generation = catalogue.store_space("faiss").setting("generation")
+    return Stamp(
+        catalogue=instance,
+        generation=int(generation or 0),
+        count=summary.count if summary else 0,
+        ids_summary=summary_checksum(summary or (0, 0, 0, 0)),
+        fingerprint=fingerprint,
+    )
+
+
+def index_file_state(catalogue: Catalogue, spec: EmbedderSpec) -> dict[str, Any] | None:
+    """The index file beside a catalogue, read without changing anything (`foldervision info`):
+    its kind, lists and probes, and whether it matches the catalogue (if not, the next search
+    rebuilds it). None when there is no index file."""
+    info = read_index_info(catalogue.path.with_suffix(".faiss"))
+    if info is None:
+        return None
+    current = catalogue_stamp(catalogue, catalogue.setting("instance") or "", spec.fingerprint())
+    return {
+        "kind": info.kind,
+        "lists": info.lists,
+        "probes": info.probes,
+        "current": info.stamp == current,
+    }
 
 
 def read_index_info(path: Path) -> IndexFileInfo | None:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 PARALLEL_QUERY_COUNT = 16
 """Fewer queries than this run on one thread: starting OpenMP threads costs more than it saves."""
+EXACT_SUBSET_MAX = 2048
+"""A filtered search of the approximate index that matches at most this many ids computes exact
+distances to just their vectors (read from SQLite): exact, and less work than probing lists for
+so few (a few MB read against a scan of the lists; benchmarks/search_scale.py --filter-fraction)."""
 
 
 class SQLiteFaissStore(VectorStore):
@@ -175,20 +179,67 @@ class SQLiteFaissStore(VectorStore):
             return np.zeros((0, 0), np.float32)
         return np.stack([np.frombuffer(found[i], dtype="<f4") for i in id_list]).astype(np.float32)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
         queries = _as_float32(np.atleast_2d(queries))
         index = self._searchable_index()
+        if ids is not None:
+            return self._search_among(index, queries, k, np.unique(np.asarray(ids, np.int64)))
         k = min(k, int(index.ntotal))
         if k == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            return _no_matches(len(queries))
         candidates = k if self.index_kind() == ann.EXACT else min(int(index.ntotal), 2 * k + 8)
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, ids = index.search(queries, candidates)
         if self.index_kind() == ann.EXACT:
-            return np.sqrt(np.maximum(squared, 0.0)), ids
+            return _euclidean(squared, ids)
         return self._rerank(queries, ids, k)
+
+    def _search_among(
+        self, index: Any, queries: np.ndarray, k: int, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top k among `ids` only, found inside the search (`VectorStore.search`).
+
+        The exact index scans only those ids (a FAISS id selector). The approximate one
+        computes exact distances to the vectors themselves when few match (EXACT_SUBSET_MAX),
+        else probes more lists the fewer match (`ann.filtered_probe_count`) with the selector,
+        then re-ranks its candidates exactly, as an unfiltered search does.
+        """
+        ids = ids[ids >= 0]
+        k = min(k, len(ids), int(index.ntotal))
+        if k == 0:
+            return _no_matches(len(queries))
+        approximate = self.index_kind() == ann.APPROXIMATE
+        if approximate and len(ids) <= EXACT_SUBSET_MAX:
+            return self._exact_among(queries, k, ids)
+        selector, bitmap = ann.id_selector(ids)
+        probes = ann.filtered_probe_count(self._info.lists, len(ids) / int(index.ntotal))
+        parameters = ann.search_parameters(self.index_kind(), selector, probes)
+        candidates = min(len(ids), 2 * k + 8) if approximate else k
+        with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
+            squared, found = index.search(queries, candidates, params=parameters)
+        del bitmap  # FAISS only pointed at it: kept alive until the search was done
+        if not approximate:
+            return _euclidean(squared, found)
+        return self._rerank(queries, found, k)
+
+    def _exact_among(
+        self, queries: np.ndarray, k: int, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances to the stored float32 vectors of `ids` (those that have one)."""
+        import faiss
+
+        query = "SELECT id, vector FROM vectors WHERE id IN ({marks}) ORDER BY id"
+        rows = self._space.select_in(query, [int(i) for i in ids])
+        if not rows:
+            return _no_matches(len(queries))
+        present = np.asarray([row[0] for row in rows], dtype=np.int64)
+        stored = np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows])
+        squared, found = faiss.knn(queries, _as_float32(stored), min(k, len(present)))
+        return _euclidean(squared, np.where(found >= 0, present[np.maximum(found, 0)], -1))
 
     def _rerank(
         self, queries: np.ndarray, candidate_ids: np.ndarray, k: int
@@ -196,7 +247,7 @@ class SQLiteFaissStore(VectorStore):
         """Exact distances from the float32 vectors in SQLite for the approximate candidates."""
         unique_ids = np.unique(candidate_ids[candidate_ids >= 0])
         if not len(unique_ids):
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            return _no_matches(len(queries))
         stored = self.vectors(unique_ids)
         rows = np.searchsorted(unique_ids, np.maximum(candidate_ids, 0))
         rows = np.minimum(rows, max(len(unique_ids) - 1, 0))
@@ -263,13 +314,8 @@ class SQLiteFaissStore(VectorStore):
         return generation
 
     def stamp(self) -> ann.Stamp:
-        summary = self.id_summary()
-        return ann.Stamp(
-            catalogue=self._catalogue.instance_id(),
-            generation=self.generation(),
-            count=summary.count,
-            ids_summary=ann.summary_checksum(summary),
-            fingerprint=self._fingerprint,
+        return ann.catalogue_stamp(
+            self._catalogue, self._catalogue.instance_id(), self._fingerprint
         )
 
     def ann_mode(self) -> str:
@@ -354,6 +400,17 @@ def open_faiss_store(
 
 def _as_float32(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _euclidean(squared: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's squared L2 as distances; a column FAISS could not fill (id -1) at inf."""
+    distances = np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
+    distances[ids < 0] = np.inf
+    return distances, ids
+
+
+def _no_matches(queries: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((queries, 0), np.float32), np.zeros((queries, 0), np.int64)
 
 
 @contextlib.contextmanager

@@ -172,15 +172,24 @@ class MilvusStore(VectorStore):
                 found[int(row["id"])] = row["vector"]
         return np.asarray([found[i] for i in id_list], dtype=np.float32)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """See `VectorStore.search`; `ids` becomes the filter expression `id in [...]`, which
+        Milvus applies inside the search (Milvus Lite reads no expression templates, so the
+        integers are written into the expression)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         count = len(self)
-        k = min(k, count)
+        wanted = None if ids is None else np.unique(np.asarray(ids, np.int64))
+        k = min(k, count, count if wanted is None else len(wanted))
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         self.flush()
+        restriction = {}
+        if wanted is not None:
+            restriction = {"filter": f"id in [{','.join(str(int(i)) for i in wanted)}]"}
         hits = self._client.search(
             self.collection,
             data=queries.tolist(),
@@ -188,6 +197,7 @@ class MilvusStore(VectorStore):
             anns_field="vector",
             output_fields=["id"],
             search_params={"metric_type": "L2", "params": self.search_params},
+            **restriction,
         )
         distances = np.full((len(queries), k), np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
