@@ -27,11 +27,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from foldervision.errors import FoldervisionError, IndexMismatchError, IndexUnavailableError
+from foldervision.retrieval.id_summary import SUMMARY_COLUMNS, SUMMARY_TERMS, IdSummary
 from foldervision.retrieval.photos import PHOTOS_SCHEMA, PhotoRecords
 from foldervision.retrieval.spec import EmbedderSpec
 
@@ -53,37 +54,6 @@ CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL
 );
 """ + PHOTOS_SCHEMA
-
-
-_MODULUS = 2147483647  # 2^31 - 1: each product of two residues stays below 2^63
-_RESIDUE = f"(({{id}} % {_MODULUS}) + {_MODULUS}) % {_MODULUS}"
-_SQUARE = f"(({_RESIDUE} * {_RESIDUE}) % {_MODULUS})"
-_MIXED = f"(({_RESIDUE} * 1103515245 + 12345) % {_MODULUS})"
-_SUMMARY_TERMS = ("1", "{id}", _SQUARE, _MIXED)
-_SUMMARY_COLUMNS = ("count", "total", "squares", "mixed")
-
-
-class IdSummary(NamedTuple):
-    """Count, sum and two hashed sums of a set of ids: equal sets give equal summaries.
-
-    Different sets give different ones except by a coincidence no crash or copy produces
-    (the hashed sums are of id^2 and of an LCG step of id, each modulo 2^31 - 1).
-    """
-
-    count: int
-    total: int
-    squares: int
-    mixed: int
-
-    @classmethod
-    def of(cls, ids: Iterable[int]) -> IdSummary:
-        count = total = squares = mixed = 0
-        for value in ids:
-            residue = int(value) % _MODULUS
-            count, total = count + 1, total + int(value)
-            squares += residue * residue % _MODULUS
-            mixed += (residue * 1103515245 + 12345) % _MODULUS
-        return cls(count, total, squares, mixed)
 
 
 @dataclass(frozen=True)
@@ -164,13 +134,13 @@ class Catalogue:
         with self.transaction():
             self._connection.execute(
                 "CREATE TABLE IF NOT EXISTS id_summaries (name TEXT PRIMARY KEY, "
-                + ", ".join(f"{column} INTEGER NOT NULL" for column in _SUMMARY_COLUMNS)
+                + ", ".join(f"{column} INTEGER NOT NULL" for column in SUMMARY_COLUMNS)
                 + ")"
             )
             for event, sign, row in (("INSERT", "+", "new"), ("DELETE", "-", "old")):
                 changes = ", ".join(
                     f"{column} = {column} {sign} {term.format(id=f'{row}.id')}"
-                    for column, term in zip(_SUMMARY_COLUMNS, _SUMMARY_TERMS)
+                    for column, term in zip(SUMMARY_COLUMNS, SUMMARY_TERMS)
                 )
                 self._connection.execute(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_ids_{event.lower()} AFTER {event} ON "
@@ -178,7 +148,7 @@ class Catalogue:
                 )
             changes = ", ".join(
                 f"{column} = {column} - {term.format(id='old.id')} + {term.format(id='new.id')}"
-                for column, term in zip(_SUMMARY_COLUMNS, _SUMMARY_TERMS)
+                for column, term in zip(SUMMARY_COLUMNS, SUMMARY_TERMS)
             )
             self._connection.execute(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_ids_update AFTER UPDATE OF id ON {table} "
@@ -187,7 +157,7 @@ class Catalogue:
             self._count_ids(table)
 
     def _count_ids(self, table: str) -> None:
-        sums = ", ".join(f"COALESCE(SUM({term.format(id='id')}), 0)" for term in _SUMMARY_TERMS)
+        sums = ", ".join(f"COALESCE(SUM({term.format(id='id')}), 0)" for term in SUMMARY_TERMS)
         self._connection.execute(
             f"INSERT OR REPLACE INTO id_summaries SELECT ?, {sums} FROM {table}", (table,)
         )
@@ -195,7 +165,7 @@ class Catalogue:
     def id_summary(self, table: str = "files") -> IdSummary | None:
         """The summary of `table`'s ids (None if it is not tracked)."""
         row = self._connection.execute(
-            f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM id_summaries WHERE name = ?", (table,)
+            f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM id_summaries WHERE name = ?", (table,)
         ).fetchone()
         return IdSummary(*row) if row else None
 
@@ -279,13 +249,38 @@ class Catalogue:
     # ----------------------------------------------------------------------------------------
     # Files.
 
-    def known_states(self) -> dict[str, FileState]:
-        """Every file the index has seen (embedded or skipped), by relative path."""
-        rows = self._connection.execute(
-            "SELECT path, size, mtime_ns FROM files UNION ALL "
-            "SELECT path, size, mtime_ns FROM skipped"
-        )
+    def known_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
+        """Every file the index has seen (embedded or skipped), by relative path; with `under`,
+        only those paths and the files below them (a path may name a folder)."""
+        if under is None:
+            rows = self._connection.execute(_KNOWN).fetchall()
+        else:
+            rows = [
+                row
+                for path in set(under)
+                for row in self._connection.execute(_KNOWN_UNDER, _path_and_range(path) * 2)
+            ]
         return {path: FileState(size, mtime_ns) for path, size, mtime_ns in rows}
+
+    def move_paths(self, moves: Iterable[tuple[str, str]]) -> np.ndarray:
+        """Give files, or every file below a folder, the paths they were moved to, in order:
+        each keeps its id and vector. Return the ids of the files the moves replaced (to drop
+        from the store). Call inside `transaction()`."""
+        dropped: list[int] = []
+        for source, target in moves:
+            parameters = (target, len(source) + 1, *_path_and_range(source))
+            for table in _TABLES:
+                replaced = f"path IN (SELECT {_MOVED_PATH} FROM {table} WHERE {_AT_OR_BELOW})"
+                if table == "files":
+                    found = self._connection.execute(
+                        f"SELECT id FROM files WHERE {replaced}", parameters
+                    )
+                    dropped.extend(row[0] for row in found)
+                self._connection.execute(f"DELETE FROM {table} WHERE {replaced}", parameters)
+                self._connection.execute(
+                    f"UPDATE {table} SET path = {_MOVED_PATH} WHERE {_AT_OR_BELOW}", parameters
+                )
+        return np.asarray(dropped, dtype=np.int64)
 
     def record_files(self, rows: list[tuple[str, FileState]]) -> np.ndarray:
         """Add or update embedded files; return their ids (an existing path keeps its id).
@@ -350,6 +345,22 @@ class Catalogue:
         if summary is not None:
             return summary.count
         return self._connection.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+
+_TABLES = ("files", "skipped")
+_AT_OR_BELOW = "(path = ? OR (path >= ? AND path < ?))"
+"""A path, and the paths below it as a folder: from "a/b/" up to, not including, "a/b0"."""
+_MOVED_PATH = "? || substr(path, ?)"
+"""A moved path: the target, then what followed the source (nothing, or "/rest")."""
+_KNOWN, _KNOWN_UNDER = (
+    " UNION ALL ".join(f"SELECT path, size, mtime_ns FROM {table}{where}" for table in _TABLES)
+    for where in ("", f" WHERE {_AT_OR_BELOW}")
+)
+
+
+def _path_and_range(path: str) -> tuple[str, str, str]:
+    """The parameters of `_AT_OR_BELOW` for `path` ('0' is the character after '/')."""
+    return path, f"{path}/", f"{path}0"
 
 
 def _migrate_version_1(connection: sqlite3.Connection) -> None:

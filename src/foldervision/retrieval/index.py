@@ -16,14 +16,17 @@ import contextlib
 import dataclasses
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
+from typing import Any
 
 import numpy as np
 
 from foldervision.errors import FoldervisionError
-from foldervision.images import DECODINGS, SkippedFile, list_image_files
+from foldervision.images import DECODINGS, SkippedFile, is_image_file, list_image_files
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
 from foldervision.retrieval.filters import PhotoFilter
@@ -88,10 +91,12 @@ class IndexUpdate:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    """(source, target) of the files or folders given new paths with their vectors kept."""
 
     @property
     def changed_anything(self) -> bool:
-        return bool(self.embedded or self.removed or self.skipped)
+        return bool(self.embedded or self.removed or self.skipped or self.moved)
 
 
 @dataclass
@@ -105,6 +110,9 @@ class IndexedVectors:
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (files done, files to embed) after each batch."""
+Guard = AbstractContextManager[Any]
+"""Held around each read and write of an update (the service's lock: searches wait for it)."""
+UNGUARDED: Guard = contextlib.nullcontext()
 
 
 class ImageIndex:
@@ -187,19 +195,85 @@ class ImageIndex:
         embedder: Embedder,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: ProgressCallback | None = None,
+        *,
+        guard: Guard = UNGUARDED,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IndexUpdate:
         """Bring the index in line with the folder: embed new or changed files, drop deleted ones.
 
         Files whose size and mtime match the index are not read at all; undecodable files are
         recorded as skipped and retried only once they change. Indexed files without photo
         metadata (an index from before it was kept) have their headers read, nothing more.
+        `guard` is held around each read and write of the index but not while files are
+        decoded and embedded, so searches go on meanwhile; `should_stop` is asked after
+        each batch (what is left is done by the next update).
         """
+        self._check_embedder(embedder)
+        current = self.scan_folder()
+        with guard:
+            known = self.catalogue.known_states()
+        update = IndexUpdate()
+        self._apply(embedder, current, known, update, batch_size, progress, guard, should_stop)
+        with guard:
+            self._read_missing_metadata()
+            if update.changed_anything or self.catalogue.updated_at() is None:
+                self.catalogue.mark_updated()
+            self.store.flush()  # persist the store's search structure
+        return update
+
+    def update_paths(
+        self,
+        embedder: Embedder,
+        paths: Iterable[str],
+        moves: Sequence[tuple[str, str]] = (),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        guard: Guard = UNGUARDED,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> IndexUpdate:
+        """Bring only these paths (relative) in line with the folder: what a watcher saw change.
+
+        A path that is an image file is embedded if new or changed; for any other (gone, or a
+        folder) what the index knows at or below it is checked again. `moves` (source, target),
+        in the order they happened, first give the files they moved their new paths, keeping
+        ids and vectors, when the target is still the file the index knew (same size and
+        mtime) or, for a folder, is a folder. The store's file is not rewritten (`flush`).
+        """
+        self._check_embedder(embedder)
+        paths = set(paths)
+        update = IndexUpdate()
+        with guard:
+            update.moved = self._move(moves)
+            known = self.catalogue.known_states(under=paths)
+        current = self.states_of(paths | set(known))
+        self._apply(embedder, current, known, update, batch_size, None, guard, should_stop)
+        if update.changed_anything:
+            with guard:
+                self.catalogue.mark_updated()
+        return update
+
+    def flush(self) -> None:
+        """Write the store's search structure to disk (`update` does; `update_paths` not)."""
+        self.store.flush()
+
+    def _check_embedder(self, embedder: Embedder) -> None:
         if embedder.spec != self.spec:
             raise ValueError(f"{self.index_path}: embedder differs from the index's; reopen it.")
-        current = self.scan_folder()
-        known = self.catalogue.known_states()
-        update = IndexUpdate(removed=sorted(set(known) - set(current)))
-        with self.catalogue.transaction():
+
+    def _apply(
+        self,
+        embedder: Embedder,
+        current: dict[str, FileState],
+        known: dict[str, FileState],
+        update: IndexUpdate,
+        batch_size: int,
+        progress: ProgressCallback | None,
+        guard: Guard,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        """Drop what `known` has and `current` lacks; embed what `current` has that differs."""
+        update.removed = sorted(set(known) - set(current))
+        with guard, self.catalogue.transaction():
             self.store.remove(self.catalogue.remove_paths(update.removed))
         to_embed = [path for path, state in current.items() if known.get(path) != state]
         update.unchanged = len(current) - len(to_embed)
@@ -211,16 +285,31 @@ class ImageIndex:
                 read_photo_metadata(path, current[self.relative(path)].mtime_ns)
                 for path in batch.paths
             ]
-            self._store_batch(batch.paths, batch.vectors, metadata, batch.skipped, current)
+            with guard:
+                self._store_batch(batch.paths, batch.vectors, metadata, batch.skipped, current)
             update.embedded.extend(self.relative(path) for path in batch.paths)
             update.skipped.extend(batch.skipped)
             if progress is not None:
                 progress(len(update.embedded) + len(update.skipped), len(to_embed))
-        self._read_missing_metadata()
-        if update.changed_anything or self.catalogue.updated_at() is None:
-            self.catalogue.mark_updated()
-        self.store.flush()  # persist the store's search structure
-        return update
+            if should_stop is not None and should_stop():
+                break
+
+    def _move(self, moves: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Apply the moves that still describe the folder (see `update_paths`), in one
+        transaction; return them."""
+        applied = []
+        with self.catalogue.transaction():
+            for source, target in moves:
+                known = self.catalogue.known_states(under=[source])
+                if source in known:
+                    moved = self.states_of([target]).get(target) == known[source]
+                else:
+                    moved = bool(known) and self._visible(target)
+                    moved = moved and (self.database_folder / target).is_dir()
+                if moved:
+                    self.store.remove(self.catalogue.move_paths([(source, target)]))
+                    applied.append((source, target))
+        return applied
 
     def scan_folder(self) -> dict[str, FileState]:
         """Image files of the database folder (index files excluded) with their size and mtime."""
@@ -232,6 +321,26 @@ class ImageIndex:
             stat = path.stat()
             states[relative] = FileState(stat.st_size, stat.st_mtime_ns)
         return states
+
+    def states_of(self, paths: Iterable[str]) -> dict[str, FileState]:
+        """Size and mtime of those paths that are image files the index would hold now."""
+        states = {}
+        for relative in paths:
+            path = self.database_folder / relative
+            if not (self._visible(relative) and is_image_file(path)):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:  # gone, or not reachable: not a file to hold
+                continue
+            if S_ISREG(stat.st_mode):
+                states[relative] = FileState(stat.st_size, stat.st_mtime_ns)
+        return states
+
+    @staticmethod
+    def _visible(relative: str) -> bool:
+        """Not hidden: `list_image_files` skips hidden files and folders (the index's own)."""
+        return bool(relative) and not any(part.startswith(".") for part in relative.split("/"))
 
     def relative(self, path: str | os.PathLike[str]) -> str:
         return Path(path).relative_to(self.database_folder).as_posix()

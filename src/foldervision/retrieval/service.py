@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class RetrievalService:
         self.index = index
         self.embedder = embedder
         self._lock = threading.RLock()
+        self._updating = threading.Lock()
 
     @classmethod
     def open(
@@ -99,14 +100,43 @@ class RetrievalService:
         return self.index.index_path
 
     def update(
-        self, progress: ProgressCallback | None = None, embedder: Embedder | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        embedder: Embedder | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IndexUpdate:
         """Embed new or changed files and drop deleted ones; unchanged files are not read.
 
         `embedder` embeds this update instead (e.g. on Ray workers); it has the same spec.
+        Searches go on while files are embedded: the lock is held only to read and write the
+        index (`ImageIndex.update`); one update runs at a time.
         """
+        with self._updating:
+            return self.index.update(
+                embedder or self.embedder,
+                progress=progress,
+                guard=self._lock,
+                should_stop=should_stop,
+            )
+
+    def update_paths(
+        self,
+        paths: Iterable[str],
+        moves: Sequence[tuple[str, str]] = (),
+        should_stop: Callable[[], bool] | None = None,
+    ) -> IndexUpdate:
+        """Bring only these relative paths in line with the folder, moves first: a watcher's
+        batch (`retrieval.watch`; see `ImageIndex.update_paths`)."""
+        with self._updating:
+            return self.index.update_paths(
+                self.embedder, paths, moves, guard=self._lock, should_stop=should_stop
+            )
+
+    def flush(self) -> None:
+        """Write the store's search structure to disk now (`update_paths` leaves it in memory:
+        rewriting it after every photo would cost more than the photo)."""
         with self._lock:
-            return self.index.update(embedder or self.embedder, progress=progress)
+            self.index.flush()
 
     def info(self) -> IndexInfo:
         with self._lock:
