@@ -110,6 +110,14 @@ RebuildOption = Annotated[
     typer.Option("--rebuild", help="Forget the stored vectors (e.g. after changing --model)."),
 ]
 """An action, not a setting: the commands that may rebuild declare it themselves."""
+WatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        help="Keep the index current while running: photos added, changed, renamed, moved or "
+        "deleted are indexed within seconds (files still being copied wait until complete).",
+    ),
+]
 
 
 def index_settings(

@@ -7,8 +7,11 @@ progress, skipped files and prompts go to stderr, so the commands pipe cleanly.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import (
@@ -23,7 +26,12 @@ from rich.progress import (
 from rich.text import Text
 
 from foldervision.cli.app import app, console, plural
-from foldervision.cli.options import RebuildOption, takes_index_settings, takes_photo_filter
+from foldervision.cli.options import (
+    RebuildOption,
+    WatchOption,
+    takes_index_settings,
+    takes_photo_filter,
+)
 from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
@@ -32,6 +40,9 @@ from foldervision.retrieval.index import IndexUpdate, follow_index_decoding
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.settings import IndexSettings
+
+if TYPE_CHECKING:
+    from foldervision.retrieval.watch import FolderWatcher
 
 DEFAULT_QUERY_FOLDER = Path("query_images")
 DEFAULT_INTERACTIVE_SHEET = Path("search_results.png")
@@ -50,8 +61,11 @@ def index_command(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Embed on an existing Ray cluster (e.g. ray://HEAD:10001)."
     ),
+    watch: WatchOption = False,
 ) -> None:
-    """Build or update the search index of a folder (only new or changed files are embedded)."""
+    """Build or update the search index of a folder (only new or changed files are embedded).
+
+    With --watch it then keeps the index current until Ctrl-C."""
     embedder = None
     settings = follow_index_decoding(settings, rebuild)  # the Ray workers decode as the index did
     if ray or ray_address is not None:
@@ -61,6 +75,8 @@ def index_command(
     with open_updated_service(settings, rebuild=rebuild, embedder=embedder) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
+        if watch:
+            watch_until_stopped(service)
 
 
 @app.command("search")
@@ -291,10 +307,42 @@ def _progress_bar() -> Progress:
 def report_update(update: IndexUpdate) -> None:
     report_skipped(update.skipped, "database")
     if update.changed_anything:
+        moved = f", moved {len(update.moved)}" if update.moved else ""
         console.print(
             f"indexed {len(update.embedded)} new or changed, removed {len(update.removed)}, "
-            f"unchanged {update.unchanged}, skipped {len(update.skipped)}"
+            f"unchanged {update.unchanged}, skipped {len(update.skipped)}{moved}"
         )
+
+
+def start_watching(service: RetrievalService) -> FolderWatcher:
+    """Keep the service's index current from now on; each change is reported on stderr."""
+    from foldervision.retrieval.watch import FolderWatcher
+
+    def report_error(error: Exception) -> None:
+        console.print(f"watch: {error} (trying again shortly)", markup=False, soft_wrap=True)
+
+    watcher = FolderWatcher(service, on_update=report_update, on_error=report_error).start()
+    console.print(f"watching {service.database} for changes (Ctrl-C to stop)", markup=False)
+    return watcher
+
+
+def watch_until_stopped(service: RetrievalService) -> None:
+    """`index --watch`: keep the index current until Ctrl-C or SIGTERM, then stop cleanly
+    (the batch in progress is kept; what is left is indexed on the next start)."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    watcher = start_watching(service)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping the watch", markup=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        watcher.stop()
 
 
 def report_filter(service: RetrievalService, photo_filter: PhotoFilter) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import typer
 
 from foldervision.cli.app import app, console
-from foldervision.cli.options import takes_index_settings, takes_photo_filter
-from foldervision.cli.retrieval import open_updated_service, report_filter
+from foldervision.cli.options import WatchOption, takes_index_settings, takes_photo_filter
+from foldervision.cli.retrieval import open_updated_service, report_filter, start_watching
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import check_top_k
@@ -33,15 +33,18 @@ def serve_command(
         None,
         "--queries",
         help="Folder of query images offered on the page. Default: query_images/ beside "
-        "DATABASE when it exists, else a sample of DATABASE.",
+        "DATABASE when it exists.",
     ),
+    watch: WatchOption = False,
     *,
     settings: IndexSettings,
     photo_filter: PhotoFilter,
 ) -> None:
-    """Serve a search page and JSON API for DATABASE (the index is updated first).
+    """Serve a page to browse and search DATABASE, and its JSON API (the index is updated
+    first; with --watch, kept current while serving).
 
-    Filters given here apply to every search that names no filter of its own."""
+    Filters given here are the page's starting filters, and apply to every API request that
+    names no filter of its own."""
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
@@ -61,13 +64,22 @@ def serve_command(
             report_filter(service, photo_filter)
             service.warm_up()
             web_app = create_app(
-                service, queries or default_query_folder(database), top_k, photo_filter=photo_filter
+                service,
+                queries or default_query_folder(database),
+                top_k,
+                photo_filter=photo_filter,
+                watching=watch,
             )
+            watcher = start_watching(service) if watch else None
             console.print(
                 f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",
                 markup=False,
                 soft_wrap=True,
             )
-            run_server(web_app, sock)
+            try:
+                run_server(web_app, sock)
+            finally:
+                if watcher is not None:
+                    watcher.stop()
     finally:
         sock.close()

@@ -66,8 +66,11 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     thumbs: Path | None = None,
     photo_filter: PhotoFilter | None = None,
+    watching: bool = False,
 ) -> FastAPI:
-    """The app over an open (and updated) service; it never writes into the database folder."""
+    """The app over an open (and updated) service; it never writes into the database folder.
+
+    `watching`: a `FolderWatcher` keeps the index current (the page then says so)."""
     roots = {DATABASE_ROOT: service.database.resolve()}
     if query_folder is not None:
         roots[QUERIES_ROOT] = Path(query_folder).resolve()
@@ -79,6 +82,7 @@ def create_app(
         default_k=default_k,
         max_upload_bytes=max_upload_bytes,
         default_filter=photo_filter or PhotoFilter(),
+        watching=watching,
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(LimitUploadSize, max_bytes=max_upload_bytes, path=SEARCH_PATH)
@@ -106,7 +110,8 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
 
 async def empty_index_error(request: Request, error: EmptyIndexError) -> JSONResponse:
     """409: the request is fine, the index is not ready; say how to fill it from here."""
-    return error_response(409, empty_index_message(await service_of(request)))
+    watching = request.app.state.web_settings.watching
+    return error_response(409, empty_index_message(await service_of(request), watching))
 
 
 async def bad_input_error(request: Request, error: ValueError) -> JSONResponse:

@@ -48,6 +48,8 @@ class WebSettings:
     max_upload_bytes: int
     default_filter: PhotoFilter = PhotoFilter()
     """`serve --camera ...`: the filter of every search that names none of its own."""
+    watching: bool = False
+    """`serve --watch`: the index follows the folder while serving."""
 
     def image_of(self, root: str, relative: str) -> Path:
         """The real file a URL names, or 404: nothing outside the roots is ever reached."""
@@ -189,11 +191,13 @@ def search_response(result: QueryResult, started: float) -> JSONResponse:
     return JSONResponse(result.to_dict(), headers={"X-Search-Ms": f"{elapsed_ms:.1f}"})
 
 
-def empty_index_message(service: RetrievalService) -> str:
-    return (
-        f"The index of {service.database} holds no images yet: add images to the folder, then "
-        "restart foldervision serve (it indexes them on start)."
+def empty_index_message(service: RetrievalService, watching: bool = False) -> str:
+    then = (
+        "they appear here within seconds."
+        if watching
+        else "restart foldervision serve (it indexes them on start), or serve with --watch."
     )
+    return f"The index of {service.database} holds no images yet: add images to the folder; {then}"
 
 
 def upload_name(filename: str | None) -> str:
