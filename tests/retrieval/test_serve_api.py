@@ -79,14 +79,17 @@ def test_api_info_says_what_the_index_holds(served, photo_folder: Path, broken_p
     assert "colour-layout" in info["embedder"]
 
 
-def test_without_a_query_folder_the_strip_samples_the_database(photo_folder: Path):
+def test_without_a_query_folder_the_library_is_what_to_pick_from(photo_folder: Path):
     settings = IndexSettings(photo_folder)
     with RetrievalService.open(settings, embedder=colour_layout_embedder()) as service:
         service.update()
         with live_server(create_app(service, default_query_folder(photo_folder))) as url:
             page = httpx.get(url + "/").text
-    assert 'data-root="queries"' not in page
-    assert 'data-root="db" data-path="astronaut.jpg"' in page
+            listed = httpx.get(url + "/api/files", params={"sort": "path"}).json()
+    assert 'data-root="queries"' not in page and 'id="strip"' not in page
+    assert 'id="grid"' in page
+    assert [file["path"] for file in listed["files"]][:2] == ["Coffee.PNG", "ROCKET.BMP"]
+    assert listed["total"] == 7
 
 
 def test_an_empty_database_gets_a_message_not_a_blank_page(tmp_path: Path):

@@ -148,6 +148,16 @@ class PhotoRecords:
             f"ORDER BY COUNT(*) DESC, {positions}"
         ).fetchall()
 
+    def folders(self) -> list[tuple[str, int]]:
+        """(folder, indexed files directly in it) for each folder holding any, in path order;
+        "" is the database folder itself. `rtrim` drops the file name: every character but
+        '/' from the end."""
+        rows = self._connection.execute(
+            "SELECT rtrim(path, replace(path, '/', '')) AS folder, COUNT(*) FROM files "
+            "GROUP BY folder ORDER BY folder"
+        )
+        return [(folder.rstrip("/"), files) for folder, files in rows]
+
     def taken_range(self) -> tuple[str | None, str | None]:
         row = self._connection.execute("SELECT MIN(taken), MAX(taken) FROM photos").fetchone()
         return row[0], row[1]

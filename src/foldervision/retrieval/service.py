@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from foldervision.errors import EmptyIndexError, FoldervisionError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.retrieval.duplicates import DuplicateGroup
-from foldervision.retrieval.embedder import Embedder, load_embedder
+from foldervision.retrieval.embedder import Embedder, EmbedderSpec, load_embedder
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import (
     ImageIndex,
@@ -38,6 +39,7 @@ from foldervision.retrieval.index import (
     ProgressCallback,
     follow_index_decoding,
 )
+from foldervision.retrieval.photo_metadata import camera_name
 from foldervision.retrieval.photos import PhotoEntry
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
@@ -56,6 +58,22 @@ class IndexInfo:
     skipped: int
     embedder: str
     updated_at: float | None
+
+
+@dataclass(frozen=True)
+class LibraryOverview:
+    """What a page browsing the library shows in its header and filter menus."""
+
+    images: int
+    skipped: int
+    taken_first: str | None
+    taken_last: str | None
+    updated_at: float | None
+    spec: EmbedderSpec
+    cameras: list[tuple[str, int]]
+    """(camera name, photos), most photos first: a name is a valid `camera` filter."""
+    folders: list[tuple[str, int]]
+    """(folder, photos at or below it), in path order: each a valid `under` filter."""
 
 
 class RetrievalService:
@@ -147,6 +165,27 @@ class RetrievalService:
                 skipped=len(self.index.catalogue.skipped()),
                 embedder=self.index.spec.describe(),
                 updated_at=self.index.catalogue.updated_at(),
+            )
+
+    def overview(self) -> LibraryOverview:
+        """Counts, capture dates, cameras and folders, from the catalogue alone (no scan)."""
+        with self._lock:
+            catalogue = self.index.catalogue
+            first, last = catalogue.photos.taken_range()
+            cameras: Counter[str] = Counter()
+            for make, model, files in catalogue.photos.counts("make", "model"):
+                name = camera_name(make, model)
+                if name is not None:
+                    cameras[name] += files
+            return LibraryOverview(
+                images=len(self.index),
+                skipped=len(catalogue.skipped()),
+                taken_first=first,
+                taken_last=last,
+                updated_at=catalogue.updated_at(),
+                spec=self.index.spec,
+                cameras=cameras.most_common(),
+                folders=_with_parent_folders(catalogue.photos.folders()),
             )
 
     # ----------------------------------------------------------------------------------------
@@ -311,3 +350,14 @@ def check_top_k(k: int) -> None:
     """The one check of k for every caller: a command checks it before indexing, too."""
     if not 1 <= k <= MAX_TOP_K:
         raise TopKError(f"k must be between 1 and {MAX_TOP_K}, got {k}.")
+
+
+def _with_parent_folders(direct: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(folder, files at or below it) for every folder above a file, from (folder, files
+    directly in it); the database folder itself ("") is left out."""
+    totals: Counter[str] = Counter()
+    for folder, files in direct:
+        parts = folder.split("/") if folder else []
+        for depth in range(1, len(parts) + 1):
+            totals["/".join(parts[:depth])] += files
+    return sorted(totals.items())

@@ -7,19 +7,21 @@
 URLs name a root and a path relative to it: `db` (the database folder) or `queries` (the
 query folder, whose images are not indexed and are embedded on request):
 
-    GET  /                                  the page
+    GET  /                                  the page: browse the library, search it
+    GET  /api/files?offset=&limit=&sort=    a page of the photos, newest first (+ filters)
+    GET  /api/library                       the header's facts, the cameras and folders
     GET  /api/info                          index size, model, last update
     GET  /api/search?path=REL&root=db&k=4   search with an image of a root
     POST /api/search  (multipart: file, k)  search with an uploaded image
-         both take the photo filters as query parameters: taken_after, taken_before (dates,
-         as --taken-after), camera, under (a folder of the database); none given: the
-         server's own (`serve --camera ...`)
+         both, and /api/files, take the photo filters as query parameters: taken_after,
+         taken_before (dates, as --taken-after), camera, under (a folder of the database);
+         none given: the server's own (`serve --camera ...`)
     GET  /images/{root}/REL                 the original file
     GET  /thumbs/{root}/REL                 a cached thumbnail (under the index folder)
 
 Search answers have the shape of `foldervision search --json`, with result paths relative to
-the database folder; every error is {"error": "one line"}. The routes are in `web.routes`,
-the middleware in `web.middleware`; this module assembles them.
+the database folder; every error is {"error": "one line"}. The routes are in `web.routes`
+and `web.library_routes`, the middleware in `web.middleware`; this module assembles them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService
 from foldervision.web.files import thumbnail_folder
+from foldervision.web.library_routes import library_router
 from foldervision.web.middleware import LimitUploadSize, ResponseHeaders, error_response
 from foldervision.web.routes import (
     DATABASE_ROOT,
@@ -90,6 +93,7 @@ def create_app(
     for error_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(error_type, handler)  # type: ignore[arg-type]
     app.include_router(router)
+    app.include_router(library_router)
     return app
 
 

@@ -1,4 +1,6 @@
-"""The page and its JSON API as routes over the retrieval service.
+"""The searches, the files and the info of the JSON API as routes over the retrieval service,
+and what every route shares (web settings, the service, the request's filter, templates); the
+page and browsing are in `web.library_routes`.
 
 Each handler gets the service and the web settings (which folders URLs may name, where
 thumbnails go, the default k, the upload limit) through FastAPI dependencies; `create_app`
@@ -22,18 +24,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
-from foldervision.images import ImageLoadError, list_image_files
+from foldervision.images import ImageLoadError
 from foldervision.retrieval.filters import PhotoFilter, photo_filter
 from foldervision.retrieval.search import QueryResult
-from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
+from foldervision.retrieval.service import RetrievalService
 from foldervision.web.files import resolve_inside, thumbnail
 from foldervision.web.middleware import too_large_message
 
 DATABASE_ROOT = "db"
 QUERIES_ROOT = "queries"
 SEARCH_PATH = "/api/search"
-QUERY_STRIP_SIZE = 12
-"""How many database images the strip offers when there is no query folder."""
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -101,21 +101,6 @@ def request_filter(
 Filter = Annotated[PhotoFilter, Depends(request_filter)]
 
 router = APIRouter()
-
-
-@router.get("/")
-def page(request: Request, service: Service, settings: Settings) -> Response:
-    info = service.info()
-    context = {
-        "info": info,
-        "updated": format_time(info.updated_at),
-        "strip": query_strip(service, settings),
-        "k": settings.default_k,
-        "max_k": MAX_TOP_K,
-        "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
-        "empty_message": empty_index_message(service) if info.images == 0 else None,
-    }
-    return TEMPLATES.TemplateResponse(request, "index.html", context)
 
 
 @router.get("/api/info")
@@ -210,15 +195,3 @@ def format_time(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
     return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
-def query_strip(service: RetrievalService, settings: WebSettings) -> list[dict[str, str]]:
-    """The query folder's images, else an even sample of the database's indexed images."""
-    if QUERIES_ROOT in settings.roots:
-        folder = settings.roots[QUERIES_ROOT]
-        return [
-            {"root": QUERIES_ROOT, "path": path.relative_to(folder).as_posix()}
-            for path in list_image_files(folder)
-        ]
-    sample = service.sample_files(QUERY_STRIP_SIZE, settings.default_filter)
-    return [{"root": DATABASE_ROOT, "path": path} for path in sample]
