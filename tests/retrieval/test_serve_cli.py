@@ -122,3 +122,47 @@ def test_the_listening_socket_sends_small_answers_without_delay():
     with web_server.listen("127.0.0.1", 0) as sock:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert sock.getsockname()[0] == "127.0.0.1"
+
+
+def test_serve_watch_indexes_a_photo_copied_in_while_serving(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`serve --watch`: a photo copied into the folder is counted and searchable without a
+    restart, and the watcher stops with the server."""
+    import shutil
+    import time
+
+    monkeypatch.setattr(
+        retrieval_service, "load_embedder", lambda *a, **k: colour_layout_embedder()
+    )
+    seen: dict = {}
+
+    def serve_and_copy(app: object, sock: socket.socket) -> None:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            thread.join(0.02)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        try:
+            seen["page"] = httpx.get(base + "/", timeout=30).text
+            shutil.copy(database.parent / "query_images" / "q1.png", database / "copied.png")
+            deadline = time.monotonic() + 60
+            while httpx.get(base + "/api/info").json()["images"] == 90:
+                assert time.monotonic() < deadline, "the copied photo was never indexed"
+                time.sleep(0.1)
+            seen["search"] = httpx.get(base + "/api/search", params={"path": "copied.png"}).json()
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    monkeypatch.setattr(web_server, "run_server", serve_and_copy)
+    result = CliRunner().invoke(cli_app, ["serve", str(database), "--port", "0", "--watch"])
+
+    assert result.exit_code == 0, result.output
+    assert f"watching {database} for changes" in result.stderr
+    assert "following the folder" in seen["page"]
+    assert seen["search"]["results"][0]["path"] == "copied.png"
+    assert seen["search"]["results"][0]["distance"] == pytest.approx(0, abs=1e-6)
+    assert "indexed 1 new or changed" in result.stderr
+    assert not any(thread.name == "foldervision-watch" for thread in threading.enumerate())
