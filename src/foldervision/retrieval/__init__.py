@@ -9,8 +9,8 @@
 Rooms: `settings` (what an index is made of, decided once); `embedder` (what a vector means)
 and `backends` (what runs the network); `catalogue` (the files, SQLite) and `stores` (the
 vectors: `stores.faiss` with its index file `stores.ann`, exact or approximate by size, and
-`stores.milvus`); `index` joins them; `service` is what callers use; `evaluate`, `duplicates`
-and `sheet` read results.
+`stores.milvus`); `index` joins them; `service` is what callers use, `watch` keeps it current
+while a folder changes; `evaluate`, `duplicates` and `sheet` read results.
 """
 
 from __future__ import annotations

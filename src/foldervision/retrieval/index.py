@@ -8,6 +8,11 @@ one transaction, so an interrupted run keeps what it finished, loses nothing and
 twice: the next run embeds only what is still missing. On open, ids that only one side knows
 (a crash between an external store's write and the catalogue's commit) are dropped; with the
 default store that check compares two id summaries (`Catalogue.id_summary`), not 10^6 ids.
+
+`update` compares the whole folder with the catalogue; `update_paths` only the paths a
+watcher saw change (`retrieval.watch`), applying moves first so that moved files keep their
+vectors. Both hold a caller's guard (the service's lock) only while they read or write the
+index, never while files are decoded and embedded.
 """
 
 from __future__ import annotations
