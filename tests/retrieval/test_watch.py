@@ -225,6 +225,7 @@ def test_a_failed_update_is_tried_again(watched: Watched, monkeypatch: pytest.Mo
     monkeypatch.setattr(watched.service, "update_paths", fail_once)
     noise_photo(watched.folder / "later.png", seed=42)
     wait_for(lambda: "later.png" in watched.paths(), what="later.png after the retry")
+    assert watched.watcher.wait_until_idle(60)  # its update has been reported, too
     assert failures == ["failed"] and "No space left" in str(errors[0])
     assert watched.embedded()["later.png"] == 1
 
