@@ -175,12 +175,12 @@ class RetrievalService:
         return paths[::step][:count]
 
     def find_duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
-        """Groups of near-identical images (see `retrieval.duplicates`)."""
-        from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+        """Groups of copies of one photo, each with the copy to keep (`retrieval.duplicates`)."""
+        from foldervision.retrieval.duplicates import DuplicateSettings, find_duplicates
 
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        settings = DuplicateSettings() if threshold is None else DuplicateSettings(threshold)
         with self._lock:
-            return find_duplicates(self.index, threshold)
+            return find_duplicates(self.index, settings)
 
     def warm_up(self) -> None:
         """Build and trace the network and load the store now, so the first query does not wait."""
