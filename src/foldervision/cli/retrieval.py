@@ -284,7 +284,8 @@ def duplicates_command(
             print(json.dumps(group.to_dict(), ensure_ascii=False))
             continue
         for path, distance in zip(group.files, group.distances):
-            print(f"{number}\t{distance:.4f}\t{path}")
+            role = "keep" if path == group.keep else "duplicate"
+            print(f"{number}\t{distance:.4f}\t{path}\t{role}")
     files = sum(len(group.files) for group in groups)
     console.print(f"{len(groups)} groups of near-duplicates, {files} files")
     if sheet is not None and groups:
