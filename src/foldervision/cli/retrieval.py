@@ -249,11 +249,23 @@ def duplicates_command(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
-        help="Largest Euclidean distance between unit vectors that counts as a duplicate "
-        "(default 0.5, calibrated on edited flowers5 photos; lower is stricter).",
+        help="Largest Euclidean distance between the global vectors of two copies (default "
+        "0.9; every pair is also checked by its keypoints and pixels; lower is stricter).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group on stdout."),
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
+    move_to: Path | None = typer.Option(
+        None,
+        "--move-to",
+        help="Move every copy but the suggested keeper into this folder (same relative paths), "
+        "with a journal there that `foldervision undo` reads. Nothing is deleted.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With --move-to: print what would move; touch nothing."
+    ),
+    keep_under: list[Path] = typer.Option(
+        [], "--keep-under", help="Never move files under this folder (repeatable)."
+    ),
     index: Path | None = IndexOption,
     model: str = ModelOption,
     image_size: int | None = ImageSizeOption,
@@ -277,8 +289,15 @@ def duplicates_command(
         ann=ann,
         rebuild=rebuild,
     )
+    if dry_run and move_to is None:
+        raise ValueError("--dry-run shows what --move-to FOLDER would move; pass --move-to too.")
     with open_updated_service(choice) as service:
-        groups = [group.in_folder(service.database) for group in service.find_duplicates(threshold)]
+        found = service.find_duplicates(threshold, keep_under)
+        groups = [group.in_folder(service.database) for group in found]
+        if move_to is not None:
+            from foldervision.cli.library import move_duplicates
+
+            return move_duplicates(service, found, move_to, keep_under, dry_run, as_json)
     for number, group in enumerate(groups, start=1):
         if as_json:
             print(json.dumps(group.to_dict(), ensure_ascii=False))
