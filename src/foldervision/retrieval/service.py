@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foldervision.errors import EmptyIndexError, TopKError
+from foldervision.errors import EmptyIndexError, FoldervisionError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
 from foldervision.library.moves import Move
 from foldervision.retrieval.backends import DEFAULT_BACKEND
@@ -32,6 +32,7 @@ from foldervision.retrieval.embedder import (
     load_embedder,
 )
 from foldervision.retrieval.index import ImageIndex, IndexUpdate, ProgressCallback
+from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.stores import DEFAULT_STORE
 
@@ -229,7 +230,7 @@ class RetrievalService:
             try:
                 relative.append(Path(folder).resolve().relative_to(database).as_posix())
             except ValueError:
-                raise ValueError(
+                raise FoldervisionError(
                     f"{folder}: not inside {self.database}; only a folder of it can be kept."
                 ) from None
         return relative
@@ -267,7 +268,7 @@ class RetrievalService:
         with self._lock:
             moves = self.plan_duplicate_moves(groups, destination, keep_under)
             if not moves:
-                raise ValueError("nothing to move: every copy is a keeper or protected.")
+                raise FoldervisionError("nothing to move: every copy is a keeper or protected.")
             journal_path = Path(journal) if journal else new_journal_path(Path(destination))
             run_moves(moves, journal_path)
             self.update()
@@ -281,6 +282,13 @@ class RetrievalService:
             moved_back = undo_moves(Path(journal))
             self.update()
         return moved_back
+
+    def file_facts(self, paths: Sequence[str]) -> list[FileFacts]:
+        """Pixel size, format, bytes, capture time, camera of database files (relative paths),
+        from their headers: what a person compares when choosing the copy to keep."""
+        from foldervision.retrieval.keeper import read_facts
+
+        return [read_facts(self.database, path) for path in paths]
 
 
 def check_top_k(k: int) -> None:

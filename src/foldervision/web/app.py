@@ -12,6 +12,7 @@ query folder, whose images are not indexed and are embedded on request):
     POST /api/search  (multipart: file, k)  search with an uploaded image
     GET  /images/{root}/REL                 the original file
     GET  /thumbs/{root}/REL                 a cached thumbnail (under the index folder)
+    GET  /duplicates                        the duplicates review page (web.duplicates_routes)
 
 Search answers have the shape of `foldervision search --json`, with result paths relative to
 the database folder; every error is {"error": "one line"}. The routes are in `web.routes`,
@@ -32,6 +33,7 @@ from foldervision.errors import EmptyIndexError, FoldervisionError
 from foldervision.images import ImageLoadError
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService
+from foldervision.web.duplicates_routes import router as duplicates_router
 from foldervision.web.files import thumbnail_folder
 from foldervision.web.middleware import LimitUploadSize, ResponseHeaders, error_response
 from foldervision.web.routes import (
@@ -79,6 +81,7 @@ def create_app(
     for error_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(error_type, handler)  # type: ignore[arg-type]
     app.include_router(router)
+    app.include_router(duplicates_router)
     return app
 
 
