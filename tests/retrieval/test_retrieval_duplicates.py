@@ -222,3 +222,39 @@ def test_signature_candidates_propose_turned_and_mirrored_copies(tmp_path: Path)
 
     for number in range(len(copies)):
         assert (100 + number, 100 + len(greys) + number) in pairs
+
+
+def test_signatures_are_decoded_once_until_a_file_changes(
+    planted_folder: tuple[Path, list[list[str]]],
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from foldervision.retrieval import verify
+    from foldervision.retrieval.duplicates import read_signatures
+    from foldervision.retrieval.service import RetrievalService
+
+    folder, _ = planted_folder
+    with RetrievalService.open(folder, tmp_path / "index.sqlite", embedder=embedder) as service:
+        service.update()
+        ids = service.index.store.ids()
+        first_ids, first = read_signatures(service.index, ids)
+        decoded: list[Path] = []
+        real_signature_of_file = verify.signature_of_file
+
+        def counting(path: Path):
+            decoded.append(Path(path))
+            return real_signature_of_file(path)
+
+        monkeypatch.setattr(verify, "signature_of_file", counting)
+        again_ids, again = read_signatures(service.index, ids)
+        assert decoded == [] and np.array_equal(again_ids, first_ids)
+        assert np.array_equal(again, first)
+
+        photo("rocket").rotate(90).save(folder / "rocket.jpg", quality=90)
+        service.update()
+        read_signatures(service.index, service.index.store.ids())
+        assert decoded == [folder / "rocket.jpg"]
+    assert (tmp_path / "index.signatures.sqlite").is_file()

@@ -190,15 +190,26 @@ def signature_candidates(
 def read_signatures(
     index: ImageIndex, ids: np.ndarray, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, signatures) of the files that could be read, in the order of `ids`."""
+    """(ids, signatures) of the files that have one, in the order of `ids`; only files that
+    are new or changed since the last run are decoded (`signature_cache`)."""
+    from foldervision.retrieval.signature_cache import SignatureCache
+
     paths = index.catalogue.paths_of(ids)
+    states = index.catalogue.known_states()
     folder = index.database_folder
-    with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
-        found = list(pool.map(lambda i: verify.signature_of_file(folder / paths[int(i)]), ids))
-    readable = [position for position, sig in enumerate(found) if sig is not None]
-    signatures = np.stack([found[p] for p in readable]).astype(np.float32) if readable else \
-        np.zeros((0, verify.SIGNATURE_SIDE ** 2), np.float32)  # fmt: skip
-    return ids[readable], signatures
+    with SignatureCache.open(index.index_path) as cache:
+        known = cache.lookup(states)
+        missing = [path for path in paths.values() if path not in known]
+        with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+            computed = dict(zip(missing, pool.map(
+                lambda path: verify.signature_of_file(folder / path), missing)))  # fmt: skip
+        cache.store(states, computed)
+    found = {**known, **computed}
+    signatures = [found.get(paths[int(i)]) for i in ids]
+    readable = [position for position, signature in enumerate(signatures) if signature is not None]
+    if not readable:
+        return ids[:0], np.zeros((0, verify.SIGNATURE_SIDE**2), np.float32)
+    return ids[readable], np.stack([signatures[p] for p in readable]).astype(np.float32)
 
 
 def candidate_pairs(index: ImageIndex, threshold: float) -> list[PairEvidence]:
@@ -328,7 +339,9 @@ class DuplicateSearch:
         return [pair for pair in self.pairs if settings.accepts(pair)]
 
 
-def search_pairs(index: ImageIndex, settings: DuplicateSettings, check_all: bool = False):
+def search_pairs(
+    index: ImageIndex, settings: DuplicateSettings, check_all: bool = False
+) -> DuplicateSearch:
     """Propose pairs and check those the settings cannot decide from their distance alone
     (`check_all`: every proposal, to score other settings afterwards)."""
     proposals = candidate_pairs(index, settings.threshold)
