@@ -272,8 +272,9 @@ def report(searches: dict, arguments: argparse.Namespace) -> None:
 
 
 def make_scale_folder(folder: Path, source_folder: Path, count: int) -> None:
-    """Every flowers5 photo, then edited copies of them (random kinds) until `count` files."""
-    sources = list_image_files(source_folder)
+    """Up to half of `count` flowers5 photos (all 4,317 from 8,634 on), then edited copies of
+    them (random kinds, cycling over the photos) until there are `count` files."""
+    sources = list_image_files(source_folder)[: max(1, count // 2)]
     random = np.random.default_rng(7)
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(count):
@@ -312,6 +313,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "images": arguments.scale, "proposals": len(proposals), "checked": len(undecided),
+        "images_in_checked_pairs": len({i for pair in undecided for i in pair}),
         "groups": len(group_pairs(accepted)),
         "propose_seconds": round(proposed - started, 1),
         "check_seconds": round(finished - proposed, 1),
