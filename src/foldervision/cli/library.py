@@ -57,7 +57,8 @@ def move_duplicates(
             print(f"{move.source}\t{move.target}")
     summary = f"{len(groups)} groups of near-duplicates"
     if journal is None:
-        console.print(f"{summary}; would move {len(moves)} files to {destination} (nothing was "
+        verb = "would move" if dry_run else "moved"
+        console.print(f"{summary}; {verb} {len(moves)} files to {destination} (nothing was "
                       "touched)", markup=False, soft_wrap=True)  # fmt: skip
         return
     console.print(f"{summary}; moved {len(moves)} files to {destination}; journal: {journal} "
