@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from typer.testing import CliRunner
 from user_process import run_cli
 
 from foldervision.cli import app
-from foldervision.retrieval.duplicates import PIXEL_MATCH, group_pairs, pixel_signature
+from foldervision.retrieval.duplicates import (
+    DuplicateSettings,
+    PairEvidence,
+    group_pairs,
+    signature_candidates,
+)
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.stores import STORES
 
 SIZE_OPTION = ["--image-size", "96"]
 
 
-def photo(name: str) -> Image.Image:
+def photo(name: str, side: int = 200) -> Image.Image:
     import skimage.data
 
     image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-    image.thumbnail((200, 200))
+    image.thumbnail((side, side))
     return image
 
 
@@ -32,6 +36,19 @@ def with_caption(image: Image.Image) -> Image.Image:
     framed.paste(image, (0, 0))
     ImageDraw.Draw(framed).text((4, image.height + 4), "holiday copy", fill="black")
     return framed
+
+
+def screenshot(image: Image.Image) -> Image.Image:
+    """The photo on a phone screen: dark margins, a status bar with the time, three buttons."""
+    screen = Image.new("RGB", (image.width + 30, image.height + 90), (18, 18, 18))
+    draw = ImageDraw.Draw(screen)
+    draw.text((6, 4), "12:34", fill="white")
+    draw.rectangle((screen.width - 30, 5, screen.width - 8, 14), outline="white", width=2)
+    screen.paste(image, (15, 40))
+    for centre in (screen.width // 4, screen.width // 2, 3 * screen.width // 4):
+        draw.ellipse((centre - 6, screen.height - 30, centre + 6, screen.height - 18),
+                     outline="white")  # fmt: skip
+    return screen
 
 
 @pytest.fixture
@@ -60,6 +77,37 @@ def planted_folder(tmp_path: Path) -> tuple[Path, list[list[str]]]:
     return folder, groups
 
 
+@pytest.fixture
+def hard_folder(tmp_path: Path) -> tuple[Path, list[list[str]]]:
+    """Copies the global vectors alone rank far away: mirrored, turned, grey, a screenshot, a
+    72% crop, JPEG quality 12; and two different photos under one photographer's watermark."""
+    folder = tmp_path / "hard"
+    folder.mkdir()
+    astronaut, chelsea, coffee = photo("astronaut", 320), photo("chelsea", 320), photo("coffee")
+    astronaut.save(folder / "astronaut.jpg", quality=92)
+    ImageOps.mirror(astronaut).save(folder / "astronaut mirrored.jpg", quality=92)
+    astronaut.transpose(Image.Transpose.ROTATE_90).save(folder / "astronaut 90.jpg", quality=92)
+    chelsea.save(folder / "chelsea.jpg", quality=92)
+    chelsea.convert("L").save(folder / "chelsea grey.jpg", quality=92)
+    width, height = chelsea.size
+    chelsea.crop((20, 10, 20 + round(width * 0.72), 10 + round(height * 0.72))).save(
+        folder / "chelsea crop.jpg", quality=92
+    )
+    coffee.save(folder / "coffee.jpg", quality=92)
+    screenshot(coffee).save(folder / "coffee screenshot.png")
+    coffee.save(folder / "coffee q12.jpg", quality=12)
+    for name in ("rocket", "hubble_deep_field"):
+        image = photo(name, 240)
+        ImageDraw.Draw(image).text((10, image.height // 2), "(c) PhotoStudio 2024", fill="white")
+        image.save(folder / f"{name} watermarked.jpg", quality=92)
+    groups = [
+        ["astronaut 90.jpg", "astronaut mirrored.jpg", "astronaut.jpg"],
+        ["chelsea crop.jpg", "chelsea grey.jpg", "chelsea.jpg"],
+        ["coffee q12.jpg", "coffee screenshot.png", "coffee.jpg"],
+    ]
+    return folder, groups
+
+
 def relative(paths: list[str], folder: Path) -> list[str]:
     return [Path(path).relative_to(folder).as_posix() for path in paths]
 
@@ -76,15 +124,28 @@ def test_duplicates_json_lists_exactly_the_planted_groups(
 
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert all(set(line) == {"files", "distances"} for line in lines)
+    assert all(set(line) == {"files", "distances", "keep", "why"} for line in lines)
     assert [relative(line["files"], folder) for line in lines] == planted
     for line in lines:
         assert len(line["distances"]) == len(line["files"]) and line["distances"][0] == 0.0
         assert all(0.0 <= distance < 1.0 for distance in line["distances"])
+        assert line["keep"] in line["files"] and line["why"]
     assert "3 groups" in result.stderr
 
 
-def test_duplicates_text_output_and_sheet(
+def test_hard_copies_are_found_and_a_shared_watermark_is_not_a_duplicate(
+    hard_folder: tuple[Path, list[list[str]]], cli_uses_session_embedder: Embedder
+) -> None:
+    folder, planted = hard_folder
+
+    result = CliRunner().invoke(app, ["duplicates", str(folder), "--json", *SIZE_OPTION])
+
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [relative(line["files"], folder) for line in lines] == planted
+
+
+def test_duplicates_text_output_marks_the_keeper_and_draws_a_sheet(
     planted_folder: tuple[Path, list[list[str]]],
     cli_uses_session_embedder: Embedder,
     tmp_path: Path,
@@ -98,8 +159,14 @@ def test_duplicates_text_output_and_sheet(
 
     assert result.exit_code == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert [int(group) for group, _, _ in rows] == [1, 1, 1, 2, 2, 2, 3, 3]
-    assert relative([path for _, _, path in rows], folder) == [p for g in planted for p in g]
+    assert [int(group) for group, *_ in rows] == [1, 1, 1, 2, 2, 2, 3, 3]
+    assert relative([row[2] for row in rows], folder) == [p for g in planted for p in g]
+    keepers = {row[0]: relative([row[2]], folder)[0] for row in rows if row[3] == "keep"}
+    # The most pixels win (the captioned copy: 200 x 224); among equal ones the less compressed
+    # JPEG (coffee at quality 90, not 40); formats are not compared, so the shorter path decides.
+    assert keepers == {"1": "copies/astronaut captioned.jpg", "2": "chelsea.jpg",
+                       "3": "coffee.jpg"}  # fmt: skip
+    assert {row[3] for row in rows} == {"keep", "duplicate"}
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.height > image.width / 4  # 3 rows
 
@@ -125,28 +192,71 @@ def test_group_pairs_joins_chains_with_union_find() -> None:
     assert group_pairs([]) == []
 
 
-def test_pixel_signatures_match_turned_and_brightened_copies_not_other_photos(
-    tmp_path: Path,
-) -> None:
-    names = ("astronaut", "chelsea", "coffee", "rocket", "camera")
-    signatures = {}
-    for name in names:
-        image = photo(name)
-        image.save(tmp_path / f"{name}.jpg", quality=90)
-        image.rotate(4, resample=Image.BICUBIC, fillcolor=(0, 0, 0)).save(
-            tmp_path / f"{name} turned.jpg", quality=90
-        )
-        ImageEnhance.Brightness(image).enhance(1.3).save(tmp_path / f"{name} bright.jpg")
-        for suffix in ("", " turned", " bright"):
-            signatures[name + suffix] = pixel_signature(tmp_path / f"{name}{suffix}.jpg")
-    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+def test_settings_bound_the_distance_and_ask_the_content_above_the_sure_distance() -> None:
+    settings = DuplicateSettings(threshold=0.9, sure_distance=0.1, min_inliers=5,
+                                 min_inlier_ratio=0.3, min_correlation=0.8)  # fmt: skip
+    matching = PairEvidence(1, 2, 0.5, float("nan"), inliers=20, matches=30, correlation=0.95)
 
-    bright = [signatures[name] @ signatures[f"{name} bright"] for name in names]
-    turned = [signatures[name] @ signatures[f"{name} turned"] for name in names]
-    others = [signatures[a] @ signatures[b] for a, b in itertools.combinations(names, 2)]
-    assert min(bright) >= 0.95  # blind to brightness
-    # Turning 4 degrees costs more on these small (200 px), detailed photos: not all pass,
-    # but every copy stays far above every pair of different photos.
-    assert sum(score >= PIXEL_MATCH for score in turned) >= 3 and min(turned) > 0.5
-    assert max(others) < PIXEL_MATCH / 2
-    assert pixel_signature(tmp_path / "broken.jpg") is None
+    assert settings.accepts(matching)
+    assert not settings.accepts(PairEvidence(1, 2, 0.95, 0.9, 20, 30, 0.95))  # too far
+    assert settings.accepts(PairEvidence(1, 2, 0.05, 0.9))  # sure, nothing else asked
+    assert not settings.accepts(PairEvidence(1, 2, 0.5, 0.9, 4, 5, 0.95))  # too few inliers
+    assert not settings.accepts(PairEvidence(1, 2, 0.5, 0.9, 8, 100, 0.95))  # chance matches
+    assert not settings.accepts(PairEvidence(1, 2, 0.5, 0.9, 20, 30, 0.6))  # pixels differ
+    with pytest.raises(ValueError, match="--threshold must be at least 0"):
+        DuplicateSettings(threshold=-1)
+
+
+def test_signature_candidates_propose_turned_and_mirrored_copies(tmp_path: Path) -> None:
+    import numpy as np
+
+    from foldervision.retrieval.verify import signature
+
+    names = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick")
+    greys = [np.asarray(photo(name).convert("L")) for name in names]
+    copies = [np.rot90(greys[0]), greys[1][:, ::-1], np.rot90(greys[2], 2), np.rot90(greys[3], 3)]
+    signatures = np.stack([signature(grey) for grey in greys + copies]).astype(np.float32)
+    ids = np.arange(100, 100 + len(signatures))
+
+    pairs = signature_candidates(ids, signatures)
+
+    for number in range(len(copies)):
+        assert (100 + number, 100 + len(greys) + number) in pairs
+
+
+def test_signatures_are_decoded_once_until_a_file_changes(
+    planted_folder: tuple[Path, list[list[str]]],
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from foldervision.retrieval import verify
+    from foldervision.retrieval.duplicates import read_signatures
+    from foldervision.retrieval.service import RetrievalService
+    from foldervision.retrieval.settings import IndexSettings
+
+    folder, _ = planted_folder
+    settings = IndexSettings(folder, index_path=tmp_path / "index.sqlite")
+    with RetrievalService.open(settings, embedder=embedder) as service:
+        service.update()
+        ids = service.index.store.ids()
+        first_ids, first = read_signatures(service.index, ids)
+        decoded: list[Path] = []
+        real_signature_of_file = verify.signature_of_file
+
+        def counting(path: Path):
+            decoded.append(Path(path))
+            return real_signature_of_file(path)
+
+        monkeypatch.setattr(verify, "signature_of_file", counting)
+        again_ids, again = read_signatures(service.index, ids)
+        assert decoded == [] and np.array_equal(again_ids, first_ids)
+        assert np.array_equal(again, first)
+
+        photo("rocket").rotate(90).save(folder / "rocket.jpg", quality=90)
+        service.update()
+        read_signatures(service.index, service.index.store.ids())
+        assert decoded == [folder / "rocket.jpg"]
+    assert (tmp_path / "index.signatures.sqlite").is_file()

@@ -191,8 +191,8 @@ def duplicates_command(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
-        help="Largest Euclidean distance between unit vectors that counts as a duplicate "
-        "(default 0.54, calibrated on edited flowers5 photos; lower is stricter).",
+        help="Largest Euclidean distance between the global vectors of two copies (default "
+        "0.9; every pair is also checked by its keypoints and pixels; lower is stricter).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group on stdout."),
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
@@ -201,24 +201,44 @@ def duplicates_command(
         "--sort",
         help="Order of the groups: path (by their first file) or taken (newest photo first).",
     ),
+    move_to: Path | None = typer.Option(
+        None,
+        "--move-to",
+        help="Move every copy but the suggested keeper into this folder (same relative paths), "
+        "with a journal there that `foldervision undo` reads. Nothing is deleted.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With --move-to: print what would move; touch nothing."
+    ),
+    keep_under: list[Path] = typer.Option(
+        [], "--keep-under", help="Never move files under this folder (repeatable)."
+    ),
     *,
     settings: IndexSettings,
     photo_filter: PhotoFilter,
     rebuild: RebuildOption = False,
 ) -> None:
-    """List groups of near-identical images (resized, re-saved, cropped, captioned ...).
+    """Groups of copies of one photo (resized, re-saved, cropped, turned, mirrored ...), each
+    with the copy to keep; `--move-to` moves the others out of the way, journaled.
 
     With filters, only pairs of photos they both keep."""
+    if dry_run and move_to is None:
+        raise ValueError("--dry-run shows what --move-to FOLDER would move; pass --move-to too.")
     with open_updated_service(settings, rebuild=rebuild) as service:
         report_filter(service, photo_filter)
-        found = service.find_duplicates(threshold, photo_filter, sort)
+        found = service.find_duplicates(threshold, photo_filter, sort, keep_under)
         groups = [group.in_folder(service.database) for group in found]
+        if move_to is not None:
+            from foldervision.cli.library import move_duplicates
+
+            return move_duplicates(service, found, move_to, keep_under, dry_run, as_json)
     for number, group in enumerate(groups, start=1):
         if as_json:
             print(json.dumps(group.to_dict(), ensure_ascii=False))
             continue
         for path, distance in zip(group.files, group.distances):
-            print(f"{number}\t{distance:.4f}\t{path}")
+            role = "keep" if path == group.keep else "duplicate"
+            print(f"{number}\t{distance:.4f}\t{path}\t{role}")
     files = sum(len(group.files) for group in groups)
     console.print(f"{plural(len(groups), 'group')} of near-duplicates, {plural(files, 'file')}")
     if sheet is not None and groups:

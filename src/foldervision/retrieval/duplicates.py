@@ -1,174 +1,367 @@
-"""Near-duplicate images: pairs closer than a threshold, grouped with union-find.
+"""Near-duplicate images: candidate pairs that scale, checked by their content, then grouped.
 
-Every indexed vector asks the store for its nearest neighbours (the store's own index, so the
-search scales like `search` does, never an all-pairs loop); a query whose neighbours are all
-under the threshold asks again for twice as many, so a large group is found whole. Pairs
-under the threshold are joined with union-find, so a chain of edits of one photo (resized,
-then cropped, then captioned) forms one group.
+Two cheap searches propose pairs, each image asking only for its own few nearest neighbours
+(so the cost grows with the number of images, never with their pairs):
 
-A pair that misses the threshold or the ratio test but is among a query's first neighbours and
-within RECHECK_FACTOR x the threshold gets a second, pixel-level look (`pixel_signature`): the
-edge maps of the two pictures' centres at 32 x 32, compared by correlation. Turning a photo a
-few degrees or brightening it moves its CNN vector a lot but its coarse edges hardly at all,
-while two different photos of similar flowers have unrelated edges.
+- the global vectors, through the store's own k-NN (what `search` uses): they find resized,
+  re-saved, cropped, captioned, brightened and mirrored copies, and most turned ones;
+- a coarse pixel signature (`verify.signature`: 8 x 8 grey levels of the picture without its
+  uniform margins), searched with FAISS as it is, turned 90 and 180 degrees and mirrored: it
+  finds what the vectors rank far away, grey copies (colour moves a CNN vector a lot) and
+  screenshots (the frame around the photo does too), and any turn. It costs one small decode
+  per image and four searches of 64 numbers; embedding turned copies instead would cost four
+  passes of the network over every image.
 
-The default threshold and the recheck were calibrated on edited flowers5 photos
-(benchmarks/duplicates_quality.py; figures in the README).
+Each proposed pair is then checked by `verify.compare` (keypoints, a geometric fit, the aligned
+pixels) unless its vectors are so close that no pair of different photos was seen there; the
+accepted pairs are joined with union-find, so a chain of edits of one photo forms one group.
+The checking reads only the images that are in a proposed pair, in an order that keeps each
+one's keypoints at hand (a bounded cache), so its cost grows with the number of proposals.
+
+Every threshold (DuplicateSettings) was chosen on the calibration half of edited flowers5
+photos in benchmarks/duplicates_quality.py; the other half reports.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from foldervision.images import ImageLoadError, load_image
+from foldervision.retrieval import verify
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.search import path_in
 
-DEFAULT_THRESHOLD = 0.54
-"""Euclidean distance between unit vectors (0 = same picture, 2 = opposite); best F1 on the
-calibration half of benchmarks/duplicates_quality.py with the ratio test below. With the pixel
-recheck the best there is 0.44 (precision 1.000 vs 0.976, same recall); kept at 0.54 because
-0.44 loses the captioned copy planted in tests/retrieval/test_retrieval_duplicates.py."""
-SURE_DISTANCE = 0.35
-"""Closer than this is a duplicate whatever the neighbourhood (no false pair at <= 0.40)."""
-RATIO = 0.8
-BACKGROUND_RANK = 5
-"""Between SURE_DISTANCE and the threshold, a pair counts only when it is clearly closer than
-the neighbourhood: distance <= RATIO x the distance to either image's BACKGROUND_RANK-th
-neighbour. Similar-looking but different flowers sit in a crowd of equally close neighbours;
-an edited copy stands out from its crowd. Without this test, precision on the calibration half
-fell below 0.9 before recall reached 0.9."""
-FIRST_NEIGHBOURS = 8
+DEFAULT_THRESHOLD = 0.9
+"""Largest distance between the global vectors of two copies (Euclidean, unit vectors: 0 is
+the same picture, 2 opposite). The five settings below are the calibration half's choice:
+the best pair recall at a pair precision of 0.99 or more (benchmarks/duplicates_quality.py)."""
+SURE_DISTANCE = 0.0
+"""Up to this distance a pair is a duplicate without looking at its pixels: only identical
+vectors, since every larger value let in some pair of different photos on the calibration
+half while checking costs no recall."""
+MIN_INLIERS = 5
+"""Keypoint matches that agree on one turn, scale and shift."""
+MIN_INLIER_RATIO = 0.3
+"""Inliers among the ratio-test matches: chance matches between different photos (two roses
+on black) rarely agree on one transform; a copy's mostly do."""
+MIN_CORRELATION = 0.8
+"""Median block correlation of the aligned pixels (verify.aligned_correlation)."""
+
+VECTOR_NEIGHBOURS = 6
+"""Neighbours each image asks the store for; twice as many when all of them are closer than
+EXPAND_DISTANCE, and so on, so that a large group of copies is found whole."""
+EXPAND_DISTANCE = 0.3
+SIGNATURE_NEIGHBOURS = 3
+"""Neighbours each image asks the signature index for, in each of its four orientations."""
+MIN_SIGNATURE_SIMILARITY = 0.6
+"""Signature pairs less alike than this (cosine) are not proposed."""
 QUERY_CHUNK = 2048
-RECHECK_FACTOR = 1.5
-"""Pairs up to this x the threshold (0.81 at the default), among a query's FIRST_NEIGHBOURS
-nearest, that the vectors alone reject are compared pixel by pixel (`pixel_signature`)."""
-PIXEL_MATCH = 0.6
-"""Edge-map correlation from which a rechecked pair is a duplicate. On the calibration half no
-pair of different photos under 0.8 reached 0.53; turned, brighter and captioned copies the
-vectors missed mostly scored 0.6-0.9."""
-SIGNATURE_SIZE = 32
-SIGNATURE_CENTRE = 0.7
-"""The central 70% of each side: leaves out a rotation's black corners and a caption bar."""
+PICTURE_CACHE = 2048
+"""Pictures (reduced pixels and keypoints, about 100 kB each) kept while checking pairs."""
+CHECK_BATCH = 256
+
+
+@dataclass(frozen=True)
+class DuplicateSettings:
+    """When a proposed pair is a duplicate: `threshold` bounds every pair's vector distance;
+    under `sure_distance` nothing else is asked; otherwise its content must match."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    sure_distance: float = SURE_DISTANCE
+    min_inliers: int = MIN_INLIERS
+    min_inlier_ratio: float = MIN_INLIER_RATIO
+    min_correlation: float = MIN_CORRELATION
+
+    def __post_init__(self) -> None:
+        if self.threshold < 0:
+            raise ValueError(f"--threshold must be at least 0, got {self.threshold}.")
+
+    def accepts(self, pair: PairEvidence) -> bool:
+        if pair.distance > self.threshold:
+            return False
+        if pair.distance <= min(self.sure_distance, self.threshold):
+            return True
+        return (
+            pair.inliers >= self.min_inliers
+            and pair.inliers >= self.min_inlier_ratio * pair.matches
+            and pair.correlation >= self.min_correlation
+        )
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """A proposed pair (catalogue ids, first < second) and everything known about it."""
+
+    first: int
+    second: int
+    distance: float
+    """Between the global vectors."""
+    similarity: float
+    """Of the pixel signatures in the best orientation; nan when the vectors proposed it."""
+    inliers: int = 0
+    matches: int = 0
+    correlation: float = 0.0
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files of one group, sorted by path; `distances[i]` is files[i]'s distance to files[0].
+    """Files of one group, sorted by path; `distances[i]` is files[i]'s distance to files[0];
+    `keep` is the suggested copy to keep and `why` says why (`retrieval.keeper`).
 
     Paths are relative to the database folder, like a search's matches."""
 
     files: list[str]
     distances: list[float]
+    keep: str = ""
+    why: str = ""
 
     def in_folder(self, folder: str | os.PathLike[str]) -> DuplicateGroup:
         """The same group with each path under `folder`, as the command line prints it."""
-        return DuplicateGroup([path_in(folder, path) for path in self.files], self.distances)
+        return DuplicateGroup(
+            [path_in(folder, path) for path in self.files],
+            self.distances,
+            path_in(folder, self.keep) if self.keep else "",
+            self.why,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "distances": self.distances}
+        return {"files": self.files, "distances": self.distances, "keep": self.keep,
+                "why": self.why}  # fmt: skip
 
 
-def pixel_signature(path: str | Path) -> np.ndarray | None:
-    """Unit-norm, zero-mean gradient magnitudes of the picture's centre, grey, at 32 x 32.
-
-    Zero mean and unit norm make it blind to brightness and contrast; the coarse grid to a
-    few degrees of rotation, a few percent of crop and re-compression. None if unreadable.
-    """
-    try:
-        grey = load_image(path, (4 * SIGNATURE_SIZE, 4 * SIGNATURE_SIZE), "grayscale")
-    except (ImageLoadError, FileNotFoundError):
-        return None
-    side = grey.shape[0]
-    margin = round(side * (1 - SIGNATURE_CENTRE) / 2)
-    centre = grey[margin : side - margin, margin : side - margin, 0].astype(np.float32)
-    small = _area_resize(centre, SIGNATURE_SIZE + 1)
-    edges = np.hypot(np.diff(small, axis=1)[:-1], np.diff(small, axis=0)[:, :-1]).ravel()
-    edges -= edges.mean()
-    norm = float(np.linalg.norm(edges))
-    return edges / norm if norm > 0 else None
+# --------------------------------------------------------------------------------------------
+# Proposals.
 
 
-def _area_resize(pixels: np.ndarray, size: int) -> np.ndarray:
-    rows = np.linspace(0, pixels.shape[0], size + 1).astype(int)
-    columns = np.linspace(0, pixels.shape[1], size + 1).astype(int)
-    summed = np.add.reduceat(np.add.reduceat(pixels, rows[:-1], axis=0), columns[:-1], axis=1)
-    return summed / np.outer(np.diff(rows), np.diff(columns))
-
-
-def close_pairs(
-    index: ImageIndex,
-    threshold: float,
-    signatures: dict[int, np.ndarray | None] | None = None,
-    among: np.ndarray | None = None,
-) -> list[tuple[int, int, float]]:
-    """(id_a, id_b, distance), id_a < id_b, for pairs at most `threshold` apart that pass the
-    ratio test (or are closer than SURE_DISTANCE), and pairs up to RECHECK_FACTOR x threshold
-    whose pictures match pixel by pixel. `signatures` caches `pixel_signature` by id between
-    calls; `among` (a filter's ids) keeps both files of every pair among those ids."""
-    if threshold < 0:
-        raise ValueError(f"--threshold must be at least 0, got {threshold}.")
-    ids = index.store.ids() if among is None else np.intersect1d(among, index.store.ids())
+def vector_candidates(
+    index: ImageIndex, threshold: float, among: np.ndarray | None = None
+) -> dict[tuple[int, int], float]:
+    """{(id_a, id_b): distance} of each image's nearest neighbours up to `threshold` apart;
+    `among` (a filter's ids) keeps both files of every pair among those ids."""
+    ids = _ids_among(index, among)
     pairs: dict[tuple[int, int], float] = {}
-    recheck: dict[tuple[int, int], float] = {}
     for start in range(0, len(ids), QUERY_CHUNK):
         chunk_ids = ids[start : start + QUERY_CHUNK]
         vectors = index.store.vectors(chunk_ids)
         pending = np.arange(len(chunk_ids))
-        neighbours = FIRST_NEIGHBOURS
-        background = np.full(len(chunk_ids), np.inf)
+        neighbours = VECTOR_NEIGHBOURS
         while len(pending):
             distances, found = index.store.search(vectors[pending], neighbours + 1, ids=among)
-            if neighbours == FIRST_NEIGHBOURS and distances.shape[1] > BACKGROUND_RANK:
-                background[pending] = distances[:, BACKGROUND_RANK]  # column 0 is the query
             for row, query in enumerate(pending):
-                limit = max(
-                    min(threshold, RATIO * background[query]), min(threshold, SURE_DISTANCE)
-                )
                 for distance, other in zip(distances[row], found[row]):
-                    if other < 0 or other == chunk_ids[query]:
-                        continue
-                    key = tuple(sorted((int(chunk_ids[query]), int(other))))
-                    if distance <= limit:
+                    if other >= 0 and other != chunk_ids[query] and distance <= threshold:
+                        key = _key(int(chunk_ids[query]), int(other))
                         pairs[key] = min(float(distance), pairs.get(key, np.inf))
-                    elif distance <= threshold * RECHECK_FACTOR:
-                        recheck[key] = float(distance)
-            limits = np.maximum(
-                np.minimum(threshold, RATIO * background[pending]), min(threshold, SURE_DISTANCE)
-            )
-            saturated = (distances[:, -1] <= limits) & (distances.shape[1] == neighbours + 1)
-            more_exist = neighbours + 1 < len(ids)
-            pending = pending[saturated] if more_exist else pending[:0]
+            close = distances[:, -1] <= min(threshold, EXPAND_DISTANCE)
+            full = distances.shape[1] == neighbours + 1 and neighbours + 1 < len(ids)
+            pending = pending[close] if full else pending[:0]
             neighbours *= 2
-    pairs.update(_pixel_matches(index, recheck.keys() - pairs.keys(), recheck, signatures))
-    return [(a, b, distance) for (a, b), distance in sorted(pairs.items())]
+    return pairs
 
 
-def _pixel_matches(
-    index: ImageIndex,
-    keys: set[tuple[int, int]],
-    distances: dict[tuple[int, int], float],
-    signatures: dict[int, np.ndarray | None] | None,
+def signature_candidates(
+    ids: np.ndarray, signatures: np.ndarray
 ) -> dict[tuple[int, int], float]:
-    """The candidate pairs whose pixel signatures correlate at least PIXEL_MATCH."""
-    signatures = {} if signatures is None else signatures
-    wanted = sorted({file_id for key in keys for file_id in key} - signatures.keys())
-    for file_id, path in index.catalogue.paths_of(wanted).items():
-        signatures[file_id] = pixel_signature(index.database_folder / path)
-    matches = {}
-    for a, b in keys:
-        first, second = signatures.get(a), signatures.get(b)
-        if first is not None and second is not None and float(first @ second) >= PIXEL_MATCH:
-            matches[(a, b)] = distances[(a, b)]
-    return matches
+    """{(id_a, id_b): similarity} of each signature's nearest, in four orientations."""
+    import faiss
+
+    if len(ids) < 2:
+        return {}
+    search = faiss.IndexFlatIP(signatures.shape[1])
+    search.add(signatures)
+    pairs: dict[tuple[int, int], float] = {}
+    queries = {"as it is": signatures, **verify.turned_signatures(signatures)}
+    for turned in queries.values():
+        similarities, found = search.search(turned, min(len(ids), SIGNATURE_NEIGHBOURS + 1))
+        for row, (scores, others) in enumerate(zip(similarities, found)):
+            for similarity, other in zip(scores, others):
+                if other < 0 or other == row or similarity < MIN_SIGNATURE_SIMILARITY:
+                    continue
+                key = _key(int(ids[row]), int(ids[other]))
+                pairs[key] = max(float(similarity), pairs.get(key, -1.0))
+    return pairs
 
 
-def group_pairs(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
+def read_signatures(
+    index: ImageIndex, ids: np.ndarray, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, signatures) of the files that have one, in the order of `ids`; only files that
+    are new or changed since the last run are decoded (`signature_cache`)."""
+    from foldervision.retrieval.signature_cache import SignatureCache
+
+    paths = index.catalogue.paths_of(ids)
+    states = index.catalogue.known_states()
+    folder = index.database_folder
+    with SignatureCache.open(index.index_path) as cache:
+        known = cache.lookup(states)
+        missing = [path for path in paths.values() if path not in known]
+        with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+            computed = dict(zip(missing, pool.map(
+                lambda path: verify.signature_of_file(folder / path), missing)))  # fmt: skip
+        cache.store(states, computed)
+    found = {**known, **computed}
+    signatures = [found.get(paths[int(i)]) for i in ids]
+    readable = [position for position, signature in enumerate(signatures) if signature is not None]
+    if not readable:
+        return ids[:0], np.zeros((0, verify.SIGNATURE_SIDE**2), np.float32)
+    return ids[readable], np.stack([signatures[p] for p in readable]).astype(np.float32)
+
+
+def candidate_pairs(
+    index: ImageIndex, threshold: float, among: np.ndarray | None = None
+) -> list[PairEvidence]:
+    """Pairs proposed by the vectors or the signatures, with their vector distance."""
+    by_vector = vector_candidates(index, threshold, among)
+    by_signature = signature_candidates(*read_signatures(index, _ids_among(index, among)))
+    keys = sorted(by_vector.keys() | by_signature.keys())
+    distances = _vector_distances(index, [key for key in keys if key not in by_vector])
+    return [
+        PairEvidence(a, b, by_vector.get((a, b), distances.get((a, b), np.inf)),
+                     by_signature.get((a, b), float("nan")))  # fmt: skip
+        for a, b in keys
+    ]
+
+
+def _vector_distances(
+    index: ImageIndex, keys: list[tuple[int, int]]
+) -> dict[tuple[int, int], float]:
+    distances = {}
+    for start in range(0, len(keys), QUERY_CHUNK):
+        chunk = keys[start : start + QUERY_CHUNK]
+        ids = np.unique(np.asarray(chunk, dtype=np.int64).ravel())
+        vectors = dict(zip(ids.tolist(), index.store.vectors(ids)))
+        for a, b in chunk:
+            distances[(a, b)] = float(np.linalg.norm(vectors[a] - vectors[b]))
+    return distances
+
+
+# --------------------------------------------------------------------------------------------
+# Checking.
+
+
+def check_pairs(
+    index: ImageIndex,
+    pairs: list[PairEvidence],
+    needs_check: Callable[[PairEvidence], bool] = lambda pair: True,
+    workers: int | None = None,
+) -> list[PairEvidence]:
+    """The pairs with their content compared (those `needs_check` accepts), same order."""
+    import cv2
+
+    cv2.setNumThreads(1)  # the threads below already use every core
+    paths = index.catalogue.paths_of({i for pair in pairs for i in (pair.first, pair.second)})
+    pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE)
+    checked: dict[tuple[int, int], PairEvidence] = {}
+    order = [pair for pair in _locality_order(pairs) if needs_check(pair)]
+    with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+        for start in range(0, len(order), CHECK_BATCH):
+            batch = order[start : start + CHECK_BATCH]
+            pictures.load({i for pair in batch for i in (pair.first, pair.second)}, pool)
+            for pair, evidence in zip(batch, pool.map(pictures.compare, batch)):
+                checked[(pair.first, pair.second)] = evidence
+    return [checked.get((pair.first, pair.second), pair) for pair in pairs]
+
+
+class PictureCache:
+    """Pictures by id, the least recently used dropped beyond `size` (keypoints of 10^5 images
+    do not fit in memory; those of a neighbourhood do)."""
+
+    def __init__(self, folder: Path, paths: dict[int, str], size: int) -> None:
+        self.folder, self.paths, self.size = folder, paths, size
+        self._pictures: OrderedDict[int, verify.Picture | None] = OrderedDict()
+        self.reads = 0
+        """Files read so far: with a good order, close to the number of distinct images."""
+
+    def load(self, ids: Iterable[int], pool: ThreadPoolExecutor) -> None:
+        wanted = [i for i in ids if i not in self._pictures]
+        self.reads += len(wanted)
+        for i, picture in zip(wanted, pool.map(self._read, wanted)):
+            self._pictures[i] = picture
+        for i in ids:
+            self._pictures.move_to_end(i)
+        while len(self._pictures) > max(self.size, CHECK_BATCH * 2):
+            self._pictures.popitem(last=False)
+
+    def _read(self, file_id: int) -> verify.Picture | None:
+        return verify.read_picture(self.folder / self.paths[file_id])
+
+    def compare(self, pair: PairEvidence) -> PairEvidence:
+        first, second = self._pictures.get(pair.first), self._pictures.get(pair.second)
+        if first is None or second is None:
+            return pair
+        evidence = verify.compare(first, second)
+        return replace(pair, inliers=evidence.inliers, matches=evidence.matches,
+                       correlation=evidence.correlation, mirrored=evidence.mirrored)  # fmt: skip
+
+
+def _locality_order(pairs: list[PairEvidence]) -> list[PairEvidence]:
+    """Pairs in breadth-first order of the graph they make, each when its later image comes:
+    neighbouring pairs share images, so a picture is read once and reused from the cache."""
+    neighbours: dict[int, list[int]] = {}
+    for pair in pairs:
+        neighbours.setdefault(pair.first, []).append(pair.second)
+        neighbours.setdefault(pair.second, []).append(pair.first)
+    rank: dict[int, int] = {}
+    for start in sorted(neighbours):
+        if start in rank:
+            continue
+        rank[start] = len(rank)
+        queue = deque([start])
+        while queue:
+            for other in neighbours[queue.popleft()]:
+                if other not in rank:
+                    rank[other] = len(rank)
+                    queue.append(other)
+
+    def position(pair: PairEvidence) -> tuple[int, int]:
+        first, second = sorted((rank[pair.first], rank[pair.second]))
+        return second, first
+
+    return sorted(pairs, key=position)
+
+
+# --------------------------------------------------------------------------------------------
+# Deciding and grouping.
+
+
+@dataclass
+class DuplicateSearch:
+    """One run's proposals and verdicts, kept so a benchmark can score other thresholds."""
+
+    settings: DuplicateSettings
+    pairs: list[PairEvidence] = field(default_factory=list)
+
+    def accepted(self, settings: DuplicateSettings | None = None) -> list[PairEvidence]:
+        settings = settings or self.settings
+        return [pair for pair in self.pairs if settings.accepts(pair)]
+
+
+def search_pairs(
+    index: ImageIndex,
+    settings: DuplicateSettings,
+    check_all: bool = False,
+    among: np.ndarray | None = None,
+) -> DuplicateSearch:
+    """Propose pairs and check those the settings cannot decide from their distance alone
+    (`check_all`: every proposal, to score other settings afterwards)."""
+    proposals = candidate_pairs(index, settings.threshold, among)
+
+    def undecided(pair: PairEvidence) -> bool:
+        sure = min(settings.sure_distance, settings.threshold)
+        return check_all or sure < pair.distance <= settings.threshold
+
+    return DuplicateSearch(settings, check_pairs(index, proposals, undecided))
+
+
+def group_pairs(pairs: Iterable[tuple[int, int, Any]]) -> list[list[int]]:
     """Connected components (union-find) of the pairs, each sorted, groups of 2 or more."""
     parent: dict[int, int] = {}
 
@@ -179,7 +372,7 @@ def group_pairs(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
             node = parent[node]
         return node
 
-    for a, b, _ in pairs:
+    for a, b, *_ in pairs:
         root_a, root_b = root(a), root(b)
         if root_a != root_b:
             parent[max(root_a, root_b)] = min(root_a, root_b)
@@ -189,31 +382,35 @@ def group_pairs(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
     return [sorted(members) for members in groups.values() if len(members) > 1]
 
 
-GROUP_ORDERS = ("path", "taken")
-"""Groups by their first path, or newest first (by the latest capture time among their files)."""
-
-
 def find_duplicates(
     index: ImageIndex,
-    threshold: float = DEFAULT_THRESHOLD,
+    settings: DuplicateSettings | None = None,
+    keep_under: Iterable[str] = (),
     among: np.ndarray | None = None,
     sort: str = "path",
 ) -> list[DuplicateGroup]:
-    """Groups of near-identical images (paths relative to the database), in `sort` order.
+    """Groups of copies of one photo (paths relative to the database), each with the copy to
+    keep; files under a `keep_under` folder (relative) are always kept. `among` (a filter's
+    ids) looks only at those files; `sort`: by first path, or newest first ("taken")."""
+    from foldervision.retrieval.keeper import choose_keeper
 
-    `among` (a filter's ids) looks only at those files: both sides of every pair among them.
-    """
     if sort not in GROUP_ORDERS:
         raise ValueError(f"--sort {sort}: choose one of {', '.join(GROUP_ORDERS)}.")
-    found = []
-    for members in group_pairs(close_pairs(index, threshold, among=among)):
+    search = search_pairs(index, settings or DuplicateSettings(), among=among)
+    accepted = [(pair.first, pair.second) for pair in search.accepted()]
+    found: list[tuple[DuplicateGroup, list[int]]] = []
+    for members in group_pairs(accepted):
         paths = index.catalogue.paths_of(members)
         ordered = sorted(members, key=lambda file_id: paths[file_id])
         vectors = index.store.vectors(np.asarray(ordered, dtype=np.int64))
         distances = np.linalg.norm(vectors - vectors[0], axis=1)
+        files = [paths[file_id] for file_id in ordered]
+        keep, why = choose_keeper(index.database_folder, files, keep_under)
         group = DuplicateGroup(
-            files=[paths[file_id] for file_id in ordered],
+            files=files,
             distances=[round(float(distance), 6) for distance in distances],
+            keep=keep,
+            why=why,
         )
         found.append((group, ordered))
     found.sort(key=lambda pair: pair[0].files[0])
@@ -221,3 +418,21 @@ def find_duplicates(
         taken = index.catalogue.photos.taken_of([i for _, members in found for i in members])
         found.sort(key=lambda pair: max(taken.get(i, "") for i in pair[1]), reverse=True)
     return [group for group, _ in found]
+
+
+GROUP_ORDERS = ("path", "taken")
+"""Groups by their first path, or newest first (by the latest capture time among their files)."""
+
+
+def _ids_among(index: ImageIndex, among: np.ndarray | None) -> np.ndarray:
+    """The store's ids, or those of them a filter keeps."""
+    ids = index.store.ids()
+    return ids if among is None else np.intersect1d(among, ids)
+
+
+def _key(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+def _workers() -> int:
+    return min(8, os.cpu_count() or 2)

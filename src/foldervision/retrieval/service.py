@@ -30,6 +30,7 @@ import numpy as np
 
 from foldervision.errors import EmptyIndexError, FoldervisionError, TopKError
 from foldervision.images import ImageLoadError, SkippedFile
+from foldervision.library.moves import Move
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder, EmbedderSpec, load_embedder
 from foldervision.retrieval.filters import PhotoFilter
@@ -39,6 +40,7 @@ from foldervision.retrieval.index import (
     ProgressCallback,
     follow_index_decoding,
 )
+from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.photo_metadata import camera_name
 from foldervision.retrieval.photos import PhotoEntry
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
@@ -307,15 +309,18 @@ class RetrievalService:
         threshold: float | None = None,
         photo_filter: PhotoFilter | None = None,
         sort: str = "path",
+        keep_under: Sequence[str | os.PathLike[str]] = (),
     ) -> list[DuplicateGroup]:
-        """Groups of near-identical images among the photos the filter keeps, by first path
-        or newest first (`sort="taken"`; see `retrieval.duplicates`)."""
-        from foldervision.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+        """Groups of copies of one photo among the photos the filter keeps, each with the copy
+        to keep (`retrieval.duplicates`), by first path or newest first (`sort="taken"`);
+        files under a `keep_under` folder (inside the database) are always kept."""
+        from foldervision.retrieval.duplicates import DuplicateSettings, find_duplicates
 
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        settings = DuplicateSettings() if threshold is None else DuplicateSettings(threshold)
+        protected = self.folders_in_database(keep_under)
         with self._lock:
             among = self.index.matching_ids(photo_filter)
-            return find_duplicates(self.index, threshold, among=among, sort=sort)
+            return find_duplicates(self.index, settings, protected, among=among, sort=sort)
 
     def warm_up(self) -> None:
         """Build and trace the network and load the store now, so the first query does not wait."""
@@ -344,6 +349,80 @@ class RetrievalService:
                 f"{self.database}: the index holds no images yet; add images to the folder "
                 "and index it."
             )
+
+    # ----------------------------------------------------------------------------------------
+    # Acting on duplicates: copies moved out of the way with a journal, and back
+    # (`library.moves`). Paths in groups are relative to the database, as find_duplicates
+    # gives them.
+
+    def folders_in_database(self, folders: Sequence[str | os.PathLike[str]]) -> list[str]:
+        """Folders (absolute, or relative to the working folder) as paths relative to the
+        database; one outside it is an error, since none of its files is indexed here."""
+        database = self.database.resolve()
+        relative = []
+        for folder in folders:
+            try:
+                relative.append(Path(folder).resolve().relative_to(database).as_posix())
+            except ValueError:
+                raise FoldervisionError(
+                    f"{folder}: not inside {self.database}; only a folder of it can be kept."
+                ) from None
+        return relative
+
+    def plan_duplicate_moves(
+        self,
+        groups: Sequence[DuplicateGroup],
+        destination: str | os.PathLike[str],
+        keep_under: Sequence[str | os.PathLike[str]] = (),
+    ) -> list[Move]:
+        """Every file of `groups` but its keeper and protected files, to move into
+        `destination` at the same relative path. Nothing is touched (a dry run prints this)."""
+        from foldervision.library.moves import plan_moves
+        from foldervision.retrieval.keeper import is_protected
+
+        protected = self.folders_in_database(keep_under)
+        to_move = [
+            tuple(path for path in group.files
+                  if path != group.keep and not is_protected(path, protected))  # fmt: skip
+            for group in groups
+        ]
+        return plan_moves(self.database, to_move, Path(destination))
+
+    def move_duplicates(
+        self,
+        groups: Sequence[DuplicateGroup],
+        destination: str | os.PathLike[str],
+        keep_under: Sequence[str | os.PathLike[str]] = (),
+        journal: str | os.PathLike[str] | None = None,
+    ) -> tuple[list[Move], Path]:
+        """Move what `plan_duplicate_moves` lists, journaling each file first (default journal:
+        a new file in `destination`), then update the index, which the moved files leave."""
+        from foldervision.library.moves import new_journal_path, run_moves
+
+        with self._lock:
+            moves = self.plan_duplicate_moves(groups, destination, keep_under)
+            if not moves:
+                raise FoldervisionError("nothing to move: every copy is a keeper or protected.")
+            journal_path = Path(journal) if journal else new_journal_path(Path(destination))
+            run_moves(moves, journal_path)
+            self.update()
+        return moves, journal_path
+
+    def undo_moves(self, journal: str | os.PathLike[str]) -> int:
+        """Put back every file the journal moved (hash-checked), then update the index."""
+        from foldervision.library.moves import undo_moves
+
+        with self._lock:
+            moved_back = undo_moves(Path(journal))
+            self.update()
+        return moved_back
+
+    def file_facts(self, paths: Sequence[str]) -> list[FileFacts]:
+        """Pixel size, format, bytes, capture time, camera of database files (relative paths),
+        from their headers: what a person compares when choosing the copy to keep."""
+        from foldervision.retrieval.keeper import read_facts
+
+        return [read_facts(self.database, path) for path in paths]
 
 
 def check_top_k(k: int) -> None:

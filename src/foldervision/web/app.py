@@ -18,6 +18,7 @@ query folder, whose images are not indexed and are embedded on request):
          none given: the server's own (`serve --camera ...`)
     GET  /images/{root}/REL                 the original file
     GET  /thumbs/{root}/REL                 a cached thumbnail (under the index folder)
+    GET  /duplicates                        the duplicates review page (web.duplicates_routes)
 
 Search answers have the shape of `foldervision search --json`, with result paths relative to
 the database folder; every error is {"error": "one line"}. The routes are in `web.routes`
@@ -39,6 +40,7 @@ from foldervision.images import ImageLoadError
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService
+from foldervision.web.duplicates_routes import router as duplicates_router
 from foldervision.web.files import thumbnail_folder
 from foldervision.web.library_routes import library_router
 from foldervision.web.middleware import LimitUploadSize, ResponseHeaders, error_response
@@ -94,6 +96,7 @@ def create_app(
         app.add_exception_handler(error_type, handler)  # type: ignore[arg-type]
     app.include_router(router)
     app.include_router(library_router)
+    app.include_router(duplicates_router)
     return app
 
 

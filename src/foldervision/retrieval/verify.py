@@ -1,0 +1,336 @@
+"""Is this pair the same photo? Local features, a geometric fit, then the aligned pixels.
+
+Global vectors only propose pairs (`retrieval.duplicates`); this module decides. Each picture
+is read in grey (a copy may be grey), with its longest side scaled to WORK_SIDE (a thumbnail is
+enlarged, a 40-megapixel photo shrunk, so keypoints of both sit at comparable scales). ORB
+keypoints (binary, cheap to match, rotation invariant, so 90/180/270-degree turns match) are
+found in the picture and in its mirror image, so a mirrored copy matches too. Matches that pass
+a ratio test are fitted with a similarity transform (turn, scale, shift) by RANSAC.
+
+Inliers alone are not enough: two different photos that share a watermark, a caption or a
+phone's status bar match there, at the identity transform. So the second picture is warped
+onto the first with the fitted transform and the two are compared where both have content
+(margins of uniform colour, like a screenshot's, are left out): the median correlation of
+4 x 4 blocks of the blurred grey pixels. A shared overlay covers few blocks; a crop, a JPEG at
+quality 12 or a grey copy still correlates in nearly all of them.
+
+The thresholds that use these numbers (`DuplicateSettings`) were chosen on edited flowers5
+photos, calibration half only (benchmarks/duplicates_quality.py).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from foldervision.images import MAX_IMAGE_PIXELS
+
+WORK_SIDE = 256
+"""Longest side, in pixels, of the picture keypoints are found in."""
+MAX_FEATURES = 500
+ORB_PATCH = 15
+"""Keypoint patch size: half OpenCV's default, so a small thumbnail still yields keypoints."""
+ORB_FAST_THRESHOLD = 10
+MATCH_RATIO = 0.8
+"""Lowe's ratio test: a match counts when it is clearly better than the second best."""
+RANSAC_PIXELS = 4.0
+"""How far (in WORK_SIDE pixels) a matched keypoint may land from where the fit puts it."""
+SCALE_RANGE = (0.2, 5.0)
+"""A fit that shrinks or enlarges more than this is a degenerate one, not a copy."""
+MIN_ALIGNMENT_INLIERS = 4
+"""Fewer inliers than this leave the transform undetermined: no pixels are compared."""
+BLUR_SIGMA = 2.0
+"""Blur before comparing pixels: hides JPEG blocks, resampling and a few pixels of misfit."""
+BLOCKS = 4
+MIN_BLOCK_COVERAGE = 0.6
+MIN_BLOCK_STD = 3.0
+"""A block with less contrast than this (grey levels) says nothing; it is left out."""
+MIN_BLOCKS = 4
+FLAT_STD = 3.0
+"""A row or column of a margin: its grey levels vary by less than this."""
+MIN_MARGIN = 0.03
+"""Uniform rows or columns count as a margin from 3% of the side on (a screenshot's is more)."""
+SIGNATURE_SIDE = 8
+SIGNATURE_DECODE_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the comparison of two pictures found; `correlation` is 0 when none was made."""
+
+    inliers: int
+    matches: int
+    """Keypoint matches that passed the ratio test; `inliers` of them fit the transform."""
+    correlation: float
+    mirrored: bool
+
+
+@dataclass(frozen=True)
+class Features:
+    points: np.ndarray
+    """(n, 2) float32 keypoint positions (x, y) in the WORK_SIDE picture."""
+    descriptors: np.ndarray | None
+    """(n, 32) uint8 ORB descriptors; None when the picture has no keypoints."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What verification needs of one file: its reduced grey pixels and their keypoints."""
+
+    grey: np.ndarray
+    content: tuple[int, int, int, int]
+    """(top, bottom, left, right) of the part that is not a uniform margin."""
+    features: Features
+    mirrored_features: Features
+    """Keypoints of the mirror image (found in it: ORB descriptors are not mirror symmetric)."""
+
+
+def read_grey(path: str | os.PathLike[str], side: int) -> np.ndarray | None:
+    """The file in grey, EXIF orientation applied, decoded at a reduced scale where the format
+    allows (JPEG decodes at 1/2 to 1/8 directly); at least `side` pixels on its longest side
+    when the file has them. None for a file that cannot be read as an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    return None
+                image.draft("L", (side, side))
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                grey = upright.convert("L") if upright.mode != "L" else upright
+                return np.asarray(grey, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError):  # fmt: skip
+        return None
+
+
+def content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the largest block of rows, then of columns, that is not
+    cut off by a uniform band at least MIN_MARGIN of the side: the photo inside a screenshot.
+    The whole picture when nothing would be left but a sliver (under a quarter of a side)."""
+    pixels = grey.astype(np.float32)
+    top, bottom = _busy_span(pixels.std(axis=1), max(2, round(MIN_MARGIN * len(pixels))))
+    columns = pixels[top:bottom].std(axis=0)
+    left, right = _busy_span(columns, max(2, round(MIN_MARGIN * len(columns))))
+    return top, bottom, left, right
+
+
+def _busy_span(spread: np.ndarray, min_gap: int) -> tuple[int, int]:
+    """The longest run of lines not separated by min_gap or more flat lines."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    last_busy = -1
+    for position, is_flat in enumerate(spread < FLAT_STD):
+        if not is_flat:
+            if start is None:
+                start = position
+            last_busy = position
+        elif start is not None and position - last_busy >= min_gap:
+            spans.append((start, last_busy + 1))
+            start = None
+    if start is not None:
+        spans.append((start, last_busy + 1))
+    if not spans:
+        return 0, len(spread)
+    start, end = max(spans, key=lambda span: span[1] - span[0])
+    return (start, end) if end - start >= len(spread) // 4 else (0, len(spread))
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures: the coarse pixels that propose pairs the global vectors miss.
+
+
+def signature(grey: np.ndarray) -> np.ndarray | None:
+    """The content's grey levels on a SIGNATURE_SIDE^2 grid, zero mean and unit norm (blind to
+    brightness, contrast and colour); None for a picture with no contrast at all."""
+    top, bottom, left, right = content_box(grey)
+    grid = area_resize(grey[top:bottom, left:right].astype(np.float32), SIGNATURE_SIDE)
+    grid -= grid.mean()
+    norm = float(np.linalg.norm(grid))
+    return (grid / norm).ravel() if norm > 1e-6 else None
+
+
+def signature_of_file(path: str | os.PathLike[str]) -> np.ndarray | None:
+    grey = read_grey(path, SIGNATURE_DECODE_SIDE)
+    return None if grey is None or min(grey.shape) < 2 else signature(grey)
+
+
+def turned_signatures(signatures: np.ndarray) -> dict[str, np.ndarray]:
+    """The signatures of each picture turned 90 and 180 degrees and mirrored, same layout.
+
+    A pair (a, b) with b = a turned 270 degrees is found from b's side (b turned 90 is a), so
+    these three and the signatures themselves cover the turns and the mirror image."""
+    grids = signatures.reshape(-1, SIGNATURE_SIDE, SIGNATURE_SIDE)
+    turned = {
+        "turned 90": np.rot90(grids, 1, axes=(1, 2)),
+        "turned 180": np.rot90(grids, 2, axes=(1, 2)),
+        "mirrored": grids[:, :, ::-1],
+    }
+    return {name: np.ascontiguousarray(grid.reshape(len(signatures), -1)) for name, grid in
+            turned.items()}  # fmt: skip
+
+
+def area_resize(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Mean of each cell of a size x size grid (a picture smaller than that is enlarged)."""
+    import cv2
+
+    return cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures and their comparison.
+
+
+def read_picture(path: str | os.PathLike[str]) -> Picture | None:
+    """The file reduced for verification; None when it cannot be read or is too small."""
+    grey = read_grey(path, WORK_SIDE)
+    if grey is None or min(grey.shape) < 8:
+        return None
+    return picture_from_grey(grey)
+
+
+def picture_from_grey(grey: np.ndarray) -> Picture:
+    import cv2
+
+    height, width = grey.shape
+    box = content_box(grey)
+    scale = WORK_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    reduced = cv2.resize(grey, size, interpolation=interpolation)
+    top, bottom, left, right = (round(value * scale) for value in box)
+    return Picture(
+        grey=reduced,
+        content=(top, bottom, left, right),
+        features=_features(reduced),
+        mirrored_features=_features(np.ascontiguousarray(reduced[:, ::-1])),
+    )
+
+
+def _features(grey: np.ndarray) -> Features:
+    import cv2
+
+    orb = cv2.ORB_create(
+        nfeatures=MAX_FEATURES,
+        edgeThreshold=ORB_PATCH,
+        patchSize=ORB_PATCH,
+        fastThreshold=ORB_FAST_THRESHOLD,
+    )
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    points = np.float32([keypoint.pt for keypoint in keypoints]).reshape(-1, 2)
+    return Features(points, descriptors)
+
+
+def compare(first: Picture, second: Picture) -> Evidence:
+    """Fit `second` (as it is, and mirrored) onto `first`; correlate the aligned pixels of the
+    fit with more inliers."""
+    straight = _fit(first.features, second.features)
+    mirrored = _fit(first.features, second.mirrored_features)
+    use_mirror = mirrored.inliers > straight.inliers
+    fit = mirrored if use_mirror else straight
+    if fit.transform is None or fit.inliers < MIN_ALIGNMENT_INLIERS:
+        return Evidence(fit.inliers, fit.matches, 0.0, use_mirror)
+    grey, mask = _content_mask(second)
+    if use_mirror:
+        grey, mask = np.ascontiguousarray(grey[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    first_mask = _content_mask(first)[1]
+    correlation = aligned_correlation(first.grey, first_mask, grey, mask, fit.transform)
+    return Evidence(fit.inliers, fit.matches, correlation, use_mirror)
+
+
+def _content_mask(picture: Picture) -> tuple[np.ndarray, np.ndarray]:
+    top, bottom, left, right = picture.content
+    mask = np.zeros(picture.grey.shape, np.uint8)
+    mask[top:bottom, left:right] = 1
+    return picture.grey, mask
+
+
+@dataclass(frozen=True)
+class _Fit:
+    inliers: int = 0
+    matches: int = 0
+    transform: np.ndarray | None = None
+    """2 x 3, taking the first picture's points to the second's."""
+
+
+def _fit(first: Features, second: Features) -> _Fit:
+    """The similarity transform most matches agree on (RANSAC)."""
+    import cv2
+
+    if first.descriptors is None or second.descriptors is None:
+        return _Fit()
+    if len(first.descriptors) < 2 or len(second.descriptors) < 2:
+        return _Fit()
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(first.descriptors, second.descriptors, k=2)
+    good = [pair[0] for pair in pairs if len(pair) == 2 and
+            pair[0].distance < MATCH_RATIO * pair[1].distance]  # fmt: skip
+    if len(good) < MIN_ALIGNMENT_INLIERS:
+        return _Fit(matches=len(good))
+    source = first.points[[match.queryIdx for match in good]]
+    target = second.points[[match.trainIdx for match in good]]
+    transform, inlier_mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS,
+        maxIters=2000, confidence=0.995,
+    )  # fmt: skip
+    if transform is None or inlier_mask is None:
+        return _Fit(matches=len(good))
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        return _Fit(matches=len(good))
+    return _Fit(int(inlier_mask.sum()), len(good), transform)
+
+
+def aligned_correlation(
+    first: np.ndarray,
+    first_content: np.ndarray,
+    second: np.ndarray,
+    second_content: np.ndarray,
+    transform: np.ndarray,
+) -> float:
+    """Median correlation of BLOCKS x BLOCKS blocks of `first` and `second` warped onto it,
+    over the part where both have content; 0 when too few blocks have contrast to tell."""
+    import cv2
+
+    height, width = first.shape
+    flags = cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(second.astype(np.float32), transform, (width, height),
+                            flags=cv2.INTER_LINEAR | flags)  # fmt: skip
+    inside = cv2.warpAffine(np.ones(second.shape, np.uint8), transform, (width, height),
+                            flags=cv2.INTER_NEAREST | flags)  # fmt: skip
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) > 0
+    content = cv2.warpAffine(second_content, transform, (width, height),
+                             flags=cv2.INTER_NEAREST | flags)  # fmt: skip
+    both = inside & (first_content > 0) & (content > 0)
+    mask = both if both.sum() >= 0.25 * inside.sum() else inside
+    if not mask.any():
+        return 0.0
+    first_blurred = cv2.GaussianBlur(first.astype(np.float32), (0, 0), BLUR_SIGMA)
+    second_blurred = cv2.GaussianBlur(np.where(mask, warped, 0).astype(np.float32), (0, 0),
+                                      BLUR_SIGMA)  # fmt: skip
+    scores = _block_correlations(first_blurred, second_blurred, mask)
+    return float(np.median(scores)) if len(scores) >= MIN_BLOCKS else 0.0
+
+
+def _block_correlations(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> list[float]:
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    row_edges = np.linspace(rows[0], rows[-1] + 1, BLOCKS + 1).astype(int)
+    column_edges = np.linspace(columns[0], columns[-1] + 1, BLOCKS + 1).astype(int)
+    scores = []
+    for top, bottom in zip(row_edges[:-1], row_edges[1:]):
+        for left, right in zip(column_edges[:-1], column_edges[1:]):
+            block = mask[top:bottom, left:right]
+            if block.size == 0 or block.mean() < MIN_BLOCK_COVERAGE:
+                continue
+            a = first[top:bottom, left:right][block]
+            b = second[top:bottom, left:right][block]
+            a, b = a - a.mean(), b - b.mean()
+            if a.std() < MIN_BLOCK_STD or b.std() < MIN_BLOCK_STD:
+                continue
+            scores.append(float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())))
+    return scores
