@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from foldervision.retrieval import verify
+import foldervision.retrieval.verify as verify
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.search import path_in
 
