@@ -16,6 +16,9 @@ Run:  python benchmarks/upscaled_copies.py OUT [--folder ../shared/data/flowers5
 12-MP phone stand-ins:
       python benchmarks/upscaled_copies.py /tmp/phone-s1 --size 4032x3024 --quality 92 \\
           --grain 4 --turned-every 4 --count 300 --seed 1
+12-MP HEIC stand-ins (x265 at its fastest preset: encoding costs seconds a photo):
+      python benchmarks/upscaled_copies.py /tmp/phone-heic --size 4032x3024 --format heic \\
+          --quality 80 --grain 4 --turned-every 4 --count 60 --seed 1
 Then: python benchmarks/embedding_speed.py --folder OUT ...
       python benchmarks/decoding_quality.py OUT
 """
@@ -53,7 +56,12 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality.")
+    parser.add_argument(
+        "--quality", type=int, default=JPEG_QUALITY, help="JPEG (or HEIC) quality."
+    )
+    parser.add_argument(
+        "--format", choices=("jpeg", "heic"), default="jpeg", help="File format of the copies."
+    )
     parser.add_argument(
         "--grain", type=float, default=0.0, help="Standard deviation of the added noise, levels."
     )
@@ -75,7 +83,8 @@ def main() -> None:
     grain = grain_field(size, arguments.grain, rng) if arguments.grain > 0 else None
     for number, index in enumerate(sorted(chosen.tolist())):
         path = files[index]
-        target = out / path.relative_to(source).with_suffix(".jpg")
+        suffix = ".heic" if arguments.format == "heic" else ".jpg"
+        target = out / path.relative_to(source).with_suffix(suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         turned = arguments.turned_every and number % arguments.turned_every == 0
         orientation = orientations[number // max(arguments.turned_every, 1) % 3] if turned else 1
@@ -119,12 +128,18 @@ def with_grain(photo: Image.Image, field: np.ndarray, rng: np.random.Generator) 
 
 
 def save_copy(photo: Image.Image, target: Path, orientation: int, quality: int) -> None:
-    if orientation == 1:
-        photo.save(target, quality=quality)
-        return
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION_TAG] = orientation
-    photo.save(target, quality=quality, exif=exif)
+    """JPEG or, for a .heic target, HEIC through pillow-heif (x265's fastest preset)."""
+    options: dict[str, object] = {"quality": quality}
+    if target.suffix == ".heic":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        options["enc_params"] = {"preset": "ultrafast"}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION_TAG] = orientation
+        options["exif"] = exif.tobytes()
+    photo.save(target, **options)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import typer
 
 from foldervision.cli.app import app
 from foldervision.cli.options import IndexPathOption
-from foldervision.retrieval.library_info import LibrarySummary, summarise_library
-from foldervision.web.routes import format_time
+from foldervision.retrieval.library_info import LibrarySummary, format_time, summarise_library
 
 LABEL_WIDTH = 10
 

@@ -11,6 +11,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,10 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(child.stat().st_size for child in path.rglob("*") if child.is_file())
     return 0
+
+
+def format_time(timestamp: float | None) -> str:
+    """A catalogue time (seconds since the epoch) as people read it, in local time."""
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")

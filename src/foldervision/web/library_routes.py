@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from foldervision.images import list_image_files
 from foldervision.retrieval.filters import PhotoFilter
+from foldervision.retrieval.library_info import format_time
 from foldervision.retrieval.photos import SORTS, PhotoEntry
 from foldervision.retrieval.service import MAX_TOP_K, LibraryOverview
 from foldervision.retrieval.spec import EmbedderSpec
@@ -34,7 +35,6 @@ from foldervision.web.routes import (
     Settings,
     WebSettings,
     empty_index_message,
-    format_time,
 )
 
 PAGE_SIZE = 60

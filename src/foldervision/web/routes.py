@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -190,8 +189,3 @@ def upload_name(filename: str | None) -> str:
     name = " ".join((filename or "").replace("\\", "/").split("/")[-1].split())
     return name[:120] or "upload"
 
-
-def format_time(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")
