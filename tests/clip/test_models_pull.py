@@ -14,10 +14,16 @@ import pytest
 from clip_fixtures import FIXTURES, TINY_MODEL
 
 from foldervision.clip.embedder import load_clip_embedder
-from foldervision.clip.models import CLIP_MODELS, URL_TEMPLATE_VARIABLE
+from foldervision.clip.models import (
+    CLIP_MODELS,
+    COMMIT_TEMPLATE_VARIABLE,
+    URL_TEMPLATE_VARIABLE,
+)
 from foldervision.clip.pull import PullError, pull_model
 
 SOURCE = CLIP_MODELS.get("clip-vit-b32").source
+FIRST_COMMIT = "1" * 40
+LATER_COMMIT = "2" * 40
 
 
 class PinnedSourceServer(ThreadingHTTPServer):
@@ -29,10 +35,16 @@ class PinnedSourceServer(ThreadingHTTPServer):
         self.cut_after: dict[str, int] = {}
         """Path -> bytes to send before dropping the connection (once)."""
         self.requests: list[tuple[str, str | None]] = []
+        self.branches = {SOURCE.revision: FIRST_COMMIT}
+        """Branch -> the commit it points at now, as the hub's revision API answers."""
 
     @property
     def template(self) -> str:
         return f"http://127.0.0.1:{self.server_port}/{{repository}}/resolve/{{revision}}/{{path}}"
+
+    @property
+    def commit_template(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/api/models/{{repository}}/revision/{{revision}}"
 
 
 class RangeHandler(BaseHTTPRequestHandler):
@@ -40,7 +52,12 @@ class RangeHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.server.requests.append((self.path, self.headers.get("Range")))
-        body = self.server.files.get(self.path)
+        api_prefix = f"/api/models/{SOURCE.repository}/revision/"
+        if self.path.startswith(api_prefix):
+            commit = self.server.branches.get(self.path.removeprefix(api_prefix))
+            body = None if commit is None else json.dumps({"sha": commit}).encode()
+        else:
+            body = self.server.files.get(self.path)
         if body is None:
             self.send_error(404)
             return
@@ -65,7 +82,7 @@ class RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
-def immich_layout(tiny: Path) -> dict[str, bytes]:
+def immich_layout(tiny: Path, commit: str = FIRST_COMMIT) -> dict[str, bytes]:
     """The tiny model's towers and configs at the remote paths of the pinned source."""
     config = json.loads((tiny / "config.json").read_text())
     openclip_config = {
@@ -88,7 +105,7 @@ def immich_layout(tiny: Path) -> dict[str, bytes]:
         "visual/model.onnx": (tiny / "image.onnx").read_bytes(),
         "textual/model.onnx": (tiny / "text.onnx").read_bytes(),
     }
-    prefix = f"/{SOURCE.repository}/resolve/{SOURCE.revision}/"
+    prefix = f"/{SOURCE.repository}/resolve/{commit}/"
     return {prefix + path: body for path, body in remote.items()}
 
 
@@ -97,6 +114,7 @@ def server(monkeypatch, tmp_path) -> Iterator[PinnedSourceServer]:
     monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path / "cache"))
     source = PinnedSourceServer(immich_layout(TINY_MODEL))
     monkeypatch.setenv(URL_TEMPLATE_VARIABLE, source.template)
+    monkeypatch.setenv(COMMIT_TEMPLATE_VARIABLE, source.commit_template)
     thread = threading.Thread(target=source.serve_forever, daemon=True)
     thread.start()
     yield source
@@ -104,8 +122,8 @@ def server(monkeypatch, tmp_path) -> Iterator[PinnedSourceServer]:
     source.server_close()
 
 
-def image_tower_path() -> str:
-    return f"/{SOURCE.repository}/resolve/{SOURCE.revision}/visual/model.onnx"
+def image_tower_path(commit: str = FIRST_COMMIT) -> str:
+    return f"/{SOURCE.repository}/resolve/{commit}/visual/model.onnx"
 
 
 def test_pull_writes_a_model_folder_that_embeds_as_openclip(server, reference):
@@ -135,6 +153,22 @@ def test_an_interrupted_download_resumes_where_it_stopped(server):
     ranges = [header for path, header in server.requests if path == image_tower_path()]
     assert ranges == [None, f"bytes={size // 3}-"]
     assert (folder.path / "image.onnx").read_bytes() == server.files[image_tower_path()]
+
+
+def test_later_pulls_fetch_the_commit_the_first_pull_found(server, tmp_path):
+    first = pull_model("clip-vit-b32")
+    assert first.config.source["revision"] == FIRST_COMMIT
+    assert first.config.source["branch"] == SOURCE.revision
+    # The branch moves on to a commit whose image tower differs; the cached model is lost.
+    server.branches[SOURCE.revision] = LATER_COMMIT
+    for path, body in immich_layout(TINY_MODEL, LATER_COMMIT).items():
+        server.files[path] = body[:-8] + b"newer..." if path.endswith("model.onnx") else body
+    (tmp_path / "cache" / "models" / "clip-vit-b32" / "image.onnx").unlink()
+    again = pull_model("clip-vit-b32")
+    fetched = [path for path, _ in server.requests if "/resolve/" in path]
+    assert image_tower_path(FIRST_COMMIT) in fetched[-1:]
+    assert not any(LATER_COMMIT in path for path, _ in server.requests)
+    assert (again.path / "image.onnx").read_bytes() == (TINY_MODEL / "image.onnx").read_bytes()
 
 
 def test_a_changed_published_file_is_refused(server, tmp_path):

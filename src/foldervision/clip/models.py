@@ -30,6 +30,11 @@ DEFAULT_CLIP_MODEL = "clip-vit-b32"
 URL_TEMPLATE = "https://huggingface.co/{repository}/resolve/{revision}/{path}"
 URL_TEMPLATE_VARIABLE = "FOLDERVISION_MODELS_URL"
 """Overrides URL_TEMPLATE (same {repository}, {revision}, {path} fields): a mirror, a test."""
+COMMIT_TEMPLATE = "https://huggingface.co/api/models/{repository}/revision/{revision}"
+"""Where a revision (a branch such as `main`) is turned into the commit it points at."""
+COMMIT_TEMPLATE_VARIABLE = "FOLDERVISION_MODELS_COMMIT_URL"
+"""Overrides COMMIT_TEMPLATE. With FOLDERVISION_MODELS_URL set and this not, the mirror is
+taken at the revision's name (the recorded file hashes still refuse a changed file)."""
 OPENCLIP_CONFIG = "open_clip_config.json"
 PREPROCESS_CONFIG = "preprocess_cfg.json"
 LAYOUTS = ("foldervision", "openclip-split")
@@ -49,6 +54,15 @@ class PinnedSource:
     def url(self, remote_path: str) -> str:
         template = os.environ.get(URL_TEMPLATE_VARIABLE) or URL_TEMPLATE
         return template.format(repository=self.repository, revision=self.revision, path=remote_path)
+
+    def commit_url(self) -> str | None:
+        """Where to ask which commit `revision` names (None: a mirror with no such service)."""
+        template = os.environ.get(COMMIT_TEMPLATE_VARIABLE)
+        if template is None and os.environ.get(URL_TEMPLATE_VARIABLE):
+            return None
+        return (template or COMMIT_TEMPLATE).format(
+            repository=self.repository, revision=self.revision
+        )
 
     def pin_key(self, remote_path: str) -> str:
         """What a recorded hash is filed under: the same file from any mirror has one key."""

@@ -3,9 +3,11 @@
 The only code in foldervision that downloads a model, and only when that command is run. Each
 file's sha256 is recorded the first time it is downloaded (`<cache>/models/pins.json`, keyed by
 repository, revision and path); a later download that differs is refused, whichever mirror
-served it. An interrupted download is resumed with an HTTP Range request; a file takes its
-place only once complete and checked, so a model folder is never half-written. Offline, the
-command fails in one line that says what to do instead.
+served it. A registered source names a branch (`main`); the first pull asks the hub which
+commit it points at and records that too, so every later pull fetches that same immutable
+commit, however the branch moves. An interrupted download is resumed with an HTTP Range
+request; a file takes its place only once complete and checked, so a model folder is never
+half-written. Offline, the command fails in one line that says what to do instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from foldervision.clip.models import (
     CLIP_MODELS,
     OPENCLIP_CONFIG,
     PREPROCESS_CONFIG,
+    PinnedSource,
     RegisteredModel,
     models_directory,
 )
@@ -57,7 +61,7 @@ def pull_model(
     entry = CLIP_MODELS.get(name)
     destination = destination or models_directory() / entry.name
     pins = Pins(models_directory() / PINS_NAME)
-    source = entry.source
+    source = at_recorded_commit(entry.source, pins)
     for remote_path, local_name in source.files.items():
         target = destination / local_name
         key = source.pin_key(remote_path)
@@ -66,9 +70,35 @@ def pull_model(
         digest = download(source.url(remote_path), target, pins.get(key), progress)
         pins.record(key, digest)
     if source.layout == "openclip-split":
-        write_config_from_openclip(destination, entry)
+        write_config_from_openclip(destination, entry, source)
     write_manifest(destination)
     return verify_model_folder(destination)
+
+
+def at_recorded_commit(source: PinnedSource, pins: Pins) -> PinnedSource:
+    """`source` at the commit its revision named on the first pull (asked once, then recorded)."""
+    url = source.commit_url()
+    if url is None:
+        return source
+    key = f"{source.repository}@{source.revision}"
+    commit = pins.get(key)
+    if commit is None:
+        commit = resolve_commit(url)
+        pins.record(key, commit)
+    return replace(source, revision=commit)
+
+
+def resolve_commit(url: str) -> str:
+    """The 40-hex commit id the hub's revision API answers with."""
+    response = _open(url, 0)
+    with response:
+        try:
+            commit = str(json.loads(response.read()).get("sha", ""))
+        except (ValueError, AttributeError):
+            commit = ""
+    if len(commit) != 40 or any(character not in "0123456789abcdef" for character in commit):
+        raise PullError(f"{url}: the answer names no commit; try again later.")
+    return commit
 
 
 class Pins:
@@ -169,8 +199,11 @@ def _copy(response: Any, file: Any, start: int, report: Callable[[int], None]) -
     return copied
 
 
-def write_config_from_openclip(folder: Path, entry: RegisteredModel) -> None:
-    """config.json from OpenCLIP's model config and preprocessing config (as published)."""
+def write_config_from_openclip(
+    folder: Path, entry: RegisteredModel, source: PinnedSource
+) -> None:
+    """config.json from OpenCLIP's model config and preprocessing config (as published);
+    `source` is the one pulled from (at its commit)."""
     model_config = json.loads((folder / OPENCLIP_CONFIG).read_text(encoding="utf-8"))
     preprocess = json.loads((folder / PREPROCESS_CONFIG).read_text(encoding="utf-8"))
     size = preprocess["size"]
@@ -184,6 +217,10 @@ def write_config_from_openclip(folder: Path, entry: RegisteredModel) -> None:
         context_length=int(model_config.get("text_cfg", {}).get("context_length", 77)),
         embed_dim=int(model_config["embed_dim"]),
         logit_scale=entry.logit_scale,
-        source={"repository": entry.source.repository, "revision": entry.source.revision},
+        source={
+            "repository": source.repository,
+            "revision": source.revision,
+            "branch": entry.source.revision,
+        },
     )
     write_json_atomic(folder / CONFIG_NAME, config.to_dict())
