@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from foldervision.cli import app
 from foldervision.retrieval.embedder import Embedder
 
-MOVED = ["astronaut.jpg", "chelsea crop.png", "coffee bright.jpg", "copies/astronaut small.jpg",
-         "copies/chelsea.webp"]  # fmt: skip
-"""Every planted copy but each group's keeper (the captioned astronaut, chelsea.jpg, coffee.jpg)."""
+MOVED = ["chelsea crop.png", "coffee bright.jpg", "copies/astronaut captioned.jpg",
+         "copies/astronaut small.jpg", "copies/chelsea.webp"]  # fmt: skip
+"""Every planted copy but each group's keeper (astronaut.jpg, chelsea.jpg, coffee.jpg)."""
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -62,7 +62,9 @@ def test_move_keeps_protected_folders_and_undo_puts_back_every_byte(
                         str(folder / "copies"))  # fmt: skip
 
     assert result.exit_code == 0, result.stderr
-    # A protected copy is the keeper of its group: chelsea.webp there, so chelsea.jpg moves.
+    # A protected copy is the keeper of its group: chelsea.webp there, so chelsea.jpg moves;
+    # of the two protected astronauts the captioned one (more photo pixels), so the original
+    # moves.
     moved = ["astronaut.jpg", "chelsea crop.png", "chelsea.jpg", "coffee bright.jpg"]
     [journal] = destination.glob("foldervision-moves-*.jsonl")
     assert f"moved {len(moved)} files" in result.stderr and str(journal) in result.stderr
@@ -99,4 +101,4 @@ def test_undo_refuses_in_one_line_to_overwrite_a_new_file(
         f"error: {folder / 'coffee bright.jpg'}: a different file is there now; move it away, "
         "then undo again (nothing was moved back)."
     ]
-    assert not (folder / "astronaut.jpg").exists()  # nothing was moved back
+    assert not (folder / "copies" / "astronaut small.jpg").exists()  # nothing was moved back

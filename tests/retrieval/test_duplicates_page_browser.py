@@ -44,21 +44,20 @@ def test_review_change_a_keeper_move_the_others_and_undo(
         sizes = [sections.nth(i).locator("button.file").count() for i in range(3)]
         assert sizes == [3, 3, 2]  # largest first
         first = sections.nth(0)
-        assert first.locator("button.keeper").get_attribute("data-path") == (
-            "copies/astronaut captioned.jpg"
-        )
+        assert first.locator("button.keeper").get_attribute("data-path") == "astronaut.jpg"
         facts = first.locator("button.file", has_text="astronaut.jpg").locator(".facts")
         assert facts.text_content().startswith("200×200 · ") and "JPEG" in facts.text_content()
 
-        first.locator('button.file[data-path="astronaut.jpg"]').click()  # keep this one instead
-        assert first.locator("button.keeper").get_attribute("data-path") == "astronaut.jpg"
+        captioned = "copies/astronaut captioned.jpg"
+        first.locator(f'button.file[data-path="{captioned}"]').click()  # keep this one instead
+        assert first.locator("button.keeper").get_attribute("data-path") == captioned
         page.fill("#destination", str(destination))
         page.once("dialog", lambda dialog: dialog.accept())
         page.click("#move")
         page.wait_for_selector("#done:not([hidden])")
 
         assert "Moved 5 files" in page.text_content("#done-text")
-        moved = {p for group in planted for p in group} - {"astronaut.jpg", "chelsea.jpg",
+        moved = {p for group in planted for p in group} - {captioned, "chelsea.jpg",
                                                             "coffee.jpg"}  # fmt: skip
         on_disk = {path for path in hashes(destination) if not path.endswith(".jsonl")}
         assert on_disk == moved

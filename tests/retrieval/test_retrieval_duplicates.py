@@ -162,10 +162,10 @@ def test_duplicates_text_output_marks_the_keeper_and_draws_a_sheet(
     assert [int(group) for group, *_ in rows] == [1, 1, 1, 2, 2, 2, 3, 3]
     assert relative([row[2] for row in rows], folder) == [p for g in planted for p in g]
     keepers = {row[0]: relative([row[2]], folder)[0] for row in rows if row[3] == "keep"}
-    # The most pixels win (the captioned copy: 200 x 224); among equal ones the less compressed
-    # JPEG (coffee at quality 90, not 40); formats are not compared, so the shorter path decides.
-    assert keepers == {"1": "copies/astronaut captioned.jpg", "2": "chelsea.jpg",
-                       "3": "coffee.jpg"}  # fmt: skip
+    # The most photo pixels win (the caption bar of the 200 x 224 copy is no photo, so the
+    # 200 x 200 original wins); among equal ones the less compressed JPEG (coffee at quality
+    # 90, not 40); formats are not compared, so the shorter path decides.
+    assert keepers == {"1": "astronaut.jpg", "2": "chelsea.jpg", "3": "coffee.jpg"}
     assert {row[3] for row in rows} == {"keep", "duplicate"}
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.height > image.width / 4  # 3 rows

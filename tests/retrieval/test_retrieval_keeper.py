@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_retrieval_duplicates import photo
+from test_retrieval_duplicates import photo, screenshot, with_caption
 
 from foldervision.retrieval.keeper import (
     DATE_TIME_ORIGINAL,
@@ -14,8 +14,10 @@ from foldervision.retrieval.keeper import (
     GPS_IFD,
     MAKE,
     MODEL,
+    choose_from_facts,
     choose_keeper,
     is_protected,
+    look_at_photo,
     read_facts,
 )
 
@@ -58,7 +60,7 @@ def test_headers_give_size_format_and_metadata(album: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "keep", "why"),
     [
-        (["small.jpg", "big.jpg"], "big.jpg", "most pixels (300x200 against 150x100)"),
+        (["small.jpg", "big.jpg"], "big.jpg", "most photo pixels (300x200 against 150x100)"),
         (["q30.jpg", "big.jpg"], "big.jpg", "least compressed JPEG"),
         (["plain.png", "camera.jpg"], "camera.jpg", "richest metadata (capture time, camera, GPS)"),
         (["later.jpg", "camera.jpg"], "camera.jpg", "earliest capture time (2019:05:01 10:22:00)"),
@@ -85,3 +87,73 @@ def test_a_protected_folder_keeps_its_copy_even_a_smaller_one(album: Path) -> No
     assert is_protected("deep/folder/copy.jpg", ["deep"])
     assert not is_protected("deeper/copy.jpg", ["deep"])
     assert is_protected("any/file.jpg", ["."])
+
+
+@pytest.fixture
+def copies(tmp_path: Path) -> Path:
+    """One photo and the copies that change its pixel count. The copies get the shorter
+    paths, so only the size rule can keep the original. The enlargement is a PNG: a JPEG
+    enlargement of a photo this sharp differs from the photo enlarged again by more than
+    MAX_EXTRA_DETAIL (re-compression), and is kept, as by pixel count (docs/benchmarks.md)."""
+    original = photo("astronaut", 200)
+    (tmp_path / "camera roll" / "2019").mkdir(parents=True)
+    original.save(tmp_path / "camera roll" / "2019" / "original.jpg", quality=90)
+    with_caption(original).save(tmp_path / "captioned.jpg", quality=90)
+    screenshot(original).save(tmp_path / "screen.png")
+    original.resize((100, 100), Image.BICUBIC).save(tmp_path / "small.jpg", quality=90)
+    with Image.open(tmp_path / "camera roll" / "2019" / "original.jpg") as saved:
+        saved.resize((400, 400), Image.BICUBIC).save(tmp_path / "big.png")
+    return tmp_path
+
+
+ORIGINAL = "camera roll/2019/original.jpg"
+
+
+def test_bars_and_margins_are_not_the_photo(copies: Path) -> None:
+    def box(path: str) -> tuple[int, int, int, int] | None:
+        return look_at_photo(copies, read_facts(copies, path)).photo
+
+    assert box(ORIGINAL) == (0, 0, 200, 200)
+    assert box("captioned.jpg") == (0, 0, 200, 200)  # the 24-px caption bar is left out
+    assert box("screen.png") == (15, 40, 215, 240)  # margins, status and navigation bars
+    assert box("big.png") == (0, 0, 400, 400)
+
+
+@pytest.mark.parametrize(
+    ("copy", "why"),
+    [
+        ("captioned.jpg", "captioned.jpg adds bars or margins (200x200 photo in 200x224)"),
+        ("screen.png", "screen.png adds bars or margins (200x200 photo in 230x290)"),
+        ("small.jpg", "most photo pixels (200x200 against 100x100)"),
+        ("big.png", "big.png is only enlarged (400x400 from 200x200)"),
+    ],
+)
+def test_the_original_is_kept_against_each_copy(copies: Path, copy: str, why: str) -> None:
+    """Headers alone (the canvas) would keep the captioned copy, the screenshot and the
+    enlargement: each has more pixels, none more of the photo."""
+    chosen, reason = choose_keeper(copies, [copy, ORIGINAL])
+    assert chosen == ORIGINAL
+    assert reason.startswith(why)
+    headers = [read_facts(copies, path) for path in (copy, ORIGINAL)]
+    assert (choose_from_facts(headers)[0] == copy) == (copy != "small.jpg")
+
+
+def test_the_original_is_kept_among_all_its_copies(copies: Path) -> None:
+    files = ["big.png", "captioned.jpg", ORIGINAL, "screen.png", "small.jpg"]
+    chosen, reason = choose_keeper(copies, files)
+    assert chosen == ORIGINAL
+    assert reason.startswith("most photo pixels (200x200 against 100x100)")
+    assert "big.png is only enlarged" in reason
+
+
+def test_two_enlargements_of_one_photo_both_lose_to_it(tmp_path: Path) -> None:
+    """Neither enlargement enlarges the other (each has detail the other lost), so each is
+    compared with every smaller copy, down to the photo itself."""
+    original = photo("chelsea", 300)
+    original.save(tmp_path / "chelsea.png")
+    for factor in (1.5, 2):
+        size = (round(original.width * factor), round(original.height * factor))
+        original.resize(size, Image.LANCZOS).save(tmp_path / f"x{factor}.png")
+    chosen, reason = choose_keeper(tmp_path, ["x1.5.png", "x2.png", "chelsea.png"])
+    assert chosen == "chelsea.png"
+    assert "x2.png is only enlarged (600x400 from 300x200)" in reason

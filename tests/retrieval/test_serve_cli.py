@@ -25,9 +25,13 @@ from foldervision.web import server as web_server
 def fetched_pages(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Record, for each serve run, the bound address and what the real server answered."""
     pages: list[dict] = []
-    monkeypatch.setattr(
-        retrieval_service, "load_embedder", lambda *a, **k: colour_layout_embedder()
-    )
+    load_embedder = retrieval_service.load_embedder
+
+    def colour_layout_unless_clip(settings):  # a CLIP model is loaded for real (it is tiny)
+        clip = settings.model.startswith("clip:")
+        return load_embedder(settings) if clip else colour_layout_embedder()
+
+    monkeypatch.setattr(retrieval_service, "load_embedder", colour_layout_unless_clip)
 
     def serve_once(app: object, sock: socket.socket) -> None:
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
@@ -43,12 +47,14 @@ def fetched_pages(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
             search = httpx.get(
                 f"http://{host}:{port}/api/search", params={"path": "q1.png", "root": "queries"}
             )
+            words = httpx.get(f"http://{host}:{port}/api/search-text", params={"q": "receipt"})
             pages.append(
                 {
                     "address": sock.getsockname()[0],
                     "url": url,
                     "page": page.text,
                     "search": search.json(),
+                    "words": (words.status_code, words.json()),
                 }
             )
         finally:
@@ -94,6 +100,27 @@ def test_serve_warns_when_listening_on_all_interfaces(database: Path, fetched_pa
     assert fetched_pages[0]["address"] == host
 
 
+def test_serve_searches_by_words_with_a_clip_index_and_says_how_to_make_one(
+    database: Path, fetched_pages
+):
+    tiny_clip = Path(__file__).resolve().parents[1] / "clip" / "fixtures" / "tiny-clip"
+    without = CliRunner().invoke(cli_app, ["serve", str(database), "--port", "0"])
+    with_words = CliRunner().invoke(
+        cli_app, ["serve", str(database), "--port", "0", "--text-model", f"clip:{tiny_clip}"]
+    )
+
+    assert without.exit_code == 0 and with_words.exit_code == 0, with_words.stderr
+    first, second = fetched_pages
+    status, answer = first["words"]
+    assert status == 409 and answer["error"].startswith("To search by words, index the folder")
+    assert answer["error"] in first["page"] and 'id="words-hint"' in first["page"]
+    status, answer = second["words"]
+    assert status == 200 and answer["query"] == "receipt" and len(answer["results"]) == 4
+    assert 'id="words-hint"' not in second["page"]
+    assert (database / ".foldervision" / "index.tiny-clip.sqlite").is_file()
+    assert "indexed 90 new or changed" in with_words.stderr  # the CLIP index, made first
+
+
 def test_serve_mistakes_print_one_line(database: Path, fetched_pages, tmp_path: Path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
@@ -103,12 +130,16 @@ def test_serve_mistakes_print_one_line(database: Path, fetched_pages, tmp_path: 
     bad_queries = CliRunner().invoke(
         cli_app, ["serve", str(database), "--queries", str(tmp_path / "none"), "--port", "0"]
     )
+    not_clip = CliRunner().invoke(
+        cli_app, ["serve", str(database), "--text-model", "mobilenetv2", "--port", "0"]
+    )
 
     for result, expected in [
         (in_use, f"127.0.0.1:{port}: cannot listen there"),
         (bad_k, "k must be between 1 and 100, got 0; pass another -k."),
         (no_folder, "not a folder"),
         (bad_queries, "not a folder; pass a folder of query images"),
+        (not_clip, "--text-model mobilenetv2: not a CLIP model; pass clip-vit-b32"),
     ]:
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error: ") and expected in result.stderr
@@ -132,9 +163,13 @@ def test_serve_watch_indexes_a_photo_copied_in_while_serving(
     import shutil
     import time
 
-    monkeypatch.setattr(
-        retrieval_service, "load_embedder", lambda *a, **k: colour_layout_embedder()
-    )
+    load_embedder = retrieval_service.load_embedder
+
+    def colour_layout_unless_clip(settings):  # a CLIP model is loaded for real (it is tiny)
+        clip = settings.model.startswith("clip:")
+        return load_embedder(settings) if clip else colour_layout_embedder()
+
+    monkeypatch.setattr(retrieval_service, "load_embedder", colour_layout_unless_clip)
     seen: dict = {}
 
     def serve_and_copy(app: object, sock: socket.socket) -> None:

@@ -6,6 +6,8 @@ and hands everything to `foldervision.web`.
 
 from __future__ import annotations
 
+import dataclasses
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -15,7 +17,7 @@ from foldervision.cli.options import WatchOption, takes_index_settings, takes_ph
 from foldervision.cli.retrieval import open_updated_service, report_filter, start_watching
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
-from foldervision.retrieval.service import check_top_k
+from foldervision.retrieval.service import RetrievalService, check_top_k, text_index_settings
 from foldervision.retrieval.settings import IndexSettings
 
 
@@ -36,6 +38,13 @@ def serve_command(
         "DATABASE when it exists.",
     ),
     watch: WatchOption = False,
+    text_model: str | None = typer.Option(
+        None,
+        "--text-model",
+        help="CLIP model whose vectors of DATABASE the page searches by words (clip-vit-b32, "
+        "or clip:FOLDER); its index is made or updated first. Default: a CLIP index found "
+        "beside the index, when its model was pulled.",
+    ),
     *,
     settings: IndexSettings,
     photo_filter: PhotoFilter,
@@ -44,11 +53,18 @@ def serve_command(
     first; with --watch, kept current while serving).
 
     Filters given here are the page's starting filters, and apply to every API request that
-    names no filter of its own."""
+    names no filter of its own. Where the folder has a CLIP index (or --text-model), the page
+    also searches by words."""
+    from foldervision.clip.models import is_clip_model
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
     check_top_k(top_k)
+    if text_model is not None and not is_clip_model(text_model):
+        raise ValueError(
+            f"--text-model {text_model}: not a CLIP model; pass clip-vit-b32 (after "
+            "`foldervision models pull clip-vit-b32`) or clip:FOLDER."
+        )
     if queries is not None and not queries.is_dir():
         raise ValueError(f"{queries}: not a folder; pass a folder of query images to --queries.")
     if listens_everywhere(host):
@@ -60,17 +76,22 @@ def serve_command(
         )
     sock = listen(host, port)
     try:
-        with open_updated_service(settings) as service:
+        with open_updated_service(settings) as service, ExitStack() as closing:
             report_filter(service, photo_filter)
             service.warm_up()
+            text_service, text_hint = open_text_service(settings, service, text_model)
+            if text_service is not None:
+                closing.enter_context(text_service)
             web_app = create_app(
                 service,
                 queries or default_query_folder(database),
                 top_k,
                 photo_filter=photo_filter,
                 watching=watch,
+                text_service=text_service,
+                text_hint=text_hint,
             )
-            watcher = start_watching(service) if watch else None
+            watchers = [start_watching(s) for s in (service, text_service) if s] if watch else []
             console.print(
                 f"serving {database} at {url_of(sock)} (Ctrl-C to stop)",
                 markup=False,
@@ -79,7 +100,23 @@ def serve_command(
             try:
                 run_server(web_app, sock)
             finally:
-                if watcher is not None:
+                for watcher in watchers:
                     watcher.stop()
     finally:
         sock.close()
+
+
+def open_text_service(
+    settings: IndexSettings, service: RetrievalService, text_model: str | None
+) -> tuple[RetrievalService | None, str]:
+    """The service that searches DATABASE by words, updated (None where `service` is a CLIP
+    one and does it itself), or None and one line saying how to make one."""
+    if hasattr(service.embedder, "embed_texts"):
+        return None, ""
+    if text_model is not None:
+        chosen = dataclasses.replace(settings, model=text_model, index_path=None, decoding=None)
+        return open_updated_service(chosen), ""
+    found, hint = text_index_settings(settings, service.index_path)
+    if found is None:
+        return None, hint  # the page says it beside its disabled text box
+    return open_updated_service(found), ""

@@ -13,7 +13,9 @@ query folder, whose images are not indexed and are embedded on request):
     GET  /api/info                          index size, model, last update
     GET  /api/search?path=REL&root=db&k=4   search with an image of a root
     POST /api/search  (multipart: file, k)  search with an uploaded image
-         both, and /api/files, take the photo filters as query parameters: taken_after,
+    GET  /api/search-text?q=WORDS&k=4       search by words in the folder's CLIP index (409
+                                            and how to make one, where there is none)
+         all three, and /api/files, take the photo filters as query parameters: taken_after,
          taken_before (dates, as --taken-after), camera, under (a folder of the database);
          none given: the server's own (`serve --camera ...`)
     GET  /images/{root}/REL                 the original file
@@ -72,15 +74,23 @@ def create_app(
     thumbs: Path | None = None,
     photo_filter: PhotoFilter | None = None,
     watching: bool = False,
+    text_service: RetrievalService | None = None,
+    text_hint: str = "",
 ) -> FastAPI:
     """The app over an open (and updated) service; it never writes into the database folder.
 
-    `watching`: a `FolderWatcher` keeps the index current (the page then says so)."""
+    `watching`: a `FolderWatcher` keeps the index current (the page then says so).
+    `text_service`: an open service over a CLIP index of the same folder, which searches by
+    words (the page then shows its text box); without one, `text_hint` says how to make one
+    (`service.text_index_settings`). A CLIP `service` searches by words itself."""
+    if text_service is None and hasattr(service.embedder, "embed_texts"):
+        text_service = service
     roots = {DATABASE_ROOT: service.database.resolve()}
     if query_folder is not None:
         roots[QUERIES_ROOT] = Path(query_folder).resolve()
     app = FastAPI(title="foldervision", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.state.text_service = text_service
     app.state.web_settings = WebSettings(
         roots=roots,
         thumbs=thumbs or thumbnail_folder(service.index_path.resolve()),
@@ -88,6 +98,7 @@ def create_app(
         max_upload_bytes=max_upload_bytes,
         default_filter=photo_filter or PhotoFilter(),
         watching=watching,
+        text_hint="" if text_service is not None else text_hint,
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(LimitUploadSize, max_bytes=max_upload_bytes, path=SEARCH_PATH)

@@ -58,6 +58,8 @@ def page(request: Request, service: Service, settings: Settings) -> Response:
         "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
         "page_size": PAGE_SIZE,
         "watching": settings.watching,
+        "text_search": request.app.state.text_service is not None,
+        "text_hint": settings.text_hint,
         "updated_at": "" if overview.updated_at is None else repr(overview.updated_at),
         "empty_message": (
             empty_index_message(service, settings.watching) if overview.images == 0 else None

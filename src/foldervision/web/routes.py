@@ -6,8 +6,10 @@ Each handler gets the service and the web settings (which folders URLs may name,
 thumbnails go, the default k, the upload limit) through FastAPI dependencies; `create_app`
 puts both on the app. Handlers only check what a URL may reach, call the service and shape the
 answer: the service validates k, searches and says when the index is empty; `web.app` turns
-its errors into one-line JSON answers. Both searches take the photo filters as query
-parameters (`request_filter`), checked by the same `photo_filter` as the command line's.
+its errors into one-line JSON answers. The searches take the photo filters as query
+parameters (`request_filter`), checked by the same `photo_filter` as the command line's. The
+search by words goes to a second service, over the CLIP index of the same folder, when
+`serve` found or was given one (`text_service_of`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from foldervision.web.middleware import too_large_message
 DATABASE_ROOT = "db"
 QUERIES_ROOT = "queries"
 SEARCH_PATH = "/api/search"
+TEXT_SEARCH_PATH = "/api/search-text"
+MAX_TEXT_CHARACTERS = 1000
+"""Longer text is refused: CLIP reads its first 77 tokens (a few hundred characters) anyway."""
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -49,6 +54,8 @@ class WebSettings:
     """`serve --camera ...`: the filter of every search that names none of its own."""
     watching: bool = False
     """`serve --watch`: the index follows the folder while serving."""
+    text_hint: str = ""
+    """Why words cannot be searched here and how to make them searchable; "" when they can."""
 
     def image_of(self, root: str, relative: str) -> Path:
         """The real file a URL names, or 404: nothing outside the roots is ever reached."""
@@ -71,8 +78,14 @@ async def settings_of(request: Request) -> WebSettings:
     return request.app.state.web_settings
 
 
+async def text_service_of(request: Request) -> RetrievalService | None:
+    """The service of the CLIP index that searches by words; None where there is none."""
+    return request.app.state.text_service
+
+
 Service = Annotated[RetrievalService, Depends(service_of)]
 Settings = Annotated[WebSettings, Depends(settings_of)]
+TextService = Annotated[RetrievalService | None, Depends(text_service_of)]
 
 
 def request_filter(
@@ -147,6 +160,30 @@ def search_upload(
     started = time.perf_counter()
     k = settings.k_or_default(k)
     result = service.search_bytes(data, upload_name(file.filename), k, photos)
+    return search_response(result, started)
+
+
+@router.get(TEXT_SEARCH_PATH)
+def search_by_words(
+    text_service: TextService,
+    settings: Settings,
+    photos: Filter,
+    q: str,
+    k: Annotated[int | None, Query()] = None,
+) -> Response:
+    """Search the CLIP vectors with the text vector of `q` (409 where there is no CLIP index:
+    the request is fine, the server cannot answer it; the message says how to make one)."""
+    words = " ".join(q.split())
+    if not words:
+        raise HTTPException(400, "q: type some words to search for, e.g. q=a red flower")
+    if len(words) > MAX_TEXT_CHARACTERS:
+        raise HTTPException(
+            400, f"q: {len(words)} characters; search with at most {MAX_TEXT_CHARACTERS}"
+        )
+    if text_service is None:
+        raise HTTPException(409, settings.text_hint or "this server has no CLIP index")
+    started = time.perf_counter()
+    [result] = text_service.search_texts([words], settings.k_or_default(k), photos)
     return search_response(result, started)
 
 

@@ -1,6 +1,7 @@
 // The page's behaviour in plain JavaScript: browse the library a page at a time (newest first),
-// narrow it with the filters, search by clicking any photo or dropping one, and pick up new
-// photos while the server follows the folder (it polls /api/info's update time).
+// narrow it with the filters, search by clicking any photo or dropping one, or by words (where
+// the folder has a CLIP index), and pick up new photos while the server follows the folder
+// (it polls /api/info's update time).
 "use strict";
 
 const POLL_MS = 2000;
@@ -176,7 +177,9 @@ async function search(request, queryImage, queryName) {
 }
 
 function render(answer, queryImage, queryName) {
-  $("query-image").src = queryImage;
+  $("query-image").hidden = !queryImage; // a search by words has no query image
+  if (queryImage) $("query-image").src = queryImage;
+  else $("query-image").removeAttribute("src");
   $("query-name").textContent = queryName;
   const grid = $("results");
   grid.replaceChildren(...answer.results.map((match) => {
@@ -222,6 +225,17 @@ function searchFile(file) {
   form.append("k", kValue());
   const request = { url: `/api/search?${filterParams()}`, options: { method: "POST", body: form } };
   search(request, URL.createObjectURL(file), file.name);
+}
+
+function searchWords(text) {
+  const words = text.trim();
+  if (!words) return;
+  lastSearch = () => searchWords(words);
+  const query = filterParams();
+  query.set("q", words);
+  query.set("k", kValue());
+  document.querySelectorAll("#strip button").forEach((button) => button.classList.remove("selected"));
+  search({ url: `/api/search-text?${query}` }, null, `“${words}”`);
 }
 
 function closeAnswer() {
@@ -297,6 +311,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (path !== null) searchPath("db", path);
   });
   $("close-answer").addEventListener("click", closeAnswer);
+  $("words").addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchWords($("words-query").value);
+  });
   $("file").addEventListener("change", () => {
     if ($("file").files.length) searchFile($("file").files[0]);
     $("file").value = "";
