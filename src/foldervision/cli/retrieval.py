@@ -168,7 +168,8 @@ def evaluate_retrieval_command(
     settings: IndexSettings,
     rebuild: RebuildOption = False,
 ) -> None:
-    """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
+    """Leave-one-out precision@1, @4 (and @k), mAP and the N-S score (relevant images among
+    the top 4, 0 to 4): each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
     with open_updated_service(settings, rebuild=rebuild) as service:
@@ -176,11 +177,13 @@ def evaluate_retrieval_command(
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
-    print(
-        f"precision@{top_k}\t{report['precision_at_k']:.4f}\n"
-        f"mAP\t{report['mean_average_precision']:.4f}\n"
-        f"queries\t{report['queries']}"
-    )
+    lines = [("precision@1", report["precision_at_1"]), ("precision@4", report["precision_at_4"])]
+    if top_k not in (1, 4):
+        lines.append((f"precision@{top_k}", report["precision_at_k"]))
+    lines += [("mAP", report["mean_average_precision"]), ("N-S", report["ns_score"])]
+    for name, value in lines:
+        print(f"{name}\t{value:.4f}")
+    print(f"queries\t{report['queries']}")
 
 
 @app.command("duplicates")

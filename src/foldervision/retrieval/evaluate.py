@@ -1,7 +1,9 @@
-"""Leave-one-out retrieval quality on a class-per-subfolder folder: precision@k and mAP.
+"""Leave-one-out retrieval quality on a class-per-subfolder folder: P@1, P@4, P@k, mAP, N-S.
 
 Every image is used once as the query against all the others (itself excluded); a result is
-relevant when it comes from the query's class subfolder.
+relevant when it comes from the query's class subfolder. The N-S score is UKBench's measure,
+the mean number of relevant images among the top 4 (here 4 x P@4; UKBench counts the query
+itself among its top 4, so its figures are ours plus one where the query ranks first).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from foldervision.retrieval.index import ImageIndex
 
 QUERY_CHUNK_SIZE = 512
 """Queries ranked at once: bounds the (chunk x database) distance matrix in memory."""
+NS_TOP = 4
+"""The N-S score counts relevant images among this many (UKBench's groups hold four)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,10 @@ class RetrievalScores:
     precision_at_k: float
     mean_average_precision: float
     queries: int
+    precision_at_1: float = 0.0
+    precision_at_4: float = 0.0
+    ns_score: float = 0.0
+    """Mean number of relevant images among the top 4 (0 to 4)."""
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -45,23 +53,33 @@ def leave_one_out_scores(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
     labels = np.asarray(labels)
-    precisions: list[np.ndarray] = []
+    tops = {"k": k, "1": 1, "4": NS_TOP}
+    hits: dict[str, list[np.ndarray]] = {name: [] for name in tops}
     average_precisions: list[np.ndarray] = []
     for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
         queries = (vectors if query_vectors is None else query_vectors)[rows]
         relevant = _ranked_relevance(queries, vectors, labels, rows)
-        has_relevant = relevant.any(axis=1)
-        precisions.append(relevant[has_relevant, :k].mean(axis=1))
-        average_precisions.append(_average_precision(relevant[has_relevant]))
-    precision = np.concatenate(precisions) if precisions else np.zeros(0)
-    average_precision = np.concatenate(average_precisions) if average_precisions else np.zeros(0)
+        relevant = relevant[relevant.any(axis=1)]
+        for name, top in tops.items():
+            # Precision over `top` ranks even where fewer other images exist (they count as misses).
+            hits[name].append(relevant[:, :top].sum(axis=1) / top)
+        average_precisions.append(_average_precision(relevant))
+    means = {name: _mean(values) for name, values in hits.items()}
     return RetrievalScores(
         k=k,
-        precision_at_k=float(precision.mean()) if precision.size else 0.0,
-        mean_average_precision=float(average_precision.mean()) if average_precision.size else 0.0,
-        queries=int(precision.size),
+        precision_at_k=means["k"],
+        mean_average_precision=_mean(average_precisions),
+        queries=int(sum(len(values) for values in average_precisions)),
+        precision_at_1=means["1"],
+        precision_at_4=means["4"],
+        ns_score=NS_TOP * means["4"],
     )
+
+
+def _mean(chunks: list[np.ndarray]) -> float:
+    values = np.concatenate(chunks) if chunks else np.zeros(0)
+    return float(values.mean()) if values.size else 0.0
 
 
 def _ranked_relevance(
