@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.reranking import QueryExpansion, expand_queries
 
 QUERY_CHUNK_SIZE = 512
 """Queries ranked at once: bounds the (chunk x database) distance matrix in memory."""
@@ -109,8 +110,28 @@ def _average_precision(relevant: np.ndarray) -> np.ndarray:
     return precision_at_hits.sum(axis=1) / np.maximum(relevant.sum(axis=1), 1)
 
 
-def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, Any]:
-    """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class."""
+def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> np.ndarray:
+    """Each row expanded with its nearest other rows (itself left out), ranked exactly: the
+    query vectors `search --expand` would make if the image were not in the database."""
+    if not expansion.is_on or len(vectors) < 2:
+        return vectors
+    expanded = []
+    fetched = min(expansion.first_search_size, len(vectors) - 1)
+    for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
+        rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
+        squared_distances = squared_euclidean(vectors[rows], vectors)
+        squared_distances[np.arange(len(rows)), rows] = np.inf
+        nearest = np.argsort(squared_distances, axis=1, kind="stable")[:, :fetched]
+        distances = np.sqrt(np.take_along_axis(squared_distances, nearest, axis=1))
+        expanded.append(expand_queries(vectors[rows], vectors[nearest], distances, expansion))
+    return np.concatenate(expanded)
+
+
+def evaluate_labelled_folder(
+    image_index: ImageIndex, k: int = 4, expansion: QueryExpansion | None = None
+) -> dict[str, Any]:
+    """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class,
+    with each query re-ranked by `expansion` when given."""
     from foldervision.datasets import scan_labelled_folder
 
     labelled = scan_labelled_folder(image_index.database_folder)
@@ -119,13 +140,17 @@ def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, A
     relative_paths = [image_index.relative(path) for path in indexed.paths]
     rows = [row for row, path in enumerate(relative_paths) if path in label_of]
     labels = np.asarray([label_of[relative_paths[row]] for row in rows], dtype=np.int64)
-    scores = leave_one_out_scores(indexed.vectors[rows], labels, k)
+    vectors = indexed.vectors[rows]
+    expanded = expansion is not None and expansion.is_on
+    queries = leave_one_out_expansion(vectors, expansion) if expanded else vectors
+    scores = leave_one_out_scores(vectors, labels, k, queries)
     index_precision, index_kind = precision_through_store(
-        image_index, indexed.vectors[rows], indexed.ids[rows], labels, k
+        image_index, queries, indexed.ids[rows], labels, k
     )
     return {
         "folder": str(image_index.database_folder),
         **scores.to_dict(),
+        "reranking": expansion.describe() if expanded else None,
         "index_kind": index_kind,
         "index_precision_at_k": index_precision,
         "class_names": labelled.class_names,
@@ -137,7 +162,8 @@ def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, A
 def precision_through_store(
     image_index: ImageIndex, vectors: np.ndarray, ids: np.ndarray, labels: np.ndarray, k: int
 ) -> tuple[float, str | None]:
-    """Leave-one-out P@k as `search` answers it (the store's own index, approximate or not).
+    """Leave-one-out P@k as `search` answers it (the store's own index, approximate or not),
+    `vectors` being the queries (row i: image `ids[i]`, expanded or not).
 
     The figures above rank exactly with NumPy; this one shows what an approximate index costs.
     """

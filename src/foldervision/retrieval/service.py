@@ -43,6 +43,7 @@ from foldervision.retrieval.index import (
 from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.photo_metadata import camera_name
 from foldervision.retrieval.photos import PhotoEntry
+from foldervision.retrieval.reranking import QueryExpansion
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
 
@@ -198,18 +199,19 @@ class RetrievalService:
         query_paths: Sequence[str | os.PathLike[str]],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> tuple[list[QueryResult], list[SkippedFile]]:
         """Embed query files exactly as the database was embedded, then find their neighbours
-        (among the photos `photo_filter` keeps, when given)."""
+        (among the photos `photo_filter` keeps, when given; re-ranked by `expansion`)."""
         self._check_searchable(k)
         results: list[QueryResult] = []
         skipped: list[SkippedFile] = []
         for batch in self.embedder.embed_files(list(query_paths)):
             skipped.extend(batch.skipped)
             if batch.paths:
-                answers = self._search_vectors(batch.vectors, k, photo_filter)
+                answers = self._search_vectors(batch.vectors, k, photo_filter, expansion)
                 for path, matches in zip(batch.paths, answers):
-                    results.append(QueryResult(str(Path(path)), matches))
+                    results.append(_result(str(Path(path)), matches, expansion))
         return results, skipped
 
     def search_texts(
@@ -217,6 +219,7 @@ class RetrievalService:
         texts: Sequence[str],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> list[QueryResult]:
         """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
         embed_texts = getattr(self.embedder, "embed_texts", None)
@@ -227,10 +230,8 @@ class RetrievalService:
             )
         self._check_searchable(k)
         vectors = embed_texts(list(texts))
-        return [
-            QueryResult(text, matches)
-            for text, matches in zip(texts, self._search_vectors(vectors, k, photo_filter))
-        ]
+        answers = self._search_vectors(vectors, k, photo_filter, expansion)
+        return [_result(text, matches, expansion) for text, matches in zip(texts, answers)]
 
     def search_bytes(
         self,
@@ -238,11 +239,13 @@ class RetrievalService:
         name: str,
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
-        return QueryResult(name, self._search_vectors(vector[np.newaxis], k, photo_filter)[0])
+        matches = self._search_vectors(vector[np.newaxis], k, photo_filter, expansion)[0]
+        return _result(name, matches, expansion)
 
     def search_folder_file(
         self,
@@ -250,6 +253,7 @@ class RetrievalService:
         k: int = DEFAULT_TOP_K,
         folder: Path | None = None,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> QueryResult:
         """Search with a file named by its path relative to `folder` (default: the database).
 
@@ -262,14 +266,14 @@ class RetrievalService:
             with self._lock:
                 vector = self.index.vector_of(relative_path)
             if vector is not None:
-                matches = self._search_vectors(vector, k, photo_filter)[0]
-                return QueryResult(relative_path, matches)
+                matches = self._search_vectors(vector, k, photo_filter, expansion)[0]
+                return _result(relative_path, matches, expansion)
         try:
             data = ((folder or self.database) / relative_path).read_bytes()
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise ImageLoadError(f"{relative_path}: cannot read ({reason}).") from None
-        return self.search_bytes(data, relative_path, k, photo_filter)
+        return self.search_bytes(data, relative_path, k, photo_filter, expansion)
 
     def sample_files(self, count: int, photo_filter: PhotoFilter | None = None) -> list[str]:
         """About `count` indexed files spread evenly over the index (relative paths, in path
@@ -332,11 +336,15 @@ class RetrievalService:
             self._search_vectors(vector, 1)
 
     def _search_vectors(
-        self, query_vectors: np.ndarray, k: int, photo_filter: PhotoFilter | None = None
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> list[list[Match]]:
         """Ranked matches for each query vector, among the photos the filter keeps."""
         with self._lock:
-            neighbours = self.index.search(query_vectors, k, photo_filter)
+            neighbours = self.index.search(query_vectors, k, photo_filter, expansion)
         return [
             [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
             for row in neighbours
@@ -423,6 +431,14 @@ class RetrievalService:
         from foldervision.retrieval.keeper import read_facts
 
         return [read_facts(self.database, path) for path in paths]
+
+
+def _result(
+    query: str, matches: list[Match], expansion: QueryExpansion | None
+) -> QueryResult:
+    """The answer, saying how it was re-ranked when it was (its distances then differ)."""
+    reranking = expansion.describe() if expansion is not None and expansion.is_on else None
+    return QueryResult(query, matches, reranking)
 
 
 def check_top_k(k: int) -> None:
