@@ -110,6 +110,29 @@ def _average_precision(relevant: np.ndarray) -> np.ndarray:
     return precision_at_hits.sum(axis=1) / np.maximum(relevant.sum(axis=1), 1)
 
 
+@dataclass(frozen=True)
+class LabelledVectors:
+    """The stored vectors of a labelled folder's images, row i of class `labels[i]`."""
+
+    vectors: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    class_names: list[str]
+
+
+def labelled_vectors(image_index: ImageIndex) -> LabelledVectors:
+    """The index's vectors of the images in class subfolders, with their classes."""
+    from foldervision.datasets import scan_labelled_folder
+
+    labelled = scan_labelled_folder(image_index.database_folder)
+    label_of = dict(zip(map(labelled.relative, labelled.paths), labelled.labels.tolist()))
+    indexed = image_index.vectors()
+    relative_paths = [image_index.relative(path) for path in indexed.paths]
+    rows = [row for row, path in enumerate(relative_paths) if path in label_of]
+    labels = np.asarray([label_of[relative_paths[row]] for row in rows], dtype=np.int64)
+    return LabelledVectors(indexed.vectors[rows], labels, indexed.ids[rows], labelled.class_names)
+
+
 def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> np.ndarray:
     """Each row expanded with its nearest other rows (itself left out), ranked exactly: the
     query vectors `search --expand` would make if the image were not in the database."""
@@ -121,8 +144,11 @@ def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> n
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
         squared_distances = squared_euclidean(vectors[rows], vectors)
         squared_distances[np.arange(len(rows)), rows] = np.inf
-        nearest = np.argsort(squared_distances, axis=1, kind="stable")[:, :fetched]
-        distances = np.sqrt(np.take_along_axis(squared_distances, nearest, axis=1))
+        nearest = np.argpartition(squared_distances, fetched - 1, axis=1)[:, :fetched]
+        distances = np.take_along_axis(squared_distances, nearest, axis=1)
+        order = np.lexsort((nearest, distances))  # nearest first, ties by row as in a ranking
+        nearest = np.take_along_axis(nearest, order, axis=1)
+        distances = np.sqrt(np.take_along_axis(distances, order, axis=1))
         expanded.append(expand_queries(vectors[rows], vectors[nearest], distances, expansion))
     return np.concatenate(expanded)
 
@@ -132,20 +158,13 @@ def evaluate_labelled_folder(
 ) -> dict[str, Any]:
     """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class,
     with each query re-ranked by `expansion` when given."""
-    from foldervision.datasets import scan_labelled_folder
-
-    labelled = scan_labelled_folder(image_index.database_folder)
-    label_of = dict(zip(map(labelled.relative, labelled.paths), labelled.labels.tolist()))
-    indexed = image_index.vectors()
-    relative_paths = [image_index.relative(path) for path in indexed.paths]
-    rows = [row for row, path in enumerate(relative_paths) if path in label_of]
-    labels = np.asarray([label_of[relative_paths[row]] for row in rows], dtype=np.int64)
-    vectors = indexed.vectors[rows]
+    labelled = labelled_vectors(image_index)
+    vectors, labels = labelled.vectors, labelled.labels
     expanded = expansion is not None and expansion.is_on
     queries = leave_one_out_expansion(vectors, expansion) if expanded else vectors
     scores = leave_one_out_scores(vectors, labels, k, queries)
     index_precision, index_kind = precision_through_store(
-        image_index, queries, indexed.ids[rows], labels, k
+        image_index, queries, labelled.ids, labels, k
     )
     return {
         "folder": str(image_index.database_folder),
