@@ -6,6 +6,9 @@ averaging, concatenating block 16's pooled output, PCA-whitening fitted on the d
 and alpha query expansion. The variant the tool uses by default is marked, and its vectors are
 checked against `foldervision.retrieval` on a few images, so the figure is the product's.
 
+With several sizes it also scores multi-scale GeM: the mean of the unit vectors at every size
+(e.g. --sizes 224,158: scales 1 and 1/sqrt(2)), renormalised.
+
 Run:  python benchmarks/retrieval_quality.py [--sizes 128,160,224] [--flip] [--per-class N]
 The default (sizes 128 and 224, no flip, every image) takes a few minutes on two cores.
 """
@@ -54,8 +57,10 @@ def main() -> None:
         labelled = labelled.subset(keep)
     print(f"{len(labelled.paths)} images, {len(labelled.class_names)} classes; "
           f"leave-one-out P@{TOP_K} and mAP")  # fmt: skip
+    gem_at: dict[int, np.ndarray] = {}
     for size in (int(size) for size in arguments.sizes.split(",")):
         features = pooled_features(labelled.paths, size, arguments.flip)
+        gem_at[size] = unit(features["gem"])
         for name, vectors, queries in variants(features):
             scores = leave_one_out_scores(vectors, labelled.labels, TOP_K, queries)
             marker = "  <- default" if (size, name) == (DEFAULT_IMAGE_SIZE, DEFAULT_POOLING) else ""
@@ -63,6 +68,11 @@ def main() -> None:
                   f"mAP {scores.mean_average_precision:.4f}{marker}", flush=True)  # fmt: skip
         if size == DEFAULT_IMAGE_SIZE:
             check_against_product(labelled.paths[:CHECKED_IMAGES], features["gem"])
+    if len(gem_at) > 1:  # multi-scale: the mean of each size's unit GeM vector, renormalised
+        scores = leave_one_out_scores(unit(sum(gem_at.values())), labelled.labels, TOP_K)
+        sizes = "+".join(str(size) for size in gem_at)
+        print(f"{sizes} px  {'gem multi-scale':<28} P@{TOP_K} {scores.precision_at_k:.4f}  "
+              f"mAP {scores.mean_average_precision:.4f}")  # fmt: skip
 
 
 def pooled_features(paths: list[Path], size: int, flip: bool) -> dict[str, np.ndarray]:

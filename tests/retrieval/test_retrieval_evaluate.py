@@ -37,6 +37,17 @@ def test_leave_one_out_scores_match_the_hand_computed_answer() -> None:
     assert at_1.queries == 4
 
 
+def test_every_report_carries_p_at_1_p_at_4_and_the_n_s_score() -> None:
+    # By hand, among each query's 3 others: a0 1 relevant, a1 1, b0 1, b1 1 -> P@4 = 4/16
+    # (a fourth rank that does not exist is a miss, as in UKBench); N-S = 1 relevant in 4.
+    scores = leave_one_out_scores(POINTS, LABELS, k=2)
+
+    assert scores.precision_at_1 == pytest.approx(EXPECTED_PRECISION_AT_1)
+    assert scores.precision_at_4 == pytest.approx(0.25)
+    assert scores.ns_score == pytest.approx(1.0)
+    assert scores.precision_at_k == pytest.approx(EXPECTED_PRECISION_AT_2)
+
+
 def test_a_query_never_retrieves_itself() -> None:
     identical_pairs = np.array([[0.0], [0.0], [5.0], [5.0]])
     scores = leave_one_out_scores(identical_pairs, np.array([0, 1, 0, 1]), k=1)
@@ -66,6 +77,8 @@ def test_evaluate_retrieval_cli_reports_the_known_answer_as_json(
     assert report["k"] == 2 and report["queries"] == 4
     assert report["precision_at_k"] == pytest.approx(EXPECTED_PRECISION_AT_2)
     assert report["mean_average_precision"] == pytest.approx(EXPECTED_MEAN_AVERAGE_PRECISION)
+    assert report["precision_at_1"] == pytest.approx(EXPECTED_PRECISION_AT_1)
+    assert report["ns_score"] == pytest.approx(1.0)
     assert report["class_names"] == ["a", "b"]
     assert [Path(skip["path"]).name for skip in report["skipped"]] == ["broken.png"]
     assert "broken.png" in result.stderr

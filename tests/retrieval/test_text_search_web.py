@@ -24,8 +24,9 @@ from test_serve_browser import browser  # noqa: F401 (a fixture)
 import foldervision.clip.models as clip_models
 from foldervision.clip.embedder import load_clip_embedder
 from foldervision.images import list_image_files
-from foldervision.retrieval.service import RetrievalService, text_index_settings
+from foldervision.retrieval.service import RetrievalService
 from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.text_index import text_index_settings
 from foldervision.web.app import create_app
 
 TINY_MODEL = REPO_ROOT / "tests" / "clip" / "fixtures" / "tiny-clip"

@@ -110,6 +110,16 @@ RebuildOption = Annotated[
     typer.Option("--rebuild", help="Forget the stored vectors (e.g. after changing --model)."),
 ]
 """An action, not a setting: the commands that may rebuild declare it themselves."""
+ExpandOption = Annotated[
+    int,
+    typer.Option(
+        "--expand",
+        metavar="N",
+        help="Re-rank by query expansion: search again with the query averaged with its N "
+        "nearest photos (weighted by similarity^3), e.g. --expand 2; distances are then from "
+        "that expanded query. Raises mAP; P@4 hardly. 0: off (the default).",
+    ),
+]
 WatchOption = Annotated[
     bool,
     typer.Option(

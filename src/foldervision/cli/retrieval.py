@@ -27,6 +27,7 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console, plural
 from foldervision.cli.options import (
+    ExpandOption,
     RebuildOption,
     WatchOption,
     takes_index_settings,
@@ -37,6 +38,7 @@ from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import IndexUpdate, follow_index_decoding
+from foldervision.retrieval.reranking import DEFAULT_NEIGHBOURS, QueryExpansion
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.settings import IndexSettings
@@ -96,6 +98,7 @@ def search_command(
     ),
     top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="Matches per query."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query on stdout."),
+    expand: ExpandOption = DEFAULT_NEIGHBOURS,
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
     pick_from: Path = typer.Option(
         DEFAULT_QUERY_FOLDER,
@@ -118,6 +121,7 @@ def search_command(
     With filters, the nearest among the photos they keep (taken when, by which camera, where).
     """
     check_top_k(top_k)
+    expansion = QueryExpansion(expand)
     texts = list(text or [])
     query_paths = list(query or [])
     if queries is not None:
@@ -128,10 +132,12 @@ def search_command(
     settings = with_text_model(settings) if texts else settings
     with open_updated_service(settings, rebuild=rebuild, update=not no_update) as service:
         report_filter(service, photo_filter)
-        results = service.search_texts(texts, top_k, photo_filter) if texts else []
+        results = service.search_texts(texts, top_k, photo_filter, expansion) if texts else []
         skipped: list[SkippedFile] = []
         if query_paths:
-            image_results, skipped = service.search_files(query_paths, top_k, photo_filter)
+            image_results, skipped = service.search_files(
+                query_paths, top_k, photo_filter, expansion
+            )
             results += image_results
         results = [result.in_folder(service.database) for result in results]
     report_skipped(skipped, "query")
@@ -164,23 +170,28 @@ def evaluate_retrieval_command(
     ),
     top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="k of precision@k."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    expand: ExpandOption = DEFAULT_NEIGHBOURS,
     *,
     settings: IndexSettings,
     rebuild: RebuildOption = False,
 ) -> None:
-    """Leave-one-out precision@k and mAP: each image queries all the others of the folder."""
+    """Leave-one-out precision@1, @4 (and @k), mAP and the N-S score (relevant images among
+    the top 4, 0 to 4): each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
+    expansion = QueryExpansion(expand)
     with open_updated_service(settings, rebuild=rebuild) as service:
-        report = evaluate_labelled_folder(service.index, top_k)
+        report = evaluate_labelled_folder(service.index, top_k, expansion)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
-    print(
-        f"precision@{top_k}\t{report['precision_at_k']:.4f}\n"
-        f"mAP\t{report['mean_average_precision']:.4f}\n"
-        f"queries\t{report['queries']}"
-    )
+    lines = [("precision@1", report["precision_at_1"]), ("precision@4", report["precision_at_4"])]
+    if top_k not in (1, 4):
+        lines.append((f"precision@{top_k}", report["precision_at_k"]))
+    lines += [("mAP", report["mean_average_precision"]), ("N-S", report["ns_score"])]
+    for name, value in lines:
+        print(f"{name}\t{value:.4f}")
+    print(f"queries\t{report['queries']}")
 
 
 @app.command("duplicates")

@@ -17,8 +17,9 @@ from foldervision.cli.options import WatchOption, takes_index_settings, takes_ph
 from foldervision.cli.retrieval import open_updated_service, report_filter, start_watching
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
-from foldervision.retrieval.service import RetrievalService, check_top_k, text_index_settings
+from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.text_index import text_index_settings
 
 
 @app.command("serve")

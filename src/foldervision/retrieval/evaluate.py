@@ -1,7 +1,9 @@
-"""Leave-one-out retrieval quality on a class-per-subfolder folder: precision@k and mAP.
+"""Leave-one-out retrieval quality on a class-per-subfolder folder: P@1, P@4, P@k, mAP, N-S.
 
 Every image is used once as the query against all the others (itself excluded); a result is
-relevant when it comes from the query's class subfolder.
+relevant when it comes from the query's class subfolder. The N-S score is UKBench's measure,
+the mean number of relevant images among the top 4 (here 4 x P@4; UKBench counts the query
+itself among its top 4, so its figures are ours plus one where the query ranks first).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 import numpy as np
 
 from foldervision.retrieval.index import ImageIndex
+from foldervision.retrieval.reranking import QueryExpansion, expand_queries
 
 QUERY_CHUNK_SIZE = 512
 """Queries ranked at once: bounds the (chunk x database) distance matrix in memory."""
+NS_TOP = 4
+"""The N-S score counts relevant images among this many (UKBench's groups hold four)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,10 @@ class RetrievalScores:
     precision_at_k: float
     mean_average_precision: float
     queries: int
+    precision_at_1: float = 0.0
+    precision_at_4: float = 0.0
+    ns_score: float = 0.0
+    """Mean number of relevant images among the top 4 (0 to 4)."""
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -45,23 +54,33 @@ def leave_one_out_scores(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
     labels = np.asarray(labels)
-    precisions: list[np.ndarray] = []
+    tops = {"k": k, "1": 1, "4": NS_TOP}
+    hits: dict[str, list[np.ndarray]] = {name: [] for name in tops}
     average_precisions: list[np.ndarray] = []
     for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
         queries = (vectors if query_vectors is None else query_vectors)[rows]
         relevant = _ranked_relevance(queries, vectors, labels, rows)
-        has_relevant = relevant.any(axis=1)
-        precisions.append(relevant[has_relevant, :k].mean(axis=1))
-        average_precisions.append(_average_precision(relevant[has_relevant]))
-    precision = np.concatenate(precisions) if precisions else np.zeros(0)
-    average_precision = np.concatenate(average_precisions) if average_precisions else np.zeros(0)
+        relevant = relevant[relevant.any(axis=1)]
+        for name, top in tops.items():
+            # Precision over `top` ranks even where fewer other images exist (they count as misses).
+            hits[name].append(relevant[:, :top].sum(axis=1) / top)
+        average_precisions.append(_average_precision(relevant))
+    means = {name: _mean(values) for name, values in hits.items()}
     return RetrievalScores(
         k=k,
-        precision_at_k=float(precision.mean()) if precision.size else 0.0,
-        mean_average_precision=float(average_precision.mean()) if average_precision.size else 0.0,
-        queries=int(precision.size),
+        precision_at_k=means["k"],
+        mean_average_precision=_mean(average_precisions),
+        queries=int(sum(len(values) for values in average_precisions)),
+        precision_at_1=means["1"],
+        precision_at_4=means["4"],
+        ns_score=NS_TOP * means["4"],
     )
+
+
+def _mean(chunks: list[np.ndarray]) -> float:
+    values = np.concatenate(chunks) if chunks else np.zeros(0)
+    return float(values.mean()) if values.size else 0.0
 
 
 def _ranked_relevance(
@@ -91,8 +110,18 @@ def _average_precision(relevant: np.ndarray) -> np.ndarray:
     return precision_at_hits.sum(axis=1) / np.maximum(relevant.sum(axis=1), 1)
 
 
-def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, Any]:
-    """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class."""
+@dataclass(frozen=True)
+class LabelledVectors:
+    """The stored vectors of a labelled folder's images, row i of class `labels[i]`."""
+
+    vectors: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    class_names: list[str]
+
+
+def labelled_vectors(image_index: ImageIndex) -> LabelledVectors:
+    """The index's vectors of the images in class subfolders, with their classes."""
     from foldervision.datasets import scan_labelled_folder
 
     labelled = scan_labelled_folder(image_index.database_folder)
@@ -101,13 +130,46 @@ def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, A
     relative_paths = [image_index.relative(path) for path in indexed.paths]
     rows = [row for row, path in enumerate(relative_paths) if path in label_of]
     labels = np.asarray([label_of[relative_paths[row]] for row in rows], dtype=np.int64)
-    scores = leave_one_out_scores(indexed.vectors[rows], labels, k)
+    return LabelledVectors(indexed.vectors[rows], labels, indexed.ids[rows], labelled.class_names)
+
+
+def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> np.ndarray:
+    """Each row expanded with its nearest other rows (itself left out), ranked exactly: the
+    query vectors `search --expand` would make if the image were not in the database."""
+    if not expansion.is_on or len(vectors) < 2:
+        return vectors
+    expanded = []
+    fetched = min(expansion.first_search_size, len(vectors) - 1)
+    for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
+        rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
+        squared_distances = squared_euclidean(vectors[rows], vectors)
+        squared_distances[np.arange(len(rows)), rows] = np.inf
+        nearest = np.argpartition(squared_distances, fetched - 1, axis=1)[:, :fetched]
+        distances = np.take_along_axis(squared_distances, nearest, axis=1)
+        order = np.lexsort((nearest, distances))  # nearest first, ties by row as in a ranking
+        nearest = np.take_along_axis(nearest, order, axis=1)
+        distances = np.sqrt(np.take_along_axis(distances, order, axis=1))
+        expanded.append(expand_queries(vectors[rows], vectors[nearest], distances, expansion))
+    return np.concatenate(expanded)
+
+
+def evaluate_labelled_folder(
+    image_index: ImageIndex, k: int = 4, expansion: QueryExpansion | None = None
+) -> dict[str, Any]:
+    """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class,
+    with each query re-ranked by `expansion` when given."""
+    labelled = labelled_vectors(image_index)
+    vectors, labels = labelled.vectors, labelled.labels
+    expanded = expansion is not None and expansion.is_on
+    queries = leave_one_out_expansion(vectors, expansion) if expanded else vectors
+    scores = leave_one_out_scores(vectors, labels, k, queries)
     index_precision, index_kind = precision_through_store(
-        image_index, indexed.vectors[rows], indexed.ids[rows], labels, k
+        image_index, queries, labelled.ids, labels, k
     )
     return {
         "folder": str(image_index.database_folder),
         **scores.to_dict(),
+        "reranking": expansion.describe() if expanded else None,
         "index_kind": index_kind,
         "index_precision_at_k": index_precision,
         "class_names": labelled.class_names,
@@ -119,7 +181,8 @@ def evaluate_labelled_folder(image_index: ImageIndex, k: int = 4) -> dict[str, A
 def precision_through_store(
     image_index: ImageIndex, vectors: np.ndarray, ids: np.ndarray, labels: np.ndarray, k: int
 ) -> tuple[float, str | None]:
-    """Leave-one-out P@k as `search` answers it (the store's own index, approximate or not).
+    """Leave-one-out P@k as `search` answers it (the store's own index, approximate or not),
+    `vectors` being the queries (row i: image `ids[i]`, expanded or not).
 
     The figures above rank exactly with NumPy; this one shows what an approximate index costs.
     """

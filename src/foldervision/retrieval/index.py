@@ -36,6 +36,7 @@ from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.photo_metadata import PhotoMetadata, read_photo_metadata
+from foldervision.retrieval.reranking import QueryExpansion, expand_queries
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.spec import DEFAULT_DECODING
 from foldervision.retrieval.stores import VectorStore, open_store
@@ -406,21 +407,43 @@ class ImageIndex:
         return self.catalogue.photos.matching_ids(photo_filter)
 
     def search(
-        self, query_vectors: np.ndarray, k: int, photo_filter: PhotoFilter | None = None
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> list[list[tuple[str, float]]]:
         """For each query, up to k (relative path, Euclidean distance) pairs, nearest first.
 
         With a filter, the store searches only the files it keeps: the true top k among them.
+        With an expansion, each query is first expanded with its neighbours among those same
+        files (`retrieval.reranking`), and the distances are the expanded query's.
         """
         ids = self.matching_ids(photo_filter)
         if ids is not None and not len(ids):
             return [[] for _ in np.atleast_2d(query_vectors)]
-        distances, ids = self.store.search(np.atleast_2d(query_vectors), k, ids=ids)
+        query_vectors = np.atleast_2d(query_vectors)
+        if expansion is not None and expansion.is_on:
+            query_vectors = self.expanded_queries(query_vectors, expansion, ids)
+        distances, ids = self.store.search(query_vectors, k, ids=ids)
         paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
         return [
             [(paths[int(i)], float(d)) for d, i in zip(row_d, row_i) if int(i) in paths]
             for row_d, row_i in zip(distances, ids)
         ]
+
+    def expanded_queries(
+        self, query_vectors: np.ndarray, expansion: QueryExpansion, ids: np.ndarray | None
+    ) -> np.ndarray:
+        """The queries expanded with their nearest stored vectors among `ids` (None: all)."""
+        distances, found = self.store.search(query_vectors, expansion.first_search_size, ids=ids)
+        valid = found >= 0
+        vectors = np.zeros((*found.shape, query_vectors.shape[1]), np.float32)
+        if valid.any():
+            unique, inverse = np.unique(found[valid], return_inverse=True)
+            vectors[valid] = self.store.vectors(unique)[inverse]
+        distances = np.where(valid, distances, np.inf)
+        return expand_queries(query_vectors, vectors, distances, expansion)
 
     def skipped_files(self) -> list[SkippedFile]:
         return [

@@ -40,12 +40,18 @@ class QueryResult:
 
     query: str
     matches: list[Match] = field(default_factory=list)
+    reranking: dict[str, Any] | None = None
+    """How the matches were re-ranked and what their distances then are (None: not re-ranked,
+    distances from the query itself)."""
 
     def in_folder(self, folder: str | os.PathLike[str]) -> QueryResult:
         """The same answer with each match's path under `folder` (the database, as the user
         named it), as the command line prints and draws it."""
         matches = [replace(match, path=path_in(folder, match.path)) for match in self.matches]
-        return QueryResult(self.query, matches)
+        return replace(self, matches=matches)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "results": [match.to_dict() for match in self.matches]}
+        answer = {"query": self.query, "results": [match.to_dict() for match in self.matches]}
+        if self.reranking is not None:
+            answer["reranking"] = self.reranking
+        return answer

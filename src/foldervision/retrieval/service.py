@@ -19,7 +19,6 @@ only those, so a filtered answer is the true top k among the photos it keeps.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections import Counter
@@ -44,6 +43,7 @@ from foldervision.retrieval.index import (
 from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.photo_metadata import camera_name
 from foldervision.retrieval.photos import PhotoEntry
+from foldervision.retrieval.reranking import QueryExpansion
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
 
@@ -199,18 +199,19 @@ class RetrievalService:
         query_paths: Sequence[str | os.PathLike[str]],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> tuple[list[QueryResult], list[SkippedFile]]:
         """Embed query files exactly as the database was embedded, then find their neighbours
-        (among the photos `photo_filter` keeps, when given)."""
+        (among the photos `photo_filter` keeps, when given; re-ranked by `expansion`)."""
         self._check_searchable(k)
         results: list[QueryResult] = []
         skipped: list[SkippedFile] = []
         for batch in self.embedder.embed_files(list(query_paths)):
             skipped.extend(batch.skipped)
             if batch.paths:
-                answers = self._search_vectors(batch.vectors, k, photo_filter)
+                answers = self._search_vectors(batch.vectors, k, photo_filter, expansion)
                 for path, matches in zip(batch.paths, answers):
-                    results.append(QueryResult(str(Path(path)), matches))
+                    results.append(_result(str(Path(path)), matches, expansion))
         return results, skipped
 
     def search_texts(
@@ -218,6 +219,7 @@ class RetrievalService:
         texts: Sequence[str],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> list[QueryResult]:
         """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
         embed_texts = getattr(self.embedder, "embed_texts", None)
@@ -228,10 +230,8 @@ class RetrievalService:
             )
         self._check_searchable(k)
         vectors = embed_texts(list(texts))
-        return [
-            QueryResult(text, matches)
-            for text, matches in zip(texts, self._search_vectors(vectors, k, photo_filter))
-        ]
+        answers = self._search_vectors(vectors, k, photo_filter, expansion)
+        return [_result(text, matches, expansion) for text, matches in zip(texts, answers)]
 
     def search_bytes(
         self,
@@ -239,11 +239,13 @@ class RetrievalService:
         name: str,
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
-        return QueryResult(name, self._search_vectors(vector[np.newaxis], k, photo_filter)[0])
+        matches = self._search_vectors(vector[np.newaxis], k, photo_filter, expansion)[0]
+        return _result(name, matches, expansion)
 
     def search_folder_file(
         self,
@@ -251,6 +253,7 @@ class RetrievalService:
         k: int = DEFAULT_TOP_K,
         folder: Path | None = None,
         photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> QueryResult:
         """Search with a file named by its path relative to `folder` (default: the database).
 
@@ -263,14 +266,14 @@ class RetrievalService:
             with self._lock:
                 vector = self.index.vector_of(relative_path)
             if vector is not None:
-                matches = self._search_vectors(vector, k, photo_filter)[0]
-                return QueryResult(relative_path, matches)
+                matches = self._search_vectors(vector, k, photo_filter, expansion)[0]
+                return _result(relative_path, matches, expansion)
         try:
             data = ((folder or self.database) / relative_path).read_bytes()
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise ImageLoadError(f"{relative_path}: cannot read ({reason}).") from None
-        return self.search_bytes(data, relative_path, k, photo_filter)
+        return self.search_bytes(data, relative_path, k, photo_filter, expansion)
 
     def sample_files(self, count: int, photo_filter: PhotoFilter | None = None) -> list[str]:
         """About `count` indexed files spread evenly over the index (relative paths, in path
@@ -333,11 +336,15 @@ class RetrievalService:
             self._search_vectors(vector, 1)
 
     def _search_vectors(
-        self, query_vectors: np.ndarray, k: int, photo_filter: PhotoFilter | None = None
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        photo_filter: PhotoFilter | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> list[list[Match]]:
         """Ranked matches for each query vector, among the photos the filter keeps."""
         with self._lock:
-            neighbours = self.index.search(query_vectors, k, photo_filter)
+            neighbours = self.index.search(query_vectors, k, photo_filter, expansion)
         return [
             [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
             for row in neighbours
@@ -426,54 +433,12 @@ class RetrievalService:
         return [read_facts(self.database, path) for path in paths]
 
 
-NO_TEXT_INDEX_HINT = (
-    "To search by words, index the folder with a CLIP model too: foldervision index {database} "
-    "--model clip-vit-b32 (after foldervision models pull clip-vit-b32), or --model clip:FOLDER "
-    "with a folder made by scripts/export_clip.py; then serve again."
-)
-
-
-def text_index_settings(
-    settings: IndexSettings, index_path: Path
-) -> tuple[IndexSettings | None, str]:
-    """Settings that open a CLIP index beside `index_path` (the default index) to search the
-    same folder by words, or None and one line saying how to get there.
-
-    Only an index whose model can be loaded without being named counts: a registered model
-    that `models pull` fetched (`clip-vit-b32`). An index made with `clip:FOLDER` names only
-    its model's name, not the folder, so the hint asks for the folder (`serve --text-model`)."""
-    from foldervision.clip.model_folder import ModelFolderError
-    from foldervision.clip.models import CLIP_MODELS, resolve_model_folder
-    from foldervision.retrieval.catalogue import Catalogue
-    from foldervision.retrieval.index import CLIP_MODEL_PREFIX, default_index_path
-
-    folders = {Path(index_path).parent, default_index_path(settings.database).parent}
-    found: list[tuple[Path, str]] = []
-    for candidate in sorted(path for folder in folders for path in folder.glob("index.*.sqlite")):
-        try:
-            catalogue = Catalogue.open_read_only(candidate)
-        except FoldervisionError:
-            continue  # not an index (a signature cache), or unreadable
-        try:
-            spec = catalogue.stored_spec()
-        finally:
-            catalogue.close()
-        if spec is not None and spec.model.startswith(CLIP_MODEL_PREFIX):
-            found.append((candidate, spec.model.removeprefix(CLIP_MODEL_PREFIX)))
-    if not found:
-        return None, NO_TEXT_INDEX_HINT.format(database=settings.database)
-    for path, name in found:
-        if name in CLIP_MODELS:
-            try:
-                resolve_model_folder(name)
-            except ModelFolderError:
-                continue
-            return dataclasses.replace(settings, model=name, index_path=path, decoding=None), ""
-    path, name = found[0]
-    return None, (
-        f"{path}: a CLIP index made by {name}, whose model folder is not known here; serve "
-        f"with --text-model clip:FOLDER (the folder it was made with) to search by words."
-    )
+def _result(
+    query: str, matches: list[Match], expansion: QueryExpansion | None
+) -> QueryResult:
+    """The answer, saying how it was re-ranked when it was (its distances then differ)."""
+    reranking = expansion.describe() if expansion is not None and expansion.is_on else None
+    return QueryResult(query, matches, reranking)
 
 
 def check_top_k(k: int) -> None:

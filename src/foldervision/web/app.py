@@ -82,7 +82,7 @@ def create_app(
     `watching`: a `FolderWatcher` keeps the index current (the page then says so).
     `text_service`: an open service over a CLIP index of the same folder, which searches by
     words (the page then shows its text box); without one, `text_hint` says how to make one
-    (`service.text_index_settings`). A CLIP `service` searches by words itself."""
+    (`retrieval.text_index.text_index_settings`). A CLIP `service` searches by words itself."""
     if text_service is None and hasattr(service.embedder, "embed_texts"):
         text_service = service
     roots = {DATABASE_ROOT: service.database.resolve()}
