@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.retrieval.stores import StoreLocation, VectorStore, ann
+from foldervision.retrieval.stores import StoreLocation, VectorStore, ann, tuning
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
@@ -43,7 +43,11 @@ class SQLiteFaissStore(VectorStore):
     """Vectors read from SQLite at a time when (re)building: bounds memory at 10^6 vectors."""
 
     def __init__(
-        self, catalogue: Catalogue, spec: EmbedderSpec, ann_mode: str | None = None
+        self,
+        catalogue: Catalogue,
+        spec: EmbedderSpec,
+        ann_mode: str | None = None,
+        recall: float | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._space = catalogue.store_space("faiss")
@@ -56,9 +60,12 @@ class SQLiteFaissStore(VectorStore):
             self._space.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
         catalogue.track_ids("vectors")
         self._adopt_older_layouts()
-        if ann_mode is not None:
+        if ann_mode is not None or recall is not None:
             with catalogue.transaction():
-                self._space.set_setting("ann", ann_mode)
+                if ann_mode is not None:
+                    self._space.set_setting("ann", ann_mode)
+                if recall is not None:
+                    self._space.set_setting("recall", repr(float(recall)))
         catalogue.instance_id()
         self.index_file = catalogue.path.with_suffix(".faiss")
         self._fingerprint = spec.fingerprint()
@@ -191,7 +198,7 @@ class SQLiteFaissStore(VectorStore):
         k = min(k, int(index.ntotal))
         if k == 0:
             return _no_matches(len(queries))
-        candidates = k if self.index_kind() == ann.EXACT else min(int(index.ntotal), 2 * k + 8)
+        candidates = k if self.index_kind() == ann.EXACT else self._candidates(index, k)
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, ids = index.search(queries, candidates)
         if self.index_kind() == ann.EXACT:
@@ -216,15 +223,23 @@ class SQLiteFaissStore(VectorStore):
         if approximate and len(ids) <= EXACT_SUBSET_MAX:
             return self._exact_among(queries, k, ids)
         selector, bitmap = ann.id_selector(ids)
-        probes = ann.filtered_probe_count(self._info.lists, len(ids) / int(index.ntotal))
+        fraction = len(ids) / int(index.ntotal)
+        probes = ann.filtered_probe_count(self._info.lists, fraction, self._info.probes)
         parameters = ann.search_parameters(self.index_kind(), selector, probes)
-        candidates = min(len(ids), 2 * k + 8) if approximate else k
+        candidates = min(len(ids), self._candidates(index, k)) if approximate else k
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, found = index.search(queries, candidates, params=parameters)
         del bitmap  # FAISS only pointed at it: kept alive until the search was done
         if not approximate:
             return _euclidean(squared, found)
         return self._rerank(queries, found, k)
+
+    def _candidates(self, index: Any, k: int) -> int:
+        """Candidates the approximate index returns for exact re-ranking: as many as tuning
+        chose for its k (`stores.tuning`), more for a larger k."""
+        assert self._info is not None
+        wanted = max(self._info.candidates, 2 * k + 8)
+        return min(int(index.ntotal), wanted)
 
     def _exact_among(
         self, queries: np.ndarray, k: int, ids: np.ndarray
@@ -280,10 +295,21 @@ class SQLiteFaissStore(VectorStore):
         return self._info.kind if self._info is not None else None
 
     def index_description(self) -> dict[str, Any]:
-        """The loaded index file's kind, inverted lists and probes (0 and 0 when exact)."""
+        """The loaded index file's kind, lists, probes, what tuning measured, one line for
+        people (`summary`)."""
         if self._info is None:
             return super().index_description()
-        return {"kind": self._info.kind, "lists": self._info.lists, "probes": self._info.probes}
+        info = self._info
+        return {
+            "kind": info.kind,
+            "lists": info.lists if info.kind == ann.APPROXIMATE else 0,
+            "probes": info.probes if info.kind == ann.APPROXIMATE else 0,
+            "quantizer": info.quantizer,
+            "candidates": info.candidates,
+            "recall": info.recall,
+            "target": info.target,
+            "summary": info.describe(),
+        }
 
     def __len__(self) -> int:
         return self.id_summary().count
@@ -321,13 +347,27 @@ class SQLiteFaissStore(VectorStore):
     def ann_mode(self) -> str:
         return self._space.setting("ann") or ann.DEFAULT_ANN_MODE
 
+    def recall_target(self) -> float:
+        """`index --recall`, remembered; default `tuning.TARGET_RECALL`."""
+        value = self._space.setting("recall")
+        return float(value) if value else tuning.TARGET_RECALL
+
     def _fits(self, info: ann.IndexFileInfo | None, count: int, mode: str | None = None) -> bool:
-        """Is an index of this kind right for `count` vectors under the mode?"""
+        """Is this index right for `count` vectors under the mode and the recall target?
+
+        An approximate index (or the exact one tuning fell back to) is tuned again when the
+        collection has grown RETRAIN_GROWTH times, or the target changed; one written before
+        tuning existed (no measured recall) is tuned on its next rebuild.
+        """
         if info is None:
             return False
-        if info.kind != ann.wanted_kind(mode or self.ann_mode(), count, info.kind):
+        if info.asked != ann.wanted_kind(mode or self.ann_mode(), count, info.asked):
             return False
-        return info.kind == ann.EXACT or count <= ann.RETRAIN_GROWTH * max(info.trained_count, 1)
+        if info.asked == ann.EXACT:
+            return True
+        if info.recall is None or info.target != self.recall_target():
+            return False
+        return count <= ann.RETRAIN_GROWTH * max(info.trained_count, 1)
 
     def _rebuild(self, stamp: ann.Stamp, mode: str) -> None:
         self._drop_index()
@@ -345,10 +385,24 @@ class SQLiteFaissStore(VectorStore):
             chosen = ids if len(ids) <= size else np.random.default_rng(0).choice(ids, size)
             return self.vectors(np.sort(np.unique(chosen)))
 
-        index, lists, probes = ann.build_index(
-            kind, dimension, len(ids), training_sample, self._all_vectors()
-        )
-        info = ann.IndexFileInfo(stamp, kind, lists, probes, trained_count=len(ids))
+        if kind == ann.APPROXIMATE:
+            tuned = ann.build_tuned_index(
+                stamp,
+                dimension,
+                ids,
+                training_sample,
+                self.vectors,
+                self._all_vectors,
+                self.recall_target(),
+                forced=mode == ann.APPROXIMATE,
+            )
+            index, info = tuned.index, tuned.info
+        if kind == ann.EXACT or index is None:
+            index, lists, probes = ann.build_index(
+                ann.EXACT, dimension, len(ids), training_sample, self._all_vectors()
+            )
+            if kind == ann.EXACT:
+                info = ann.IndexFileInfo(stamp, kind, lists, probes, trained_count=len(ids))
         ann.write_index_file(self.index_file, index, info)
         self._index, self._info, self._generation = index, info, stamp.generation
         self._writable, self._dirty = True, False
@@ -375,8 +429,8 @@ class SQLiteFaissStore(VectorStore):
         if index is None:
             self._drop_index()
             return
-        if info.kind == ann.APPROXIMATE:  # today's setting, so tuning needs no rebuild
-            index.nprobe = ann.probe_count(info.lists)
+        if info.kind == ann.APPROXIMATE:
+            index.nprobe = info.probes
         self._index, self._info, self._generation = index, info, info.stamp.generation
         self._writable, self._dirty = writable, False
 
@@ -391,7 +445,7 @@ def open_faiss_store(
     """`--store faiss` (no argument), with `--ann` remembered when given."""
     if location.argument:
         raise ValueError(f"--store faiss takes no argument, got {location}.")
-    return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann)
+    return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann, recall=location.recall)
 
 
 # --------------------------------------------------------------------------------------------
