@@ -10,7 +10,7 @@ Why IVF with 8-bit scalar quantization (benchmarks/search_scale.py has the figur
 - it removes vectors by id in place (HNSW cannot), so updates stay incremental;
 - 1280 bytes a vector: 10^6 vectors are a 1.3 GB file instead of 5.1 GB, and FAISS can
   memory-map it, so a search process only pages in the lists it probes;
-- the few candidates it returns are re-ranked with the exact float32 vectors from SQLite, so
+- the few candidates it returns are re-ranked with the stored float16 vectors from SQLite, so
   reported distances are exact and the quantization costs almost no recall.
 """
 
