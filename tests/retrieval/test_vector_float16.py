@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foldervision.retrieval.catalogue import Catalogue
+from foldervision.retrieval.catalogue import PAGE_BYTES, Catalogue
 from foldervision.retrieval.index import ImageIndex, default_index_path
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.stores import StoreLocation
@@ -39,6 +39,8 @@ def test_printed_distances_stay_within_1e_3_of_float32(
     )
 
     assert blob_bytes == [(exact.shape[1] * 2,)]  # two bytes a dimension
+    with sqlite3.connect(default_index_path(photo_folder)) as connection:
+        assert connection.execute("PRAGMA page_size").fetchone() == (PAGE_BYTES,)
     for query, answer in zip(exact, answers):
         assert len(answer) == len(readable_photos)
         for path, distance in answer:
@@ -92,7 +94,9 @@ def test_an_older_float32_index_is_migrated_in_place_and_an_interrupted_migratio
     monkeypatch.undo()
     interrupted = stored_blobs(index_path)
 
-    size_before = index_path.stat().st_size
+    with sqlite3.connect(index_path) as connection:  # as an older index was made
+        connection.execute("PRAGMA page_size = 4096")
+        connection.execute("VACUUM")
     with ImageIndex.open(settings, embedder.spec) as index:
         update = index.update(embedder)
         [after] = index.search(index.vector_of("chelsea.jpeg"), k=3)
@@ -109,7 +113,9 @@ def test_an_older_float32_index_is_migrated_in_place_and_an_interrupted_migratio
         np.testing.assert_allclose(migrated[i], vector, atol=2**-11)
     assert [path for path, _ in after] == [path for path, _ in before]
     np.testing.assert_allclose([d for _, d in after], [d for _, d in before], atol=1e-3)
-    assert index_path.stat().st_size < size_before  # VACUUM gave the space back
+    with sqlite3.connect(index_path) as connection:  # VACUUM gave the freed pages back, in
+        assert connection.execute("PRAGMA freelist_count").fetchone() == (0,)
+        assert connection.execute("PRAGMA page_size").fetchone() == (PAGE_BYTES,)  # 3 a page
 
 
 def test_a_rebuild_keeps_float16_vectors_float16(

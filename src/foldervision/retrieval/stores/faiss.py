@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from foldervision.retrieval.catalogue import PAGE_BYTES
 from foldervision.retrieval.stores import StoreLocation, VectorStore, ann, tuning
 
 if TYPE_CHECKING:
@@ -110,8 +111,9 @@ class SQLiteFaissStore(VectorStore):
     def _store_float16(self) -> None:
         """Rewrite an older index's float32 vectors as float16, in place, in one transaction:
         interrupted, nothing changed, and the next open starts over. The index file stays
-        valid (same ids, same generation). Then VACUUM gives the freed half back to the disk
-        (if that fails, the file keeps its size until the next VACUUM: nothing is lost)."""
+        valid (same ids, same generation). Then VACUUM gives the freed half back to the disk,
+        in pages that fit float16 rows (`catalogue.PAGE_BYTES`; if it fails, the file keeps its
+        size until the next VACUUM: nothing is lost)."""
         import sqlite3
 
         with self._catalogue.transaction():
@@ -123,6 +125,7 @@ class SQLiteFaissStore(VectorStore):
             self._space.execute(f"INSERT INTO {FORMAT_TABLE} VALUES ('float16')")
         if migrated:
             with contextlib.suppress(sqlite3.Error):
+                self._space.execute(f"PRAGMA page_size = {PAGE_BYTES}")  # applied by VACUUM
                 self._space.execute("VACUUM")
 
     def _convert_float32_rows(self) -> int:
