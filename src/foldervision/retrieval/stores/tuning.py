@@ -49,8 +49,10 @@ class Measured:
     recall: float
 
 
-def sample_ids(ids: np.ndarray, count: int = SAMPLE_QUERIES, seed: int = SEED) -> np.ndarray:
-    """A seeded sample of ids to query with (all of them when there are fewer), sorted."""
+def sample_ids(ids: np.ndarray, count: int | None = None, seed: int = SEED) -> np.ndarray:
+    """A seeded sample of `count` (default SAMPLE_QUERIES) ids to query with, sorted; all of
+    them when there are fewer."""
+    count = SAMPLE_QUERIES if count is None else count
     if len(ids) <= count:
         return np.asarray(ids, np.int64)
     return np.sort(np.random.default_rng(seed).choice(ids, count, replace=False)).astype(np.int64)
