@@ -76,7 +76,8 @@ def test_json_says_what_the_library_holds(library: Path, broken_photos: list[str
     assert info["with_position"] == 1 and info["without_metadata"] == 0
     assert info["spec"]["model"] == "colour-layout" and "colour-layout" in info["model"]
     assert info["stores"] == {"faiss": {"vectors": 7, "index_file": {
-        "kind": "exact", "lists": 0, "probes": 0, "current": True}}}  # fmt: skip
+        "kind": "exact", "lists": 0, "probes": 0, "recall": None, "target": None,
+        "summary": "exact", "current": True}}}  # fmt: skip
     index_bytes = (library / ".foldervision" / "index.sqlite").stat().st_size
     assert info["disk_bytes"]["index"] == index_bytes
     assert info["disk_bytes"]["index_file"] > 0

@@ -44,7 +44,7 @@ def test_index_embeds_readable_files_and_records_broken_ones(
     assert all(str(photo_folder) in skip.reason for skip in skipped)  # names the file
     assert [path.name for path in indexed.paths] == readable_photos
     assert indexed.vectors.shape == (len(readable_photos), 1280)
-    np.testing.assert_allclose(np.linalg.norm(indexed.vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(indexed.vectors, axis=1), 1.0, atol=1e-3)  # fp16
     assert default_index_path(photo_folder).is_file()
 
 

@@ -31,6 +31,8 @@ from foldervision.retrieval.stores.milvus import MilvusStore
 from foldervision.retrieval.stores.milvus_connection import lock_holders
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+FLOAT16_ATOL = 2**-11
+"""Float16 in the default store (components of a unit vector within 2^-12); Milvus: float32."""
 
 
 @pytest.fixture(params=STORES.names())
@@ -161,7 +163,7 @@ def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(
 
     assert len(update.embedded) == len(readable_photos) - 4 == sum(embedder.calls)
     assert resumed.paths == clean.paths
-    np.testing.assert_allclose(resumed.vectors, clean.vectors, atol=1e-6)
+    np.testing.assert_allclose(resumed.vectors, clean.vectors, atol=FLOAT16_ATOL)
     assert sorted(store_ids.tolist()) == sorted(resumed.ids.tolist())
 
 
@@ -458,6 +460,9 @@ def test_a_milvus_server_answers_like_the_default_store(
         catalogue_ids = sorted(index.catalogue.ids().tolist())
         index.store._client.drop_collection(index.store.collection)
 
-    assert answers == expected
+    # float16 (faiss) against float32 (Milvus): near ties may swap places, not change sets
+    assert {q: set(found) for q, found in answers.items()} == {
+        q: set(found) for q, found in expected.items()
+    }
     assert len(update.removed) == 3
     assert remaining == len(expected) - 3 and store_ids == catalogue_ids

@@ -95,7 +95,7 @@ def _stores(summary: LibrarySummary) -> list[str]:
         index_file = state["index_file"]
         if index_file is not None:
             freshness = "up to date" if index_file["current"] else "out of date (rebuilt on search)"
-            vectors += f"; index file {index_file['kind']}, {freshness}"
+            vectors += f"; index file {index_file['summary']}, {freshness}"
         lines.append(f"{name}: {vectors}")
     return lines or ["no vectors yet"]
 

@@ -62,8 +62,7 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         "--precision",
-        help=f"{' or '.join(PRECISIONS)}; int8 is faster, its vectors differ a little (onnx "
-        "only).",
+        help=f"{' or '.join(PRECISIONS)}; int8 is faster, its vectors differ a little (onnx only).",
     ),
 ]
 DecodingOption = Annotated[
@@ -84,6 +83,16 @@ AnnOption = Annotated[
         "or approximate (even for a small folder, to check its quality). Remembered by the "
         "index; default auto. Milvus: exact (FLAT) or approximate (IVF_SQ8), fixed when its "
         "collection is made.",
+    ),
+]
+RecallOption = Annotated[
+    float | None,
+    typer.Option(
+        "--recall",
+        metavar="R",
+        help="Recall@4 the approximate index must reach, measured on the folder's own vectors "
+        "whenever it is built (default 0.95); its cheapest setting that does is used, else the "
+        "exact index. Remembered by the index (faiss store).",
     ),
 ]
 StoreOption = Annotated[
@@ -140,6 +149,7 @@ def index_settings(
     precision: str,
     decoding: str | None,
     ann: str | None,
+    recall: float | None,
     store: str,
     store_token: str | None,
 ) -> IndexSettings:
@@ -152,7 +162,7 @@ def index_settings(
         backend=backend,
         precision=precision,
         decoding=decoding,
-        store_location=StoreLocation.parse(store, token=store_token, ann=ann),
+        store_location=StoreLocation.parse(store, token=store_token, ann=ann, recall=recall),
     )
 
 
@@ -205,11 +215,10 @@ INDEX_OPTIONS = [
     inspect.Parameter("model", _KEYWORD, annotation=ModelOption, default=DEFAULT_MODEL),
     inspect.Parameter("image_size", _KEYWORD, annotation=ImageSizeOption, default=None),
     inspect.Parameter("backend", _KEYWORD, annotation=BackendOption, default=DEFAULT_BACKEND),
-    inspect.Parameter(
-        "precision", _KEYWORD, annotation=PrecisionOption, default=DEFAULT_PRECISION
-    ),
+    inspect.Parameter("precision", _KEYWORD, annotation=PrecisionOption, default=DEFAULT_PRECISION),
     inspect.Parameter("decoding", _KEYWORD, annotation=DecodingOption, default=None),
     inspect.Parameter("ann", _KEYWORD, annotation=AnnOption, default=None),
+    inspect.Parameter("recall", _KEYWORD, annotation=RecallOption, default=None),
     inspect.Parameter("store", _KEYWORD, annotation=StoreOption, default=DEFAULT_STORE),
     inspect.Parameter("store_token", _KEYWORD, annotation=StoreTokenOption, default=None),
 ]

@@ -77,6 +77,9 @@ def index_command(
     with open_updated_service(settings, rebuild=rebuild, embedder=embedder) as service:
         info = service.info()
         console.print(f"index: {info.index_path} ({info.images} images)")
+        summary = service.vector_index_summary()
+        if summary:
+            console.print(f"vector index: {summary}")
         if watch:
             watch_until_stopped(service)
 

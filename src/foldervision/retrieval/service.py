@@ -170,6 +170,12 @@ class RetrievalService:
                 updated_at=self.index.catalogue.updated_at(),
             )
 
+    def vector_index_summary(self) -> str | None:
+        """The store's search structure in one line (for the faiss store: kind, settings and
+        the recall tuning measured); None when the store says nothing of it."""
+        with self._lock:
+            return self.index.store.index_description().get("summary")
+
     def overview(self) -> LibraryOverview:
         """Counts, capture dates, cameras and folders, from the catalogue alone (no scan)."""
         with self._lock:

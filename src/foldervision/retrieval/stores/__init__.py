@@ -44,7 +44,8 @@ class StoreLocation:
     """`--store` parsed once: a registered store's name and its argument, plus store options.
 
     "milvus:http://h:19530" is name "milvus", argument "http://h:19530". `token` (server
-    credentials) is never printed; `ann` is None when not given (the store keeps its own).
+    credentials) is never printed; `ann` and `recall` (the approximate index's recall target,
+    `stores.tuning`) are None when not given (the store keeps its own).
     """
 
     name: str = DEFAULT_STORE
@@ -52,10 +53,19 @@ class StoreLocation:
     _: KW_ONLY
     token: str | None = field(default=None, repr=False)
     ann: str | None = None
+    recall: float | None = None
 
     @classmethod
-    def parse(cls, text: str, *, token: str | None = None, ann: str | None = None) -> StoreLocation:
-        """Refuse, in one line, a store that is not registered or an `--ann` out of ANN_MODES."""
+    def parse(
+        cls,
+        text: str,
+        *,
+        token: str | None = None,
+        ann: str | None = None,
+        recall: float | None = None,
+    ) -> StoreLocation:
+        """Refuse, in one line, a store that is not registered, an `--ann` out of ANN_MODES or
+        a `--recall` outside (0, 1]."""
         name, _, argument = text.partition(":")
         if name not in STORES:
             raise FoldervisionError(
@@ -63,7 +73,9 @@ class StoreLocation:
             )
         if ann is not None and ann not in ANN_MODES:
             raise FoldervisionError(f"--ann {ann}: choose one of {', '.join(ANN_MODES)}.")
-        return cls(name, argument or None, token=token or None, ann=ann)
+        if recall is not None and not 0 < recall <= 1:
+            raise FoldervisionError(f"--recall {recall}: give a share between 0 and 1, e.g. 0.95.")
+        return cls(name, argument or None, token=token or None, ann=ann, recall=recall)
 
     def __str__(self) -> str:
         return f"{self.name}:{self.argument}" if self.argument else self.name

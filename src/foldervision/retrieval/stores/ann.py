@@ -10,12 +10,13 @@ Why IVF with 8-bit scalar quantization (benchmarks/search_scale.py has the figur
 - it removes vectors by id in place (HNSW cannot), so updates stay incremental;
 - 1280 bytes a vector: 10^6 vectors are a 1.3 GB file instead of 5.1 GB, and FAISS can
   memory-map it, so a search process only pages in the lists it probes;
-- the few candidates it returns are re-ranked with the exact float32 vectors from SQLite, so
+- the few candidates it returns are re-ranked with the stored float16 vectors from SQLite, so
   reported distances are exact and the quantization costs almost no recall.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -81,6 +82,18 @@ class IndexFileInfo:
     lists: int
     probes: int
     trained_count: int
+    quantizer: str = "SQ8"
+    """How the approximate index codes vectors: "SQ8" (1 byte a dimension) or "fp16"."""
+    candidates: int = 16
+    """Candidates re-ranked exactly from the stored vectors per query."""
+    recall: float | None = None
+    """Recall@4 the chosen setting reached on the collection's own vectors (`stores.tuning`);
+    None for an exact index, or one written before tuning."""
+    target: float | None = None
+    """The recall it was tuned for (`index --recall`)."""
+    wanted: str | None = None
+    """The kind `--ann` asked for, when it differs from `kind`: "approximate" when no
+    approximate setting reached the target and the exact index is used instead."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stamp": asdict(self.stamp)}
@@ -88,6 +101,27 @@ class IndexFileInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexFileInfo:
         return cls(**{**data, "stamp": Stamp(**data["stamp"])})
+
+    @property
+    def asked(self) -> str:
+        """The kind `--ann` asked for (what `wanted_kind` compares with)."""
+        return self.wanted or self.kind
+
+    def describe(self) -> str:
+        """One line for people: the kind, and for a tuned index what it measured."""
+        if self.kind == EXACT:
+            if self.wanted == APPROXIMATE:
+                return (
+                    f"exact: no approximate setting reached recall@4 {self.target:.2f} within "
+                    f"the latency budget (best {self.recall:.3f})"
+                )
+            return "exact"
+        measured = "" if self.recall is None else f", recall@4 {self.recall:.3f} measured"
+        target = "" if self.target is None else f" (target {self.target:.2f})"
+        return (
+            f"approximate IVF-{self.quantizer}, {self.probes} of {self.lists} lists probed, "
+            f"{self.candidates} candidates re-ranked{measured}{target}"
+        )
 
 
 def summary_checksum(summary: Iterable[int]) -> str:
@@ -113,15 +147,16 @@ def list_count(count: int) -> int:
 
 
 def probe_count(lists: int) -> int:
+    """The untuned rule (`build_index`); a tuned index keeps its own (`IndexFileInfo.probes`)."""
     return min(lists, PROBES)
 
 
-def filtered_probe_count(lists: int, fraction: float) -> int:
-    """Lists to probe when only `fraction` of the vectors match a filter: about as many matching
-    vectors are then scanned as an unfiltered search scans vectors, so the filtered answer is
-    about as good. Every list at 1/64th or less (1024 lists): skipping a non-matching entry
-    costs one bit test, no distance."""
-    return min(lists, math.ceil(probe_count(lists) / max(fraction, 1e-9)))
+def filtered_probe_count(lists: int, fraction: float, probes: int) -> int:
+    """Lists to probe when only `fraction` of the vectors match a filter, for an index that
+    reaches its recall at `probes`: about as many matching vectors are then scanned as an
+    unfiltered search scans vectors, so the filtered answer keeps the recall (tested). Every
+    list at 1/64th or less (1024 lists): skipping a non-matching entry costs one bit test."""
+    return min(lists, math.ceil(probes / max(fraction, 1e-9)))
 
 
 def id_selector(ids: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -167,17 +202,112 @@ def build_index(
     else:
         lists = list_count(count)
         probes = probe_count(lists)
-        quantizer = faiss.IndexFlatL2(dimension)
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dimension, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2
-        )
-        index.train(np.ascontiguousarray(training_sample(lists * TRAINING_POINTS_PER_LIST)))
+        index = ivf_index(dimension, lists, "SQ8", training_sample)
         index.nprobe = probes
+    add_chunks(index, chunks)
+    return index, lists, probes
+
+
+QUANTIZERS = {"SQ8": "QT_8bit", "fp16": "QT_fp16"}
+"""Codes an IVF index may keep, cheapest first. No "flat": the stored vectors are float16
+themselves, so float32 codes would hold nothing more than fp16 ones at twice the disk."""
+
+
+def ivf_index(
+    dimension: int,
+    lists: int,
+    quantizer: str,
+    training_sample: Callable[[int], np.ndarray],
+    coarse: Any = None,
+) -> Any:
+    """An empty trained IVF index with scalar-quantized codes. `coarse`, the list quantizer, is
+    trained here unless it already is (k-means is the costly part: candidates share it)."""
+    import faiss
+
+    if coarse is None:
+        coarse = faiss.IndexFlatL2(dimension)
+    kind = getattr(faiss.ScalarQuantizer, QUANTIZERS[quantizer])
+    index = faiss.IndexIVFScalarQuantizer(coarse, dimension, lists, kind, faiss.METRIC_L2)
+    index.train(np.ascontiguousarray(training_sample(lists * TRAINING_POINTS_PER_LIST)))
+    return index
+
+
+def add_chunks(index: Any, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
     for ids, vectors in chunks:
         index.add_with_ids(
             np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
         )
-    return index, lists, probes
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What `build_tuned_index` chose: an approximate index, or None for "use exact"."""
+
+    index: Any
+    info: IndexFileInfo
+
+
+def build_tuned_index(
+    stamp: Stamp,
+    dimension: int,
+    ids: np.ndarray,
+    training_sample: Callable[[int], np.ndarray],
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    all_chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    target: float,
+    forced: bool,
+) -> Tuned:
+    """The cheapest approximate index reaching `target` recall on the collection's own vectors
+    (`stores.tuning`), or, when none does within the latency budget, `Tuned(None, ...)` saying
+    so: the caller builds the exact index. `forced` (`--ann approximate`) lifts the budget, and
+    keeps the best approximate index even below the target.
+
+    Candidates, cheapest first: IVF-SQ8 at about sqrt(N) lists; four times the lists where
+    that stays within MAX_LISTS (cheaper probes, same disk); IVF-fp16 on the same lists (twice
+    the disk, no quantization error worth the name).
+    """
+    from foldervision.retrieval.stores import tuning
+
+    count = len(ids)
+    lists = list_count(count)
+    query_ids = tuning.sample_ids(ids)
+    queries = vectors_of(query_ids)
+    truth = tuning.exact_neighbours(query_ids, queries, all_chunks())
+    coarse: dict[int, Any] = {}
+    """Trained list quantizers by number of lists, reused by the next candidate."""
+
+    def build(quantizer: str, lists: int) -> Callable[[], Any]:
+        def make() -> Any:
+            import faiss
+
+            shared = coarse.setdefault(lists, faiss.IndexFlatL2(dimension))
+            index = ivf_index(dimension, lists, quantizer, training_sample, shared)
+            add_chunks(index, all_chunks())
+            return index
+
+        return make
+
+    candidates = [("SQ8", lists, build("SQ8", lists))]
+    more = 4 * lists
+    if more <= MAX_LISTS and count >= more * TRAINING_POINTS_PER_LIST // 2:
+        candidates.append(("SQ8", more, build("SQ8", more)))
+    candidates.append(("fp16", lists, build("fp16", lists)))
+    fraction = 1.0 if forced else tuning.MAX_SCANNED_FRACTION
+    index, chosen = tuning.choose(candidates, queries, query_ids, truth, target, fraction)
+    info = IndexFileInfo(
+        stamp,
+        APPROXIMATE,
+        chosen.lists,
+        chosen.probes,
+        trained_count=count,
+        quantizer=chosen.quantizer,
+        candidates=chosen.candidates,
+        recall=round(chosen.recall, 4),
+        target=target,
+    )
+    if chosen.recall < target and not forced:
+        return Tuned(None, dataclasses.replace(info, kind=EXACT, wanted=APPROXIMATE))
+    return Tuned(index, info)
 
 
 def write_index_file(path: Path, index: Any, info: IndexFileInfo) -> None:
@@ -213,10 +343,15 @@ def index_file_state(catalogue: Catalogue, spec: EmbedderSpec) -> dict[str, Any]
     if info is None:
         return None
     current = catalogue_stamp(catalogue, catalogue.setting("instance") or "", spec.fingerprint())
+    tuned = {"quantizer": info.quantizer, "candidates": info.candidates}
     return {
         "kind": info.kind,
         "lists": info.lists,
         "probes": info.probes,
+        **(tuned if info.kind == APPROXIMATE else {}),
+        "recall": info.recall,
+        "target": info.target,
+        "summary": info.describe(),
         "current": info.stamp == current,
     }
 

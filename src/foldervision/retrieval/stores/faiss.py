@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foldervision.retrieval.stores import StoreLocation, VectorStore, ann
+from foldervision.retrieval.catalogue import PAGE_BYTES
+from foldervision.retrieval.stores import StoreLocation, VectorStore, ann, tuning
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 
 PARALLEL_QUERY_COUNT = 16
 """Fewer queries than this run on one thread: starting OpenMP threads costs more than it saves."""
+VECTOR_DTYPE = np.dtype("<f2")
+"""Stored vectors are float16: half the disk of float32 (2.6 GB instead of 5.1 GB at 10^6
+1280-d vectors). For unit vectors each component is off by at most 2^-11 of itself, so a
+distance moves by at most 2^-11 < 5e-4: printed distances stay within 1e-3 (tested)."""
+FORMAT_TABLE = "vectors_format"
+"""One row naming the stored vectors' type ("float16"). A table of the store's own, not a
+setting: `--rebuild` clears the catalogue's settings but not the store's tables, and float16
+blobs must never be read, or migrated, as float32. No row: float32 vectors of an older index."""
 EXACT_SUBSET_MAX = 2048
 """A filtered search of the approximate index that matches at most this many ids computes exact
 distances to just their vectors (read from SQLite): exact, and less work than probing lists for
@@ -28,7 +37,7 @@ so few (a few MB read against a scan of the lists; benchmarks/search_scale.py --
 
 
 class SQLiteFaissStore(VectorStore):
-    """Vectors as float32 blobs in the catalogue's SQLite file; a FAISS index file beside it.
+    """Vectors as float16 blobs in the catalogue's SQLite file; a FAISS index file beside it.
 
     Writes go into the catalogue's open transaction, so a batch's files and vectors commit
     together, and each batch bumps a generation counter in the store's settings. The index
@@ -43,7 +52,11 @@ class SQLiteFaissStore(VectorStore):
     """Vectors read from SQLite at a time when (re)building: bounds memory at 10^6 vectors."""
 
     def __init__(
-        self, catalogue: Catalogue, spec: EmbedderSpec, ann_mode: str | None = None
+        self,
+        catalogue: Catalogue,
+        spec: EmbedderSpec,
+        ann_mode: str | None = None,
+        recall: float | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._space = catalogue.store_space("faiss")
@@ -56,9 +69,13 @@ class SQLiteFaissStore(VectorStore):
             self._space.execute("CREATE INDEX IF NOT EXISTS vectors_ids ON vectors (id)")
         catalogue.track_ids("vectors")
         self._adopt_older_layouts()
-        if ann_mode is not None:
+        self._store_float16()
+        if ann_mode is not None or recall is not None:
             with catalogue.transaction():
-                self._space.set_setting("ann", ann_mode)
+                if ann_mode is not None:
+                    self._space.set_setting("ann", ann_mode)
+                if recall is not None:
+                    self._space.set_setting("recall", repr(float(recall)))
         catalogue.instance_id()
         self.index_file = catalogue.path.with_suffix(".faiss")
         self._fingerprint = spec.fingerprint()
@@ -91,6 +108,42 @@ class SQLiteFaissStore(VectorStore):
             with self._catalogue.transaction():
                 self._space.set_setting("ann", legacy_ann)
 
+    def _store_float16(self) -> None:
+        """Rewrite an older index's float32 vectors as float16, in place, in one transaction:
+        interrupted, nothing changed, and the next open starts over. The index file stays
+        valid (same ids, same generation). Then VACUUM gives the freed half back to the disk,
+        in pages that fit float16 rows (`catalogue.PAGE_BYTES`; if it fails, the file keeps its
+        size until the next VACUUM: nothing is lost)."""
+        import sqlite3
+
+        with self._catalogue.transaction():
+            self._space.execute(f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (format TEXT NOT NULL)")
+        if self._space.execute(f"SELECT format FROM {FORMAT_TABLE}"):
+            return
+        with self._catalogue.transaction():  # the row and the converted vectors commit together
+            migrated = self._convert_float32_rows()
+            self._space.execute(f"INSERT INTO {FORMAT_TABLE} VALUES ('float16')")
+        if migrated:
+            with contextlib.suppress(sqlite3.Error):
+                self._space.execute(f"PRAGMA page_size = {PAGE_BYTES}")  # applied by VACUUM
+                self._space.execute("VACUUM")
+
+    def _convert_float32_rows(self) -> int:
+        """Every float32 row as float16 (inside the caller's transaction); how many."""
+        last, converted = -(2**62), 0
+        while rows := self._space.execute(
+            "SELECT id, vector FROM vectors WHERE id > ? ORDER BY id LIMIT ?",
+            (last, self.READ_CHUNK),
+        ):
+            last = rows[-1][0]
+            halves = [_as_stored(np.frombuffer(blob, "<f4")).tobytes() for _, blob in rows]
+            self._space.executemany(
+                "UPDATE vectors SET vector = ? WHERE id = ?",
+                [(half, row[0]) for half, row in zip(halves, rows)],
+            )
+            converted += len(rows)
+        return converted
+
     # ----------------------------------------------------------------------------------------
     # Writing: SQLite first (the truth), then the in-memory index if it is current.
 
@@ -98,7 +151,8 @@ class SQLiteFaissStore(VectorStore):
         if not len(ids):
             return
         index = self._index_to_change()
-        rows = [(int(i), _as_float32(vector).tobytes()) for i, vector in zip(ids, vectors)]
+        stored = _as_stored(vectors)
+        rows = [(int(i), vector.tobytes()) for i, vector in zip(ids, stored)]
         self._space.executemany(
             "INSERT INTO vectors VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET vector = "
             "excluded.vector",
@@ -110,7 +164,7 @@ class SQLiteFaissStore(VectorStore):
         elif index is not None:
             ids = np.asarray(ids, dtype=np.int64)
             index.remove_ids(ids)
-            index.add_with_ids(_as_float32(vectors), ids)
+            index.add_with_ids(_as_float32(stored), ids)  # as a rebuild would read them
             self._generation, self._dirty = generation, True
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> None:
@@ -177,7 +231,7 @@ class SQLiteFaissStore(VectorStore):
         found: dict[int, bytes] = dict(self._space.select_in(query, id_list))
         if not id_list:
             return np.zeros((0, 0), np.float32)
-        return np.stack([np.frombuffer(found[i], dtype="<f4") for i in id_list]).astype(np.float32)
+        return _as_float32(np.stack([np.frombuffer(found[i], VECTOR_DTYPE) for i in id_list]))
 
     def search(
         self, queries: np.ndarray, k: int, ids: np.ndarray | None = None
@@ -191,7 +245,7 @@ class SQLiteFaissStore(VectorStore):
         k = min(k, int(index.ntotal))
         if k == 0:
             return _no_matches(len(queries))
-        candidates = k if self.index_kind() == ann.EXACT else min(int(index.ntotal), 2 * k + 8)
+        candidates = k if self.index_kind() == ann.EXACT else self._candidates(index, k)
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, ids = index.search(queries, candidates)
         if self.index_kind() == ann.EXACT:
@@ -216,9 +270,10 @@ class SQLiteFaissStore(VectorStore):
         if approximate and len(ids) <= EXACT_SUBSET_MAX:
             return self._exact_among(queries, k, ids)
         selector, bitmap = ann.id_selector(ids)
-        probes = ann.filtered_probe_count(self._info.lists, len(ids) / int(index.ntotal))
+        fraction = len(ids) / int(index.ntotal)
+        probes = ann.filtered_probe_count(self._info.lists, fraction, self._info.probes)
         parameters = ann.search_parameters(self.index_kind(), selector, probes)
-        candidates = min(len(ids), 2 * k + 8) if approximate else k
+        candidates = min(len(ids), self._candidates(index, k)) if approximate else k
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, found = index.search(queries, candidates, params=parameters)
         del bitmap  # FAISS only pointed at it: kept alive until the search was done
@@ -226,10 +281,17 @@ class SQLiteFaissStore(VectorStore):
             return _euclidean(squared, found)
         return self._rerank(queries, found, k)
 
+    def _candidates(self, index: Any, k: int) -> int:
+        """Candidates the approximate index returns for exact re-ranking: as many as tuning
+        chose for its k (`stores.tuning`), more for a larger k."""
+        assert self._info is not None
+        wanted = max(self._info.candidates, 2 * k + 8)
+        return min(int(index.ntotal), wanted)
+
     def _exact_among(
         self, queries: np.ndarray, k: int, ids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact distances to the stored float32 vectors of `ids` (those that have one)."""
+        """Exact distances to the stored (float16) vectors of `ids` (those that have one)."""
         import faiss
 
         query = "SELECT id, vector FROM vectors WHERE id IN ({marks}) ORDER BY id"
@@ -237,14 +299,14 @@ class SQLiteFaissStore(VectorStore):
         if not rows:
             return _no_matches(len(queries))
         present = np.asarray([row[0] for row in rows], dtype=np.int64)
-        stored = np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows])
+        stored = np.stack([np.frombuffer(row[1], VECTOR_DTYPE) for row in rows])
         squared, found = faiss.knn(queries, _as_float32(stored), min(k, len(present)))
         return _euclidean(squared, np.where(found >= 0, present[np.maximum(found, 0)], -1))
 
     def _rerank(
         self, queries: np.ndarray, candidate_ids: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact distances from the float32 vectors in SQLite for the approximate candidates."""
+        """Exact distances from the stored float16 vectors for the approximate candidates."""
         unique_ids = np.unique(candidate_ids[candidate_ids >= 0])
         if not len(unique_ids):
             return _no_matches(len(queries))
@@ -280,10 +342,21 @@ class SQLiteFaissStore(VectorStore):
         return self._info.kind if self._info is not None else None
 
     def index_description(self) -> dict[str, Any]:
-        """The loaded index file's kind, inverted lists and probes (0 and 0 when exact)."""
+        """The loaded index file's kind, lists, probes, what tuning measured, one line for
+        people (`summary`)."""
         if self._info is None:
             return super().index_description()
-        return {"kind": self._info.kind, "lists": self._info.lists, "probes": self._info.probes}
+        info = self._info
+        return {
+            "kind": info.kind,
+            "lists": info.lists if info.kind == ann.APPROXIMATE else 0,
+            "probes": info.probes if info.kind == ann.APPROXIMATE else 0,
+            "quantizer": info.quantizer,
+            "candidates": info.candidates,
+            "recall": info.recall,
+            "target": info.target,
+            "summary": info.describe(),
+        }
 
     def __len__(self) -> int:
         return self.id_summary().count
@@ -321,13 +394,27 @@ class SQLiteFaissStore(VectorStore):
     def ann_mode(self) -> str:
         return self._space.setting("ann") or ann.DEFAULT_ANN_MODE
 
+    def recall_target(self) -> float:
+        """`index --recall`, remembered; default `tuning.TARGET_RECALL`."""
+        value = self._space.setting("recall")
+        return float(value) if value else tuning.TARGET_RECALL
+
     def _fits(self, info: ann.IndexFileInfo | None, count: int, mode: str | None = None) -> bool:
-        """Is an index of this kind right for `count` vectors under the mode?"""
+        """Is this index right for `count` vectors under the mode and the recall target?
+
+        An approximate index (or the exact one tuning fell back to) is tuned again when the
+        collection has grown RETRAIN_GROWTH times, or the target changed; one written before
+        tuning existed (no measured recall) is tuned on its next rebuild.
+        """
         if info is None:
             return False
-        if info.kind != ann.wanted_kind(mode or self.ann_mode(), count, info.kind):
+        if info.asked != ann.wanted_kind(mode or self.ann_mode(), count, info.asked):
             return False
-        return info.kind == ann.EXACT or count <= ann.RETRAIN_GROWTH * max(info.trained_count, 1)
+        if info.asked == ann.EXACT:
+            return True
+        if info.recall is None or info.target != self.recall_target():
+            return False
+        return count <= ann.RETRAIN_GROWTH * max(info.trained_count, 1)
 
     def _rebuild(self, stamp: ann.Stamp, mode: str) -> None:
         self._drop_index()
@@ -345,10 +432,24 @@ class SQLiteFaissStore(VectorStore):
             chosen = ids if len(ids) <= size else np.random.default_rng(0).choice(ids, size)
             return self.vectors(np.sort(np.unique(chosen)))
 
-        index, lists, probes = ann.build_index(
-            kind, dimension, len(ids), training_sample, self._all_vectors()
-        )
-        info = ann.IndexFileInfo(stamp, kind, lists, probes, trained_count=len(ids))
+        if kind == ann.APPROXIMATE:
+            tuned = ann.build_tuned_index(
+                stamp,
+                dimension,
+                ids,
+                training_sample,
+                self.vectors,
+                self._all_vectors,
+                self.recall_target(),
+                forced=mode == ann.APPROXIMATE,
+            )
+            index, info = tuned.index, tuned.info
+        if kind == ann.EXACT or index is None:
+            index, lists, probes = ann.build_index(
+                ann.EXACT, dimension, len(ids), training_sample, self._all_vectors()
+            )
+            if kind == ann.EXACT:
+                info = ann.IndexFileInfo(stamp, kind, lists, probes, trained_count=len(ids))
         ann.write_index_file(self.index_file, index, info)
         self._index, self._info, self._generation = index, info, stamp.generation
         self._writable, self._dirty = True, False
@@ -364,19 +465,19 @@ class SQLiteFaissStore(VectorStore):
                 return
             last = rows[-1][0]
             ids = np.asarray([row[0] for row in rows], dtype=np.int64)
-            yield ids, np.stack([np.frombuffer(row[1], dtype="<f4") for row in rows])
+            yield ids, _as_float32(np.stack([np.frombuffer(row[1], VECTOR_DTYPE) for row in rows]))
 
     def _dimension(self) -> int:
         rows = self._space.execute("SELECT length(vector) FROM vectors LIMIT 1")
-        return rows[0][0] // 4 if rows else 1
+        return rows[0][0] // VECTOR_DTYPE.itemsize if rows else 1
 
     def _load(self, info: ann.IndexFileInfo, writable: bool) -> None:
         index = ann.read_index_file(self.index_file, writable)
         if index is None:
             self._drop_index()
             return
-        if info.kind == ann.APPROXIMATE:  # today's setting, so tuning needs no rebuild
-            index.nprobe = ann.probe_count(info.lists)
+        if info.kind == ann.APPROXIMATE:
+            index.nprobe = info.probes
         self._index, self._info, self._generation = index, info, info.stamp.generation
         self._writable, self._dirty = writable, False
 
@@ -391,11 +492,15 @@ def open_faiss_store(
     """`--store faiss` (no argument), with `--ann` remembered when given."""
     if location.argument:
         raise ValueError(f"--store faiss takes no argument, got {location}.")
-    return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann)
+    return SQLiteFaissStore(catalogue, spec, ann_mode=location.ann, recall=location.recall)
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers.
+
+
+def _as_stored(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
 
 
 def _as_float32(vectors: np.ndarray) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""The approximate index tunes itself to a recall target measured on the collection's own vectors.
+
+The vectors are the kind issue 21 found the fixed rule (sqrt(N) lists, 16 probes) wrong on:
+many tight clusters, each query's neighbours spread over several lists. Held-out queries (drawn
+from the same mixture, never stored) check the self-measured recall against exact search.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_embedders import colour_layout_embedder
+from typer.testing import CliRunner
+
+from foldervision.cli import app
+from foldervision.retrieval import service as retrieval_service
+from foldervision.retrieval.catalogue import Catalogue, FileState
+from foldervision.retrieval.stores import ann, tuning
+from foldervision.retrieval.stores.faiss import SQLiteFaissStore
+
+COUNT = 20_000
+DIMENSION = 64
+CENTRES = 4096
+NOISE = 0.6
+K = 4
+
+
+def mixture(count: int, seed: int) -> np.ndarray:
+    """Unit vectors around CENTRES fixed random unit centres (the same for every seed)."""
+    centres = np.random.default_rng(1).normal(size=(CENTRES, DIMENSION)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    random = np.random.default_rng(seed)
+    noise = random.normal(size=(count, DIMENSION)).astype(np.float32) * NOISE / DIMENSION**0.5
+    vectors = centres[random.integers(0, CENTRES, count)] + noise
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def filled_store(
+    folder: Path, vectors: np.ndarray, mode: str, recall: float | None = None
+) -> tuple[Catalogue, SQLiteFaissStore, np.ndarray]:
+    spec = colour_layout_embedder().spec
+    catalogue = Catalogue.open(folder / "index.sqlite")
+    catalogue.bind_to(spec)
+    store = SQLiteFaissStore(catalogue, spec, ann_mode=mode, recall=recall)
+    with catalogue.transaction():
+        ids = catalogue.record_files(
+            [(f"{row:06d}.jpg", FileState(1, 0)) for row in range(len(vectors))]
+        )
+        store.upsert(ids, vectors)
+    return catalogue, store, ids
+
+
+def exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    import faiss
+
+    _, rows = faiss.knn(queries, vectors, K)
+    return ids[rows]
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("clustered")
+    vectors = mixture(COUNT, seed=2)
+    catalogue, store, ids = filled_store(folder, vectors, "approximate")
+    store.flush()
+    yield store, vectors, ids
+    store.close()
+    catalogue.close()
+
+
+def test_tuning_reaches_the_target_where_the_fixed_probes_do_not(clustered) -> None:
+    store, vectors, ids = clustered
+    info = store._info
+    held_out = mixture(500, seed=3)
+    truth = exact_top(held_out, vectors, ids)
+
+    _, found = store.search(held_out, K)
+    fixed, _, _ = ann.build_index(
+        ann.APPROXIMATE, DIMENSION, COUNT, lambda n: vectors[:n], [(ids, vectors)]
+    )
+    _, fixed_found = fixed.search(held_out, 2 * K + 8)  # the old rule: 16 probes, 16 re-ranked
+    held_out_recall = tuning.recall_at_k(found, truth)
+
+    assert info.kind == ann.APPROXIMATE and info.target == tuning.TARGET_RECALL
+    assert info.recall >= tuning.TARGET_RECALL
+    assert info.probes > ann.PROBES  # 16 probes were not enough here...
+    assert tuning.recall_at_k(fixed_found, truth) < 0.93  # ...as the old index shows
+    assert held_out_recall >= 0.93
+    assert abs(held_out_recall - info.recall) <= 0.02
+    described = store.index_description()["summary"]
+    assert f"{info.probes} of {info.lists} lists" in described and "recall@4 0.9" in described
+
+
+def test_filtered_search_keeps_the_target(clustered) -> None:
+    """A filter matching a fifth of the vectors probes five times the lists; one matching few
+    compares exactly with just those."""
+    store, vectors, ids = clustered
+    held_out = mixture(300, seed=4)
+    for share in (0.2, 0.05):
+        chosen = np.random.default_rng(5).random(len(ids)) < share
+        truth = exact_top(held_out, vectors[chosen], ids[chosen])
+
+        _, found = store.search(held_out, K, ids=ids[chosen])
+
+        assert np.isin(found, ids[chosen]).all()
+        assert tuning.recall_at_k(found, truth) >= tuning.TARGET_RECALL - 0.02, share
+
+
+def test_no_setting_within_the_budget_means_the_exact_index_said_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Near-uniform vectors (a centre per vector) and a 0.999 target: nothing scanning at most
+    1/8 of the vectors gets there, so `--ann auto` uses exact search, and keeps it."""
+    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(tuning, "SAMPLE_QUERIES", 300)
+    random = np.random.default_rng(6).normal(size=(8000, DIMENSION)).astype(np.float32)
+    vectors = random / np.linalg.norm(random, axis=1, keepdims=True)
+    catalogue, store, ids = filled_store(tmp_path, vectors, "auto", recall=0.999)
+    store.flush()
+    info = ann.read_index_info(store.index_file)
+    built = store.index_file.stat().st_mtime_ns
+
+    _, found = store.search(vectors[:50], K)
+    store.flush()
+
+    assert info.kind == ann.EXACT and info.wanted == ann.APPROXIMATE
+    assert info.recall < 0.999 and info.target == 0.999
+    assert "no approximate setting reached recall@4 1.00" in info.describe()
+    assert "\n" not in info.describe()
+    assert (found[:, 0] == ids[:50]).all()  # exact: each vector finds itself
+    assert store.index_file.stat().st_mtime_ns == built  # not tuned again at every open
+    store.close()
+    catalogue.close()
+
+
+def test_a_new_recall_target_tunes_again_and_is_remembered(tmp_path: Path) -> None:
+    vectors = mixture(6000, seed=7)
+    catalogue, store, _ = filled_store(tmp_path, vectors, "approximate", recall=0.8)
+    store.flush()
+    low = ann.read_index_info(store.index_file)
+    store.close()
+
+    again = SQLiteFaissStore(catalogue, colour_layout_embedder().spec, recall=0.99)
+    again.flush()
+    high = ann.read_index_info(store.index_file)
+    again.close()
+    remembered = SQLiteFaissStore(catalogue, colour_layout_embedder().spec)
+
+    assert low.target == 0.8 and low.recall >= 0.8
+    assert high.target == 0.99 and high.recall >= 0.99
+    assert (high.probes, high.candidates) > (low.probes, low.candidates) or high.lists > low.lists
+    assert remembered.recall_target() == 0.99
+    remembered.close()
+    catalogue.close()
+
+
+def test_index_prints_what_it_measured_and_a_bad_recall_is_one_line(
+    tmp_path: Path, photo_folder_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "photos"
+    unreadable = shutil.ignore_patterns("broken*", "not *")
+    shutil.copytree(photo_folder_template, folder, ignore=unreadable)
+    monkeypatch.setattr(retrieval_service, "load_embedder", lambda *_: colour_layout_embedder())
+    runner = CliRunner()
+
+    indexed = runner.invoke(app, ["index", str(folder), "--ann", "approximate"])
+    refused = runner.invoke(app, ["index", str(folder), "--recall", "1.5"])
+    described = runner.invoke(app, ["info", str(folder)])
+
+    assert indexed.exit_code == 0, indexed.stderr
+    [line] = [line for line in indexed.stderr.splitlines() if line.startswith("vector index:")]
+    assert "approximate IVF-SQ8" in line and "recall@4 1.000 measured (target 0.95)" in line
+    assert refused.exit_code != 0
+    [refusal] = refused.stderr.strip().splitlines()
+    assert refusal == "error: --recall 1.5: give a share between 0 and 1, e.g. 0.95."
+    assert "recall@4 1.000 measured" in described.stdout
