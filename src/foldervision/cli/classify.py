@@ -262,16 +262,26 @@ def predict(
         "'daisy,tulip,sunflower' (prompt 'a photo of a {label}.'); then give only images.",
     ),
     model: str | None = ClipModelOption,
+    explain: Path | None = typer.Option(
+        None,
+        "--explain",
+        metavar="OUT_DIR",
+        help="Also write, per image, OUT_DIR/NAME_gradcam.png: the image with a Grad-CAM "
+        "heatmap of the predicted class over it (a trained run only).",
+    ),
 ) -> None:
     """Label, confidence and the top classes for each image.
 
     One line per image: PATH, LABEL, CONFIDENCE and the top classes as
     "label (0.9300), other (0.0500), ...", separated by tabs. --json prints every class's
-    probability and a "top" list instead.
+    probability and a "top" list instead (and "explanation", the heatmap file, with --explain).
     """
+    explained: dict[str, str] = {}
     if labels is not None:
         from foldervision.clip.zero_shot import parse_labels, predict_zero_shot
 
+        if explain is not None:
+            raise ValueError("--explain needs a trained run; CLIP's --labels cannot be explained.")
         files = [run, *(images or [])]
         classes = parse_labels(labels)
         predictions, skipped = predict_zero_shot(clip_model(model), classes, files, top)
@@ -281,7 +291,14 @@ def predict(
         if not images:
             raise ValueError(f"{run}: give the image files or folders to label after the run.")
         predictions, skipped = predict_files(run, images, top=top)
+        if explain is not None:
+            from foldervision.explain import explain_files
+
+            paths = [Path(prediction["path"]) for prediction in predictions]
+            explained = explain_files(run, paths, explain)
     for prediction in predictions:
+        if prediction["path"] in explained:
+            prediction["explanation"] = explained[prediction["path"]]
         if as_json:
             print(json.dumps(prediction, ensure_ascii=False))
         else:
@@ -289,6 +306,8 @@ def predict(
                 f"{prediction['path']}\t{prediction['label']}\t{prediction['confidence']:.4f}\t"
                 + format_top(prediction["top"])
             )
+    if explained:
+        console.print(f"Grad-CAM heatmaps: {len(explained)} in {shown_path(explain)}", markup=False)
     _warn_skipped([item.to_dict() for item in skipped])
     if not predictions:
         raise typer.Exit(1)
