@@ -128,7 +128,7 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
     side = max(SHOWN_SIDE, rgb.shape[0])
     image = np.asarray(Image.fromarray(rgb.astype(np.uint8)).resize((side, side)), np.float32)
-    heat = np.asarray(Image.fromarray(heatmap.astype(np.float32), mode="F").resize((side, side)))
+    heat = np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize((side, side)))
     colours = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
     blended = (1 - HEATMAP_OPACITY) * image + HEATMAP_OPACITY * colours
     return np.clip(blended, 0, 255).astype(np.uint8)
