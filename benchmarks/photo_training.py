@@ -9,8 +9,15 @@ wall time and peak RSS. Both use the same seeded split (the run's split.json).
     python benchmarks/photo_training.py --train-per-class 64     # 64 training photos per class,
                                                                  # tested on held-out photos
     python benchmarks/photo_training.py --files 1000 --no-probe  # memory at 1k photos
+    python benchmarks/photo_training.py --train-per-class 64 --seeds 1,2,3,4,5
+                                                    # train vs probe: min / median / max
+    python benchmarks/photo_training.py --train-per-class 64 --uneven 2:10 --seeds 1,2,3,4,5
+                                                    # the last 2 classes with 10 training photos
 
-Subsets are folders of symbolic links in a temporary folder; nothing is copied.
+Test folders stay balanced, so balanced accuracy (mean per-class recall) is reported beside
+accuracy; on uneven folders the probe is also fitted with balanced class weights.
+Each seed's run goes to OUT-seedN (--out, default runs/benchmark_photo). Subsets are folders of
+symbolic links in a temporary folder; nothing is copied.
 """
 
 from __future__ import annotations
@@ -48,11 +55,13 @@ def link_subset(files: dict[str, list[Path]], target: Path) -> Path:
     return target
 
 
-def make_subsets(arguments: argparse.Namespace, workspace: Path) -> tuple[Path, Path | None]:
+def make_subsets(
+    arguments: argparse.Namespace, workspace: Path, seed: int
+) -> tuple[Path, Path | None]:
     """The folder to train on, and a held-out test folder (only with --train-per-class)."""
     if arguments.train_per_class is None and arguments.files is None:
         return arguments.data, None
-    generator = np.random.default_rng(arguments.seed)
+    generator = np.random.default_rng(seed)
     files = {
         name: list(generator.permutation(paths))
         for name, paths in class_files(arguments.data).items()
@@ -66,7 +75,12 @@ def make_subsets(arguments: argparse.Namespace, workspace: Path) -> tuple[Path, 
         return link_subset(chosen, workspace / "train"), None
     # train's split keeps 20% of the folder for validation: 80 photos give 64 for training.
     per_class = round(arguments.train_per_class / (1 - arguments.val_split))
-    train = {name: paths[:per_class] for name, paths in files.items()}
+    sizes = {name: per_class for name in files}
+    if arguments.uneven:
+        small_classes, small_count = map(int, arguments.uneven.split(":"))
+        for name in sorted(files)[-small_classes:]:
+            sizes[name] = round(small_count / (1 - arguments.val_split))
+    train = {name: paths[: sizes[name]] for name, paths in files.items()}
     test = {
         name: paths[per_class : per_class + arguments.test_per_class]
         for name, paths in files.items()
@@ -94,6 +108,8 @@ def run_train(data: Path, out: Path, test: Path | None, extra: list[str]) -> dic
         "image_size": metrics.image_size,
         "val_accuracy": metrics.val_accuracy,
         "test_accuracy": summary.test["accuracy"] if summary.test else None,
+        "test_balanced_accuracy": summary.test.get("balanced_accuracy") if summary.test else None,
+        "recipe_reason": metrics.recipe_reason,
         "wall_seconds": round(seconds, 1),
         "fit_seconds": metrics.train_seconds,
         "peak_rss_gb": round(peak_kib / 2**20, 2),
@@ -129,22 +145,69 @@ def linear_probe(run: Path, data: Path, test: Path | None, seed: int) -> dict:
         test_folder = scan_labelled_folder(test, class_names=split["classes"])
         vectors["test"], labels["test"] = embed(test_folder.paths), test_folder.labels
     embedded = time.perf_counter()
-    probe = LogisticRegressionCV(
-        Cs=np.logspace(-2, 3, 11), cv=4, max_iter=3000, random_state=seed
-    ).fit(vectors["train"], labels["train"])
-    fitted = time.perf_counter()
-    accuracy = {
-        side: float((probe.predict(vectors[side]) == labels[side]).mean())
-        for side in vectors
-        if side != "train"
-    }
+    figures: dict = {"embed_seconds": round(embedded - started, 1)}
+    uneven = np.bincount(labels["train"]).max() > 3 * np.bincount(labels["train"]).min()
+    for name, class_weight in (("", None), ("balanced_", "balanced")):
+        if class_weight and not uneven:
+            continue
+        probe = LogisticRegressionCV(
+            Cs=np.logspace(-2, 3, 11),
+            cv=4,
+            max_iter=3000,
+            random_state=seed,
+            class_weight=class_weight,
+        ).fit(vectors["train"], labels["train"])
+        for side in vectors:
+            if side == "train":
+                continue
+            predicted = probe.predict(vectors[side])
+            key = "val" if side == "validation" else side
+            figures[f"{name}{key}_accuracy"] = float((predicted == labels[side]).mean())
+            figures[f"{name}{key}_balanced_accuracy"] = balanced_accuracy(labels[side], predicted)
+        figures[f"{name}C"] = float(probe.C_[0])
+    figures["fit_seconds"] = round(time.perf_counter() - embedded, 1)
+    return figures
+
+
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean per-class recall (what `evaluate` reports as balanced accuracy)."""
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """min / median / max over seeds: a quality claim is a spread, not one run."""
     return {
-        "val_accuracy": accuracy["validation"],
-        "test_accuracy": accuracy.get("test"),
-        "C": float(probe.C_[0]),
-        "embed_seconds": round(embedded - started, 1),
-        "fit_seconds": round(fitted - embedded, 1),
+        "min": round(float(np.min(values)), 4),
+        "median": round(float(np.median(values)), 4),
+        "max": round(float(np.max(values)), 4),
     }
+
+
+def one_seed(arguments: argparse.Namespace, seed: int) -> dict:
+    """Train (defaults, --seed SEED) and the probe on the same split of the same subset."""
+    with tempfile.TemporaryDirectory(prefix="photo-benchmark-") as workspace:
+        data, test = make_subsets(arguments, Path(workspace), seed)
+        out = arguments.out.with_name(f"{arguments.out.name}-seed{seed}")
+        extra = [*arguments.train_args, "--seed", str(seed)]
+        trained = run_train(data, out, test, extra)
+        figures = {"seed": seed, "train": trained}
+        if not arguments.no_probe:
+            figures["probe"] = probe = linear_probe(out, data, test, seed)
+            figures["val_points_above_probe"] = round(
+                100 * (trained["val_accuracy"] - probe["val_accuracy"]), 2
+            )
+            if test is not None:
+                figures["test_points_above_probe"] = round(
+                    100 * (trained["test_accuracy"] - probe["test_accuracy"]), 2
+                )
+                best_probe = max(
+                    probe["test_balanced_accuracy"],
+                    probe.get("balanced_test_balanced_accuracy", 0.0),
+                )
+                figures["test_balanced_points_above_best_probe"] = round(
+                    100 * (trained["test_balanced_accuracy"] - best_probe), 2
+                )
+    return figures
 
 
 def main() -> None:
@@ -155,24 +218,42 @@ def main() -> None:
     parser.add_argument("--files", type=int, help="train on a stratified subset of N photos")
     parser.add_argument("--val-split", type=float, default=0.2, help="train's default")
     parser.add_argument("--seed", type=int, default=42, help="train's default")
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds (subset, split and training); default: --seed"
+    )
+    parser.add_argument(
+        "--uneven",
+        help="SMALL:COUNT: the last SMALL classes (by name) get COUNT training photos "
+        "(with --train-per-class; the test folder stays balanced)",
+    )
     parser.add_argument("--no-probe", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark_photo"))
     parser.add_argument("train_args", nargs="*", help="extra `train` options, after --")
     arguments = parser.parse_args()
+    if arguments.uneven and arguments.train_per_class is None:
+        parser.error("--uneven needs --train-per-class")
 
-    with tempfile.TemporaryDirectory(prefix="photo-benchmark-") as workspace:
-        data, test = make_subsets(arguments, Path(workspace))
-        trained = run_train(data, arguments.out, test, arguments.train_args)
-        figures = {"data": str(arguments.data.resolve()), "train": trained}
-        if not arguments.no_probe:
-            figures["probe"] = probe = linear_probe(arguments.out, data, test, arguments.seed)
-            figures["val_points_above_probe"] = round(
-                100 * (trained["val_accuracy"] - probe["val_accuracy"]), 2
-            )
-            if test is not None:
-                figures["test_points_above_probe"] = round(
-                    100 * (trained["test_accuracy"] - probe["test_accuracy"]), 2
-                )
+    seeds = [int(seed) for seed in (arguments.seeds or str(arguments.seed)).split(",")]
+    runs = [one_seed(arguments, seed) for seed in seeds]
+    figures: dict = {"data": str(arguments.data.resolve()), "uneven": arguments.uneven}
+    figures["runs"] = runs
+    keys = [
+        "test_points_above_probe",
+        "test_balanced_points_above_best_probe",
+        "val_points_above_probe",
+    ]
+    series = {
+        "train_test_accuracy": [run["train"]["test_accuracy"] for run in runs],
+        "train_test_balanced_accuracy": [run["train"]["test_balanced_accuracy"] for run in runs],
+        "probe_test_accuracy": [run.get("probe", {}).get("test_accuracy") for run in runs],
+        "balanced_probe_test_accuracy": [
+            run.get("probe", {}).get("balanced_test_accuracy") for run in runs
+        ],
+        **{key: [run.get(key) for run in runs] for key in keys},
+    }
+    figures["spread"] = {
+        key: spread(values) for key, values in series.items() if None not in values
+    }
     print(json.dumps(figures, indent=2))
 
 

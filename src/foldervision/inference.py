@@ -23,7 +23,13 @@ from foldervision.models.saving import (
     read_preprocessor,
     resolve_model_path,
 )
-from foldervision.reports import classification_metrics, plot_confusion_matrix
+from foldervision.reports import (
+    DEFAULT_MISTAKES,
+    classification_metrics,
+    find_mistakes,
+    plot_confusion_matrix,
+    write_mistakes_sheet,
+)
 from foldervision.runs import RunFolder, RunMetrics
 
 Probabilities = Callable[[np.ndarray], np.ndarray]
@@ -123,7 +129,16 @@ def classify_files(
     return classified
 
 
-RECORDED_FIGURES = ("accuracy", "loss", "size", "ms_per_image", "confusion_matrix_plot")
+RECORDED_FIGURES = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "loss",
+    "size",
+    "ms_per_image",
+    "confusion_matrix_plot",
+    "mistakes_sheet",
+)
 """What evaluations.json keeps of an evaluation: enough for `compare`."""
 
 
@@ -133,13 +148,16 @@ def evaluate_folder(
     record: bool = True,
     confusion_matrix_plot: str | os.PathLike | None = None,
     use_onnx: bool = True,
+    mistakes: int = DEFAULT_MISTAKES,
+    mistakes_sheet: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Accuracy, per-class figures and confusion matrix of a trained model on a labelled folder.
 
     The result is also recorded in the run folder (keyed by the data folder) so `compare` can
     show test accuracy next to validation accuracy, and the confusion matrix is drawn as
     training draws it: to `confusion_matrix_plot` if given, else into the run folder (see
-    `RunFolder.evaluation_confusion_matrix_plot_path`) when recording.
+    `RunFolder.evaluation_confusion_matrix_plot_path`) when recording. The `mistakes` most
+    confident mistakes are drawn the same way (to `mistakes_sheet`, else beside the matrix).
     """
     probabilities_of, preprocessor = probability_function(run, use_onnx)
     data = str(Path(folder).resolve())
@@ -149,7 +167,12 @@ def evaluate_folder(
         plot_path = Path(confusion_matrix_plot)
     elif recording:
         plot_path = RunFolder(run).evaluation_confusion_matrix_plot_path(data)
-    result = evaluate_with(probabilities_of, preprocessor, folder, plot_path)
+    sheet_path = None
+    if mistakes_sheet is not None:
+        sheet_path = Path(mistakes_sheet)
+    elif recording:
+        sheet_path = RunFolder(run).evaluation_mistakes_sheet_path(data)
+    result = evaluate_with(probabilities_of, preprocessor, folder, plot_path, mistakes, sheet_path)
     if recording:
         figures = {key: result[key] for key in RECORDED_FIGURES}
         RunFolder(run).record_evaluation(data, figures)
@@ -161,10 +184,12 @@ def evaluate_with(
     preprocessor: Preprocessor,
     folder: str | os.PathLike,
     plot_path: Path | None = None,
+    mistakes: int = DEFAULT_MISTAKES,
+    mistakes_path: Path | None = None,
 ) -> dict[str, Any]:
     """`evaluate`'s figures for any classifier (a trained run, CLIP's zero-shot labels) on a
     labelled folder whose subfolders are the preprocessor's classes; the matrix drawn to
-    `plot_path` when given."""
+    `plot_path` and the `mistakes` most confident mistakes to `mistakes_path` when given."""
     labelled = scan_labelled_folder(
         folder, class_names=preprocessor.class_names, min_images_per_class=0
     )
@@ -172,6 +197,10 @@ def evaluate_with(
     labels = labelled.labels_of(classified.paths)
     result = classification_metrics(labels, classified.probabilities, preprocessor.class_names)
     data = str(Path(folder).resolve())
+    wrong = find_mistakes(
+        classified.paths, labels, classified.probabilities, preprocessor.class_names, mistakes
+    )
+    sheet = write_mistakes_sheet(wrong, mistakes_path) if mistakes_path and wrong else None
     if plot_path is not None:
         plot_confusion_matrix(
             result["confusion_matrix"],
@@ -185,6 +214,8 @@ def evaluate_with(
             "model": preprocessor.model_name,
             "ms_per_image": round(1000 * classified.seconds / max(1, len(labels)), 4),
             "confusion_matrix_plot": str(plot_path.resolve()) if plot_path is not None else None,
+            "mistakes": wrong,
+            "mistakes_sheet": str(sheet.resolve()) if sheet is not None else None,
             "skipped_files": [item.to_dict() for item in classified.skipped],
         }
     )

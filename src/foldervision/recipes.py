@@ -181,6 +181,37 @@ def choose_recipe(
     return chosen, reason
 
 
+UNEVEN_RATIO = 3.0
+"""Classes are uneven when the largest has more than this many times the smallest's images:
+then `--class-balance auto` weights the loss so each class counts as much as the others."""
+
+CLASS_BALANCES = ("auto", "weights", "none")
+
+
+def class_weights_for(
+    counts: list[int], balance: str = "auto"
+) -> tuple[dict[int, float] | None, str]:
+    """Loss weights per class index (None: unweighted) and the choice in words.
+
+    "weights" and uneven classes under "auto" get `total / (classes x count)` per class (each
+    class then weighs as much in the loss as in a balanced folder); "none" never weights.
+    """
+    if balance not in CLASS_BALANCES:
+        raise ValueError(
+            f"Unknown --class-balance {balance!r}; use one of: {', '.join(CLASS_BALANCES)}."
+        )
+    smallest, largest = min(counts), max(counts)
+    uneven = largest > UNEVEN_RATIO * smallest
+    shape = f"uneven classes ({smallest} to {largest} images)" if uneven else ""
+    if balance == "none" or (balance == "auto" and not uneven):
+        return None, f"{shape}, not weighted (--class-balance none)" if uneven else ""
+    total = sum(counts)
+    weights = {index: total / (len(counts) * count) for index, count in enumerate(counts)}
+    if balance == "weights":
+        return weights, "class-weighted loss (--class-balance weights)"
+    return weights, f"{shape}: class-weighted loss"
+
+
 def recipe_names() -> list[str]:
     return RECIPES.names()
 

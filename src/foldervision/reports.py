@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from foldervision.atomic import atomic_path, write_text_atomic  # noqa: E402
+from foldervision.contact_sheet import Tile, write_tile_sheet  # noqa: E402
 from foldervision.runs import RunMetrics  # noqa: E402
 
 
@@ -28,12 +29,17 @@ def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_
 def classification_metrics(
     true_labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, mean cross-entropy, per-class precision/recall/F1/support and the matrix."""
+    """Accuracy, mean cross-entropy, per-class precision/recall/F1/support and the matrix.
+
+    Beside accuracy: balanced accuracy (mean recall of the classes present) and macro F1 (mean
+    F1 of the classes present or predicted), which a large class cannot carry alone.
+    """
     true_labels = np.asarray(true_labels, dtype=np.int64)
     predicted_labels = probabilities.argmax(axis=1)
     matrix = confusion_matrix(true_labels, predicted_labels, len(class_names))
     true_probability = probabilities[np.arange(len(true_labels)), true_labels]
     per_class = {}
+    recalls, f1s = [], []
     for index, name in enumerate(class_names):
         correct = int(matrix[index, index])
         predicted_as = int(matrix[:, index].sum())
@@ -41,6 +47,8 @@ def classification_metrics(
         precision = correct / predicted_as if predicted_as else 0.0
         recall = correct / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        recalls += [recall] if support else []
+        f1s += [f1] if support or predicted_as else []
         per_class[name] = {
             "precision": round(precision, 6),
             "recall": round(recall, 6),
@@ -49,6 +57,8 @@ def classification_metrics(
         }
     return {
         "accuracy": float((predicted_labels == true_labels).mean()) if len(true_labels) else 0.0,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
         "loss": float(-np.log(np.clip(true_probability, 1e-7, 1.0)).mean())
         if len(true_labels)
         else 0.0,
@@ -56,6 +66,53 @@ def classification_metrics(
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
     }
+
+
+DEFAULT_MISTAKES = 24
+"""Mistakes `evaluate` and a run's report show: four rows of six, the most confident first."""
+
+MISTAKES_PER_ROW = 6
+
+
+def find_mistakes(
+    paths: list[Path],
+    true_labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    limit: int = DEFAULT_MISTAKES,
+) -> list[dict[str, Any]]:
+    """The misclassified images, most confident mistakes first (the ones a threshold would not
+    catch, and often a wrong label in the folder): path, true and predicted class, confidence."""
+    true_labels = np.asarray(true_labels, dtype=np.int64)
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != true_labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    chosen = wrong[np.argsort(-confidence, kind="stable")][: max(0, limit)]
+    return [
+        {
+            "path": str(paths[index]),
+            "true": class_names[true_labels[index]],
+            "predicted": class_names[predicted[index]],
+            "confidence": round(float(probabilities[index, predicted[index]]), 6),
+        }
+        for index in chosen
+    ]
+
+
+def write_mistakes_sheet(mistakes: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """The mistakes as a contact sheet, six a row, each captioned true / predicted (confidence)."""
+    tiles = [
+        Tile(
+            item["path"],
+            f"true {item['true']}\npredicted {item['predicted']} ({item['confidence']:.2f})\n"
+            f"{Path(item['path']).name}",
+            "tab:red",
+        )
+        for item in mistakes
+    ]
+    per_row = MISTAKES_PER_ROW
+    rows = [tiles[start : start + per_row] for start in range(0, len(tiles), per_row)]
+    return write_tile_sheet(rows, path)
 
 
 def history_figure(history: dict[str, list[float]], phases: list[int] | None = None) -> Figure:
@@ -143,6 +200,16 @@ def write_run_report(metrics: RunMetrics, path: str | os.PathLike) -> None:
         f"training time {metrics.train_seconds:.1f} s",
         f"- **validation accuracy: {format_percent(metrics.val_accuracy)}** "
         f"(loss {metrics.val_loss:.4f})",
+    ]
+    if metrics.val_balanced_accuracy is not None and metrics.val_macro_f1 is not None:
+        lines.append(
+            f"- balanced accuracy (mean per-class recall): "
+            f"{format_percent(metrics.val_balanced_accuracy)}, macro F1 {metrics.val_macro_f1:.4f}"
+        )
+    if metrics.class_weights is not None:
+        weights = ", ".join(f"{name} {value:.2f}" for name, value in metrics.class_weights.items())
+        lines.append(f"- class weights (uneven classes): {weights}")
+    lines += [
         "",
         "## Per class (validation)",
         "",
@@ -154,6 +221,23 @@ def write_run_report(metrics: RunMetrics, path: str | os.PathLike) -> None:
         "",
         "![confusion matrix](confusion_matrix.png)",
     ]
+    lines += ["", "## Mistakes (validation)", ""]
+    if metrics.mistakes:
+        lines += [
+            f"The {len(metrics.mistakes)} most confident mistakes, most confident first:",
+            "",
+            "![mistakes](mistakes.png)",
+            "",
+            "| file | true | predicted | confidence |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{Path(item['path']).name}` | {item['true']} | {item['predicted']} | "
+            f"{item['confidence']:.4f} |"
+            for item in metrics.mistakes
+        ]
+    else:
+        lines.append("None: every validation image was classified right.")
     if metrics.skipped_files:
         lines += ["", "## Skipped files", ""]
         lines += [f"- `{item.path}`: {item.reason}" for item in metrics.skipped_files]

@@ -14,7 +14,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,14 @@ class RunMetrics:
     history: dict[str, list[float]]
     """Keras' per-epoch curves (loss, accuracy, val_loss, val_accuracy) over all phases."""
     skipped_files: list[SkippedFile]
+    class_weights: dict[str, float] | None = None
+    """Loss weight per class name when classes were uneven (see --class-balance); None: none."""
+    val_balanced_accuracy: float | None = None
+    """Mean per-class recall on the validation split; None in runs from before it was kept."""
+    val_macro_f1: float | None = None
+    mistakes: list[dict[str, Any]] = field(default_factory=list)
+    """The validation images the model got wrong, most confident first (file, true, predicted,
+    confidence), as many as mistakes.png shows."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +92,15 @@ class RunMetrics:
         return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
-OLD_RUN_DEFAULTS: dict[str, Any] = {"recipe": None, "recipe_reason": "", "augmentation": None}
+OLD_RUN_DEFAULTS: dict[str, Any] = {
+    "recipe": None,
+    "recipe_reason": "",
+    "augmentation": None,
+    "class_weights": None,
+    "val_balanced_accuracy": None,
+    "val_macro_f1": None,
+    "mistakes": [],
+}
 """The keys metrics.json gained after its first version, as older runs read."""
 
 
@@ -125,6 +141,11 @@ class RunFolder:
         return self.path / "confusion_matrix.png"
 
     @property
+    def mistakes_sheet_path(self) -> Path:
+        """The validation images the model got wrong, most confident first (report.md shows it)."""
+        return self.path / "mistakes.png"
+
+    @property
     def report_path(self) -> Path:
         return self.path / "report.md"
 
@@ -153,6 +174,11 @@ class RunFolder:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", data.name).strip("._") or "data"
         digest = hashlib.sha1(str(data).encode("utf-8")).hexdigest()[:8]
         return self.evaluations_folder / f"{name}-{digest}_confusion_matrix.png"
+
+    def evaluation_mistakes_sheet_path(self, data: str | os.PathLike[str]) -> Path:
+        """`evaluations/<folder name>-<hash>_mistakes.png`, beside its confusion matrix."""
+        matrix = self.evaluation_confusion_matrix_plot_path(data)
+        return matrix.with_name(matrix.name.replace("_confusion_matrix.png", "_mistakes.png"))
 
     @property
     def export_folder(self) -> Path:

@@ -57,6 +57,12 @@ def train(
     flip: bool = typer.Option(
         None, "--flip/--no-flip", help="Horizontal flips (default: the recipe's; on for photos)."
     ),
+    class_balance: str = typer.Option(
+        "auto",
+        "--class-balance",
+        help="auto: weight the loss by class when the largest class has over 3x the images of "
+        "the smallest; weights: always; none: never.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     test: Path = typer.Option(
         None,
@@ -87,6 +93,7 @@ def train(
         augment=augment,
         flip=flip,
         overwrite=overwrite,
+        class_balance=class_balance,
     )
     settings = resolve_settings(config)
     print(settings.recipe_line, file=sys.stderr)
@@ -152,14 +159,24 @@ def evaluate(
         "are the labels (prompt 'a photo of a {label}.'). Give no RUN and DATA.",
     ),
     model: str | None = ClipModelOption,
+    mistakes: int = typer.Option(
+        24, "--mistakes", help="Draw the N most confident mistakes on a contact sheet (0: none)."
+    ),
+    mistakes_sheet: Path = typer.Option(
+        None,
+        "--mistakes-sheet",
+        help="Write the mistakes PNG here (default: into the run folder's evaluations/).",
+    ),
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on a labelled folder.
+    """Accuracy, balanced accuracy, macro F1, per-class figures and the confusion matrix.
 
     Results go to stdout: an accuracy line, then tab-separated per-class and confusion-matrix
     tables (or one JSON object with --json). The confusion matrix is also drawn as a PNG, as
-    training does for validation.
+    training does for validation, and the most confident mistakes as a contact sheet.
     """
-    result = evaluation_of(run, data, zero_shot, model, confusion_matrix)
+    if mistakes < 0:
+        raise ValueError(f"--mistakes must be 0 or more (got {mistakes}).")
+    result = evaluation_of(run, data, zero_shot, model, confusion_matrix, mistakes, mistakes_sheet)
     if as_json:
         print(json.dumps(result))
     else:
@@ -167,6 +184,9 @@ def evaluate(
     if result["confusion_matrix_plot"]:
         plot = shown_path(result["confusion_matrix_plot"])
         console.print(f"confusion matrix: {plot}", markup=False)
+    if result["mistakes_sheet"]:
+        sheet = shown_path(result["mistakes_sheet"])
+        console.print(f"mistakes ({len(result['mistakes'])}): {sheet}", markup=False)
     _warn_skipped(result["skipped_files"])
 
 
@@ -176,6 +196,8 @@ def evaluation_of(
     zero_shot: Path | None,
     model: str | None,
     confusion_matrix: Path | None,
+    mistakes: int = 24,
+    mistakes_sheet: Path | None = None,
 ) -> dict:
     """A trained run's evaluation on DATA, or a CLIP model's zero-shot one (same figures)."""
     if zero_shot is not None:
@@ -183,12 +205,20 @@ def evaluation_of(
 
         if run is not None or data is not None:
             raise ValueError("--zero-shot takes the labelled folder; leave out RUN and DATA.")
-        return evaluate_zero_shot(clip_model(model), zero_shot, confusion_matrix)
+        return evaluate_zero_shot(
+            clip_model(model), zero_shot, confusion_matrix, mistakes, mistakes_sheet
+        )
     from foldervision.inference import evaluate_folder
 
     if run is None or data is None:
         raise ValueError("give a RUN folder and a labelled DATA folder (or --zero-shot DATA).")
-    return evaluate_folder(run, data, confusion_matrix_plot=confusion_matrix)
+    return evaluate_folder(
+        run,
+        data,
+        confusion_matrix_plot=confusion_matrix,
+        mistakes=mistakes,
+        mistakes_sheet=mistakes_sheet,
+    )
 
 
 def evaluation_text(result: dict) -> str:
@@ -196,6 +226,8 @@ def evaluation_text(result: dict) -> str:
     lines = [
         f"accuracy {100 * result['accuracy']:.2f}% on {result['size']} images "
         f"({result['ms_per_image']:.2f} ms/image), loss {result['loss']:.4f}",
+        f"balanced accuracy {100 * result['balanced_accuracy']:.2f}% (mean per-class recall), "
+        f"macro F1 {result['macro_f1']:.4f}",
         "",
         "class\tprecision\trecall\tf1\tsupport",
     ]
@@ -230,16 +262,26 @@ def predict(
         "'daisy,tulip,sunflower' (prompt 'a photo of a {label}.'); then give only images.",
     ),
     model: str | None = ClipModelOption,
+    explain: Path | None = typer.Option(
+        None,
+        "--explain",
+        metavar="OUT_DIR",
+        help="Also write, per image, OUT_DIR/NAME_gradcam.png: the image with a Grad-CAM "
+        "heatmap of the predicted class over it (a trained run only).",
+    ),
 ) -> None:
     """Label, confidence and the top classes for each image.
 
     One line per image: PATH, LABEL, CONFIDENCE and the top classes as
     "label (0.9300), other (0.0500), ...", separated by tabs. --json prints every class's
-    probability and a "top" list instead.
+    probability and a "top" list instead (and "explanation", the heatmap file, with --explain).
     """
+    explained: dict[str, str] = {}
     if labels is not None:
         from foldervision.clip.zero_shot import parse_labels, predict_zero_shot
 
+        if explain is not None:
+            raise ValueError("--explain needs a trained run; CLIP's --labels cannot be explained.")
         files = [run, *(images or [])]
         classes = parse_labels(labels)
         predictions, skipped = predict_zero_shot(clip_model(model), classes, files, top)
@@ -249,7 +291,14 @@ def predict(
         if not images:
             raise ValueError(f"{run}: give the image files or folders to label after the run.")
         predictions, skipped = predict_files(run, images, top=top)
+        if explain is not None:
+            from foldervision.explain import explain_files
+
+            paths = [Path(prediction["path"]) for prediction in predictions]
+            explained = explain_files(run, paths, explain)
     for prediction in predictions:
+        if prediction["path"] in explained:
+            prediction["explanation"] = explained[prediction["path"]]
         if as_json:
             print(json.dumps(prediction, ensure_ascii=False))
         else:
@@ -257,6 +306,8 @@ def predict(
                 f"{prediction['path']}\t{prediction['label']}\t{prediction['confidence']:.4f}\t"
                 + format_top(prediction["top"])
             )
+    if explained:
+        console.print(f"Grad-CAM heatmaps: {len(explained)} in {shown_path(explain)}", markup=False)
     _warn_skipped([item.to_dict() for item in skipped])
     if not predictions:
         raise typer.Exit(1)

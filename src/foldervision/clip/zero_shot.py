@@ -27,6 +27,7 @@ from foldervision.inference import (
     predict_with,
 )
 from foldervision.models.saving import Preprocessor
+from foldervision.reports import DEFAULT_MISTAKES
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 """OpenAI's basic prompt; class folder names and --labels fill the braces."""
@@ -97,7 +98,11 @@ def predict_zero_shot(
 
 
 def evaluate_zero_shot(
-    model: str, folder: str | os.PathLike, confusion_matrix_plot: str | os.PathLike | None = None
+    model: str,
+    folder: str | os.PathLike,
+    confusion_matrix_plot: str | os.PathLike | None = None,
+    mistakes: int = DEFAULT_MISTAKES,
+    mistakes_sheet: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """`evaluate`'s figures on a labelled folder, its subfolder names as the labels."""
     from foldervision.datasets import scan_labelled_folder
@@ -105,4 +110,5 @@ def evaluate_zero_shot(
     labels = scan_labelled_folder(folder, min_images_per_class=0).class_names
     probabilities, preprocessor = zero_shot_classifier(load_clip_embedder(model), labels)
     plot_path = Path(confusion_matrix_plot) if confusion_matrix_plot is not None else None
-    return evaluate_with(probabilities, preprocessor, folder, plot_path)
+    sheet_path = Path(mistakes_sheet) if mistakes_sheet is not None else None
+    return evaluate_with(probabilities, preprocessor, folder, plot_path, mistakes, sheet_path)

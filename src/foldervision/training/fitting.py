@@ -102,7 +102,13 @@ def fit(
     checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     history, boundaries = fit_phases(
-        model, settings.model_entry, settings.phases, data, best_epoch, settings.verbose
+        model,
+        settings.model_entry,
+        settings.phases,
+        data,
+        best_epoch,
+        settings.verbose,
+        settings.class_weights,
     )
     train_seconds = time.perf_counter() - started
     best_epoch.restore()
@@ -116,8 +122,10 @@ def fit_phases(
     data: TrainingData,
     best_epoch: BestEpoch,
     verbose: int,
+    class_weights: dict[int, float] | None = None,
 ) -> tuple[dict[str, list[float]], list[int]]:
-    """Run each phase in turn; return the joined per-epoch history and where phases changed."""
+    """Run each phase in turn; return the joined per-epoch history and where phases changed.
+    `class_weights` scale each training image's loss by its class (uneven classes)."""
     history: dict[str, list[float]] = {}
     boundaries: list[int] = []
     train_dataset, validation_dataset = data.train_dataset(), data.validation_dataset()
@@ -136,6 +144,7 @@ def fit_phases(
                 validation_data=phase_validation,
                 epochs=phase.epochs,
                 callbacks=[best_epoch],
+                class_weight=class_weights,
                 shuffle=False,  # the tf.data pipeline shuffles, seeded
                 verbose=verbose,
             )

@@ -11,8 +11,10 @@ from foldervision.models import BuiltModel
 from foldervision.models.saving import Preprocessor, save_classifier, traced_inference
 from foldervision.reports import (
     classification_metrics,
+    find_mistakes,
     plot_confusion_matrix,
     plot_history,
+    write_mistakes_sheet,
     write_run_report,
 )
 from foldervision.runs import RunFolder, RunMetrics
@@ -24,12 +26,18 @@ from foldervision.training.settings import Settings
 def evaluate_validation(
     model: keras.Model, data: TrainingData, class_names: list[str]
 ) -> dict[str, Any]:
-    """Validation metrics of the final model, batch by batch (bounded memory)."""
+    """Validation metrics of the final model, batch by batch (bounded memory), and its most
+    confident mistakes."""
     forward = traced_inference(model)
-    probabilities = [np.asarray(forward(pixels)) for pixels, _ in data.validation_dataset()]
-    return classification_metrics(
-        data.splits.validation.labels, np.concatenate(probabilities), class_names
+    probabilities = np.concatenate(
+        [np.asarray(forward(pixels)) for pixels, _ in data.validation_dataset()]
     )
+    validation = data.splits.validation
+    metrics = classification_metrics(validation.labels, probabilities, class_names)
+    metrics["mistakes"] = find_mistakes(
+        validation.paths, validation.labels, probabilities, class_names
+    )
+    return metrics
 
 
 def run_metrics(
@@ -68,6 +76,15 @@ def run_metrics(
         train_seconds=round(fitted.train_seconds, 3),
         history=fitted.history,
         skipped_files=splits.skipped,
+        class_weights=None
+        if settings.class_weights is None
+        else {
+            name: round(settings.class_weights[index], 6)
+            for index, name in enumerate(settings.folder.class_names)
+        },
+        val_balanced_accuracy=validation["balanced_accuracy"],
+        val_macro_f1=validation["macro_f1"],
+        mistakes=validation["mistakes"],
     )
 
 
@@ -78,7 +95,7 @@ def write_run(
     metrics: RunMetrics,
     phase_boundaries: list[int],
 ) -> None:
-    """The model, its metrics, the two plots and the report."""
+    """The model, its metrics, the two plots, the mistakes' contact sheet and the report."""
     save_classifier(model, preprocessor, run.model_path)
     run.write_metrics(metrics)
     plot_history(metrics.history, run.history_plot_path, phase_boundaries)
@@ -88,4 +105,6 @@ def write_run(
         run.confusion_matrix_plot_path,
         title=f"{metrics.model}: validation ({metrics.val_size} images)",
     )
+    if metrics.mistakes:
+        write_mistakes_sheet(metrics.mistakes, run.mistakes_sheet_path)
     write_run_report(metrics, run.report_path)

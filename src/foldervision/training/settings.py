@@ -16,7 +16,14 @@ import numpy as np
 
 from foldervision.datasets import LabelledFolder, scan_labelled_folder, stratified_split
 from foldervision.models import ModelEntry, TrainingPhase, get_model_entry
-from foldervision.recipes import Recipe, choose_recipe, describe_choice, get_recipe, profile_images
+from foldervision.recipes import (
+    Recipe,
+    choose_recipe,
+    class_weights_for,
+    describe_choice,
+    get_recipe,
+    profile_images,
+)
 from foldervision.runs import RunFolder
 from foldervision.training.augmentation import AUGMENTATIONS
 
@@ -45,6 +52,9 @@ class TrainingConfig:
     """None: the recipe's choice (flips for photos, none for digits)."""
     overwrite: bool = False
     verbose: int | str = "auto"
+    class_balance: str = "auto"
+    """"auto": weight the loss when classes are uneven (see recipes.class_weights_for);
+    "weights": always; "none": never."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ class Settings:
     seed: int
     verbose: int
     """Keras' progress: 1 (a bar) on a terminal, 2 (a line per epoch) in a log, 0 none."""
+    class_weights: dict[int, float] | None = None
+    """Loss weight per class index, from the training split's counts; None: unweighted."""
 
     @property
     def recipe_line(self) -> str:
@@ -97,6 +109,10 @@ def resolve_settings(config: TrainingConfig) -> Settings:
         folder.labels, config.val_split, config.seed
     )
     RunFolder(config.out).check_writable(config.overwrite)
+    counts = np.bincount(folder.labels[train_indices], minlength=len(folder.class_names))
+    class_weights, balance = class_weights_for(counts.tolist(), config.class_balance)
+    if balance:
+        reason = f"{reason}; {balance}"
     return Settings(
         folder=folder,
         train_indices=train_indices,
@@ -115,6 +131,7 @@ def resolve_settings(config: TrainingConfig) -> Settings:
         val_split=config.val_split,
         seed=config.seed,
         verbose=_progress_verbosity(config.verbose),
+        class_weights=class_weights,
     )
 
 
