@@ -10,7 +10,7 @@ import pytest
 from foldervision.errors import AlreadyExistsError
 from foldervision.images import SkippedFile
 from foldervision.models import TrainingPhase
-from foldervision.runs import RunFolder, RunMetrics, free_run_folder
+from foldervision.runs import OLD_RUN_DEFAULTS, RunFolder, RunMetrics, free_run_folder
 
 TODAYS_METRICS = {
     "model": "lenet",
@@ -68,7 +68,10 @@ def test_metrics_json_keeps_its_keys_order_and_values(tmp_path, metrics):
     run = RunFolder(tmp_path)
     run.write_metrics(metrics)
     written = json.loads(run.metrics_path.read_text())
-    assert list(written.items()) == list(TODAYS_METRICS.items())
+    kept = list(written.items())[: len(TODAYS_METRICS)]
+    assert kept == list(TODAYS_METRICS.items())  # every old key, in its order, same value
+    added = dict(list(written.items())[len(TODAYS_METRICS) :])
+    assert added == {key: OLD_RUN_DEFAULTS[key] for key in added}  # only later keys, defaulted
     assert run.read_metrics() == metrics
 
 

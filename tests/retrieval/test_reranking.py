@@ -79,7 +79,7 @@ def test_a_filtered_search_expands_with_the_kept_photos_only(angle_folder: Path)
     assert [match.path for match in matches] == ["kept/a.png", "kept/b.png", "kept/c.png"]
     for match in matches:
         stored = colour_vector(GREENS[match.path.removesuffix(".png")])
-        assert match.distance == pytest.approx(np.linalg.norm(expanded - stored), abs=1e-5)
+        assert match.distance == pytest.approx(np.linalg.norm(expanded - stored), abs=1e-3)
     assert results[0].reranking is not None
     assert results[0].reranking["distance"] == EXPANDED_DISTANCE
 
@@ -97,7 +97,7 @@ def test_searching_an_indexed_photo_expands_as_the_evaluation_does(angle_folder:
             found = {match.path: match.distance for match in answer.matches}
             for other, vector in zip(names, vectors):
                 distance = float(np.linalg.norm(expected[row] - vector))
-                assert found[f"{other}.png"] == pytest.approx(distance, abs=1e-5)
+                assert found[f"{other}.png"] == pytest.approx(distance, abs=1e-3)
 
 
 def test_the_cli_says_what_the_distance_is_after_reranking(angle_folder: Path) -> None:
