@@ -24,13 +24,12 @@ from foldervision.models.saving import (
     resolve_model_path,
 )
 from foldervision.reports import (
-    DEFAULT_MISTAKES,
     classification_metrics,
     find_mistakes,
     plot_confusion_matrix,
     write_mistakes_sheet,
 )
-from foldervision.runs import RunFolder, RunMetrics
+from foldervision.runs import DEFAULT_MISTAKES, RunFolder, RunMetrics
 
 Probabilities = Callable[[np.ndarray], np.ndarray]
 """uint8 pixels (N, S, S, C) -> class probabilities (N, classes)."""

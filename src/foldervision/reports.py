@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from foldervision.atomic import atomic_path, write_text_atomic  # noqa: E402
 from foldervision.contact_sheet import Tile, write_tile_sheet  # noqa: E402
-from foldervision.runs import RunMetrics  # noqa: E402
+from foldervision.runs import DEFAULT_MISTAKES, RunMetrics  # noqa: E402
 
 
 def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int):
@@ -68,8 +68,6 @@ def classification_metrics(
     }
 
 
-DEFAULT_MISTAKES = 24
-"""Mistakes `evaluate` and a run's report show: four rows of six, the most confident first."""
 
 MISTAKES_PER_ROW = 6
 

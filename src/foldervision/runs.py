@@ -23,6 +23,9 @@ from foldervision.errors import AlreadyExistsError, FoldervisionError
 from foldervision.images import SkippedFile
 from foldervision.models import TrainingPhase
 
+DEFAULT_MISTAKES = 24
+"""Mistakes `evaluate` and a run's report show: four rows of six, the most confident first
+(here, not in reports.py, so the CLI can name it without importing matplotlib)."""
 
 @dataclass(frozen=True)
 class RunMetrics:

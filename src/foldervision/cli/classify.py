@@ -12,6 +12,7 @@ import typer
 from foldervision.cli.app import app, console, shown_path
 from foldervision.models import available_models
 from foldervision.recipes import recipe_names
+from foldervision.runs import DEFAULT_MISTAKES
 
 if TYPE_CHECKING:
     from foldervision.images import SkippedFile
@@ -160,7 +161,9 @@ def evaluate(
     ),
     model: str | None = ClipModelOption,
     mistakes: int = typer.Option(
-        24, "--mistakes", help="Draw the N most confident mistakes on a contact sheet (0: none)."
+        DEFAULT_MISTAKES,
+        "--mistakes",
+        help="Draw the N most confident mistakes on a contact sheet (0: none).",
     ),
     mistakes_sheet: Path = typer.Option(
         None,
@@ -196,7 +199,7 @@ def evaluation_of(
     zero_shot: Path | None,
     model: str | None,
     confusion_matrix: Path | None,
-    mistakes: int = 24,
+    mistakes: int = DEFAULT_MISTAKES,
     mistakes_sheet: Path | None = None,
 ) -> dict:
     """A trained run's evaluation on DATA, or a CLIP model's zero-shot one (same figures)."""

@@ -27,7 +27,7 @@ from foldervision.inference import (
     predict_with,
 )
 from foldervision.models.saving import Preprocessor
-from foldervision.reports import DEFAULT_MISTAKES
+from foldervision.runs import DEFAULT_MISTAKES
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 """OpenAI's basic prompt; class folder names and --labels fill the braces."""
