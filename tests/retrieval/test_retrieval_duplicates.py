@@ -260,3 +260,48 @@ def test_signatures_are_decoded_once_until_a_file_changes(
         read_signatures(service.index, service.index.store.ids())
         assert decoded == [folder / "rocket.jpg"]
     assert (tmp_path / "index.signatures.sqlite").is_file()
+
+
+def test_a_burst_of_copies_is_grouped_whole_with_fewer_comparisons(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    """Pairs whose files are already joined are not compared, and the groups do not change."""
+    from foldervision.retrieval.duplicates import find_duplicates, search_pairs
+    from foldervision.retrieval.service import RetrievalService
+    from foldervision.retrieval.settings import IndexSettings
+
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    astronaut = photo("astronaut", 240)
+    for number, side in enumerate((240, 220, 200, 180, 160, 150, 140, 130)):
+        astronaut.resize((side, side)).save(folder / f"astronaut {number}.jpg", quality=88)
+    photo("coffee").save(folder / "coffee.jpg", quality=90)
+    photo("rocket").save(folder / "rocket.jpg", quality=90)
+    settings = DuplicateSettings()
+    with RetrievalService.open(IndexSettings(folder, index_path=tmp_path / "i.sqlite"),
+                               embedder=embedder) as service:  # fmt: skip
+        service.update()
+        every_pair = search_pairs(service.index, settings, check_all=True)
+        joined_once = search_pairs(service.index, settings)
+        groups = find_duplicates(service.index, settings)
+
+    worth = [pair for pair in every_pair.pairs if settings.worth_checking(pair)]
+    assert len(worth) >= 20  # the eight copies propose most of their 28 pairs
+    assert joined_once.checks < len(worth) // 2
+    every_group = group_pairs((p.first, p.second, 0) for p in every_pair.accepted())
+    assert group_pairs((p.first, p.second, 0) for p in joined_once.accepted()) == every_group
+    assert [sorted(group.files) for group in groups] == [
+        [f"astronaut {number}.jpg" for number in range(8)]
+    ]
+
+
+def test_proposals_neither_close_nor_alike_are_not_checked() -> None:
+    settings = DuplicateSettings(threshold=0.9, check_distance=0.6, check_similarity=0.9)
+    evidence = {"inliers": 30, "matches": 40, "correlation": 0.95}
+
+    assert settings.worth_checking(PairEvidence(1, 2, 0.55, 0.1))  # close vectors
+    assert settings.worth_checking(PairEvidence(1, 2, 0.85, 0.95))  # alike signatures
+    assert not settings.worth_checking(PairEvidence(1, 2, 0.85, 0.5))
+    assert not settings.worth_checking(PairEvidence(1, 2, 0.85, float("nan")))
+    assert not settings.accepts(PairEvidence(1, 2, 0.85, 0.5, **evidence))
+    assert settings.accepts(PairEvidence(1, 2, 0.85, 0.95, **evidence))

@@ -12,11 +12,16 @@ Two cheap searches propose pairs, each image asking only for its own few nearest
   per image and four searches of 64 numbers; embedding turned copies instead would cost four
   passes of the network over every image.
 
-Each proposed pair is then checked by `verify.compare` (keypoints, a geometric fit, the aligned
-pixels) unless its vectors are so close that no pair of different photos was seen there; the
-accepted pairs are joined with union-find, so a chain of edits of one photo forms one group.
-The checking reads only the images that are in a proposed pair, in an order that keeps each
-one's keypoints at hand (a bounded cache), so its cost grows with the number of proposals.
+A proposal whose vectors are not close (over `check_distance`) and whose signatures are not
+alike in any orientation (under `check_similarity`) is dropped unchecked: no copy of the
+calibration half needed such a pair to join its group, and most proposals of different photos
+are such pairs. Each remaining pair is checked by `verify.compare` (keypoints, a geometric fit,
+the aligned pixels) unless its vectors are so close that no pair of different photos was seen
+there; the accepted pairs are joined with union-find, so a chain of edits of one photo forms one
+group, and a pair whose files are already joined is not checked at all (it could not change a
+group: a burst of 30 copies needs 29 checks, not 435). The checking reads only the images that
+are in a proposed pair, in an order that keeps each one's keypoints at hand (a bounded cache),
+so its cost grows with the number of proposals.
 
 Every threshold (DuplicateSettings) was chosen on the calibration half of edited flowers5
 photos in benchmarks/duplicates_quality.py; the other half reports.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,6 +58,11 @@ MIN_INLIER_RATIO = 0.3
 on black) rarely agree on one transform; a copy's mostly do."""
 MIN_CORRELATION = 0.8
 """Median block correlation of the aligned pixels (verify.aligned_correlation)."""
+CHECK_DISTANCE = 0.675
+CHECK_SIMILARITY = 0.9
+"""A proposal is checked when its vectors are this close, or its signatures this alike in their
+best orientation (`verify.best_orientation_similarity`); other proposals are dropped. The
+calibration half's choice: the fewest checks that keep its recall at the settings above."""
 
 VECTOR_NEIGHBOURS = 6
 """Neighbours each image asks the store for; twice as many when all of them are closer than
@@ -78,18 +88,32 @@ class DuplicateSettings:
     min_inliers: int = MIN_INLIERS
     min_inlier_ratio: float = MIN_INLIER_RATIO
     min_correlation: float = MIN_CORRELATION
+    check_distance: float = CHECK_DISTANCE
+    check_similarity: float = CHECK_SIMILARITY
 
     def __post_init__(self) -> None:
         if self.threshold < 0:
             raise ValueError(f"--threshold must be at least 0, got {self.threshold}.")
 
+    def is_sure(self, pair: PairEvidence) -> bool:
+        """So close that it is a duplicate without looking at its pixels."""
+        return pair.distance <= min(self.sure_distance, self.threshold)
+
+    def worth_checking(self, pair: PairEvidence) -> bool:
+        """Within the threshold, not sure, and close or alike enough to be a copy at all."""
+        if pair.distance > self.threshold or self.is_sure(pair):
+            return False
+        alike = not np.isnan(pair.similarity) and pair.similarity >= self.check_similarity
+        return pair.distance <= self.check_distance or alike
+
     def accepts(self, pair: PairEvidence) -> bool:
         if pair.distance > self.threshold:
             return False
-        if pair.distance <= min(self.sure_distance, self.threshold):
+        if self.is_sure(pair):
             return True
         return (
-            pair.inliers >= self.min_inliers
+            self.worth_checking(pair)
+            and pair.inliers >= self.min_inliers
             and pair.inliers >= self.min_inlier_ratio * pair.matches
             and pair.correlation >= self.min_correlation
         )
@@ -104,7 +128,7 @@ class PairEvidence:
     distance: float
     """Between the global vectors."""
     similarity: float
-    """Of the pixel signatures in the best orientation; nan when the vectors proposed it."""
+    """Of the pixel signatures in their best orientation; nan when a file has none."""
     inliers: int = 0
     matches: int = 0
     correlation: float = 0.0
@@ -220,14 +244,30 @@ def candidate_pairs(
 ) -> list[PairEvidence]:
     """Pairs proposed by the vectors or the signatures, with their vector distance."""
     by_vector = vector_candidates(index, threshold, among)
-    by_signature = signature_candidates(*read_signatures(index, _ids_among(index, among)))
+    signature_ids, signatures = read_signatures(index, _ids_among(index, among))
+    by_signature = signature_candidates(signature_ids, signatures)
     keys = sorted(by_vector.keys() | by_signature.keys())
     distances = _vector_distances(index, [key for key in keys if key not in by_vector])
+    similarities = _signature_similarities(keys, signature_ids, signatures)
     return [
-        PairEvidence(a, b, by_vector.get((a, b), distances.get((a, b), np.inf)),
-                     by_signature.get((a, b), float("nan")))  # fmt: skip
-        for a, b in keys
+        PairEvidence(a, b, by_vector.get((a, b), distances.get((a, b), np.inf)), similarity)
+        for (a, b), similarity in zip(keys, similarities)
     ]
+
+
+def _signature_similarities(
+    keys: list[tuple[int, int]], ids: np.ndarray, signatures: np.ndarray
+) -> list[float]:
+    """Each pair's signature similarity in the best orientation; nan where a file has none."""
+    row_of = {int(file_id): row for row, file_id in enumerate(ids)}
+    similarities = np.full(len(keys), np.nan, dtype=np.float64)
+    known = [n for n, (a, b) in enumerate(keys) if a in row_of and b in row_of]
+    for start in range(0, len(known), QUERY_CHUNK):
+        chunk = known[start : start + QUERY_CHUNK]
+        first = signatures[[row_of[keys[n][0]] for n in chunk]]
+        second = signatures[[row_of[keys[n][1]] for n in chunk]]
+        similarities[chunk] = verify.best_orientation_similarity(first, second)
+    return similarities.tolist()
 
 
 def _vector_distances(
@@ -252,22 +292,90 @@ def check_pairs(
     pairs: list[PairEvidence],
     needs_check: Callable[[PairEvidence], bool] = lambda pair: True,
     workers: int | None = None,
-) -> list[PairEvidence]:
-    """The pairs with their content compared (those `needs_check` accepts), same order."""
+    accepts: Callable[[PairEvidence], bool] | None = None,
+) -> tuple[list[PairEvidence], int]:
+    """The pairs with their content compared (those `needs_check` accepts), same order, and
+    the number of pairs compared.
+
+    With `accepts` (the rule that joins a checked pair into a group), a pair whose files are
+    already joined by accepted pairs is left unchecked: the groups come out the same."""
     import cv2
 
     cv2.setNumThreads(1)  # the threads below already use every core
     paths = index.catalogue.paths_of({i for pair in pairs for i in (pair.first, pair.second)})
     pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE)
     checked: dict[tuple[int, int], PairEvidence] = {}
-    order = [pair for pair in _locality_order(pairs) if needs_check(pair)]
+    batches = _CheckBatches([pair for pair in _locality_order(pairs) if needs_check(pair)],
+                            skip_joined=accepts is not None)  # fmt: skip
     with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
-        for start in range(0, len(order), CHECK_BATCH):
-            batch = order[start : start + CHECK_BATCH]
+        for batch in batches:
             pictures.load({i for pair in batch for i in (pair.first, pair.second)}, pool)
-            for pair, evidence in zip(batch, pool.map(pictures.compare, batch)):
-                checked[(pair.first, pair.second)] = evidence
-    return [checked.get((pair.first, pair.second), pair) for pair in pairs]
+            results = list(pool.map(pictures.compare, batch))
+            for evidence in results:
+                checked[(evidence.first, evidence.second)] = evidence
+            if accepts is not None:
+                batches.join(evidence for evidence in results if accepts(evidence))
+    return [checked.get((pair.first, pair.second), pair) for pair in pairs], batches.checks
+
+
+class _CheckBatches:
+    """Batches of pairs to check, in the given order; with `skip_joined`, a pair whose files
+    are already in one group is dropped, and one that a pair of the same batch could join is
+    put off to a later batch (it is dropped then if the batch did join it)."""
+
+    def __init__(self, pairs: list[PairEvidence], skip_joined: bool) -> None:
+        self.pending = deque(pairs)
+        self.skip_joined = skip_joined
+        self.parent: dict[int, int] = {}
+        self.checks = 0
+
+    def __iter__(self) -> Iterator[list[PairEvidence]]:
+        while self.pending:
+            batch = self._next_batch()
+            self.checks += len(batch)
+            if batch:
+                yield batch
+
+    def join(self, pairs: Iterable[PairEvidence]) -> None:
+        for pair in pairs:
+            first, second = self._root(pair.first), self._root(pair.second)
+            if first != second:
+                self.parent[max(first, second)] = min(first, second)
+
+    def _next_batch(self) -> list[PairEvidence]:
+        if not self.skip_joined:
+            return [self.pending.popleft() for _ in range(min(CHECK_BATCH, len(self.pending)))]
+        batch: list[PairEvidence] = []
+        put_off: list[PairEvidence] = []
+        planned: dict[int, int] = {}  # groups this batch may join, by their roots
+
+        def planned_root(node: int) -> int:
+            while planned.get(node, node) != node:
+                node = planned[node]
+            return node
+
+        scanned = 0
+        while self.pending and len(batch) < CHECK_BATCH and scanned < CHECK_BATCH * 8:
+            pair = self.pending.popleft()
+            scanned += 1
+            first, second = self._root(pair.first), self._root(pair.second)
+            if first == second:
+                continue
+            first, second = planned_root(first), planned_root(second)
+            if first == second:
+                put_off.append(pair)
+                continue
+            planned[max(first, second)] = min(first, second)
+            batch.append(pair)
+        self.pending.extendleft(reversed(put_off))
+        return batch
+
+    def _root(self, node: int) -> int:
+        self.parent.setdefault(node, node)
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
 
 
 class PictureCache:
@@ -338,6 +446,8 @@ class DuplicateSearch:
 
     settings: DuplicateSettings
     pairs: list[PairEvidence] = field(default_factory=list)
+    checks: int = 0
+    """Pairs whose pictures were compared."""
 
     def accepted(self, settings: DuplicateSettings | None = None) -> list[PairEvidence]:
         settings = settings or self.settings
@@ -355,10 +465,11 @@ def search_pairs(
     proposals = candidate_pairs(index, settings.threshold, among)
 
     def undecided(pair: PairEvidence) -> bool:
-        sure = min(settings.sure_distance, settings.threshold)
-        return check_all or sure < pair.distance <= settings.threshold
+        return check_all or settings.worth_checking(pair)
 
-    return DuplicateSearch(settings, check_pairs(index, proposals, undecided))
+    accepts = None if check_all else settings.accepts
+    pairs, checks = check_pairs(index, proposals, undecided, accepts=accepts)
+    return DuplicateSearch(settings, pairs, checks)
 
 
 def group_pairs(pairs: Iterable[tuple[int, int, Any]]) -> list[list[int]]:

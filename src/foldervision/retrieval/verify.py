@@ -175,6 +175,18 @@ def turned_signatures(signatures: np.ndarray) -> dict[str, np.ndarray]:
             turned.items()}  # fmt: skip
 
 
+def best_orientation_similarity(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row, the cosine of `first`'s signature with `second`'s in the best of its eight
+    orientations (four turns, each also mirrored): how alike two pictures are, however turned."""
+    grids = second.reshape(-1, SIGNATURE_SIDE, SIGNATURE_SIDE)
+    best = np.full(len(first), -1.0, dtype=np.float32)
+    for mirrored in (grids, grids[:, :, ::-1]):
+        for turns in range(4):
+            turned = np.rot90(mirrored, turns, axes=(1, 2)).reshape(len(first), -1)
+            best = np.maximum(best, np.einsum("ij,ij->i", first, turned))
+    return best
+
+
 def area_resize(pixels: np.ndarray, size: int) -> np.ndarray:
     """Mean of each cell of a size x size grid (a picture smaller than that is enlarged)."""
     import cv2
