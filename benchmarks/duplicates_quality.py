@@ -339,7 +339,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
         proposed = time.perf_counter()
         worth = [pair for pair in proposals if settings.worth_checking(pair)]
         checked, compared = duplicates.check_pairs(
-            index, proposals, settings.worth_checking, accepts=settings.accepts
+            index, proposals, settings.worth_checking, settings=settings
         )
         finished = time.perf_counter()
         accepted = [(p.first, p.second) for p in checked if settings.accepts(p)]
@@ -347,7 +347,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
     print(json.dumps({
         "images": arguments.scale, "proposals": len(proposals), "worth_checking": len(worth),
         "compared": compared,
-        "images_in_pairs_worth_checking": len({i for pair in worth for i in (pair.first, pair.second)}),
+        "images_in_pairs_worth_checking": len({i for p in worth for i in (p.first, p.second)}),
         "groups": len(group_pairs(accepted)),
         "propose_seconds": round(proposed - started, 1),
         "check_seconds": round(finished - proposed, 1),

@@ -292,29 +292,31 @@ def check_pairs(
     pairs: list[PairEvidence],
     needs_check: Callable[[PairEvidence], bool] = lambda pair: True,
     workers: int | None = None,
-    accepts: Callable[[PairEvidence], bool] | None = None,
+    settings: DuplicateSettings | None = None,
 ) -> tuple[list[PairEvidence], int]:
     """The pairs with their content compared (those `needs_check` accepts), same order, and
     the number of pairs compared.
 
-    With `accepts` (the rule that joins a checked pair into a group), a pair whose files are
-    already joined by accepted pairs is left unchecked: the groups come out the same."""
+    With the `settings` that will decide, only what decides is done: a pair whose files are
+    already joined by accepted pairs is left unchecked (the groups come out the same), and the
+    pixels of a fit with too few inliers are not correlated. Without, every pair gets all its
+    evidence (to score other settings afterwards)."""
     import cv2
 
     cv2.setNumThreads(1)  # the threads below already use every core
     paths = index.catalogue.paths_of({i for pair in pairs for i in (pair.first, pair.second)})
-    pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE)
+    pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE, settings)
     checked: dict[tuple[int, int], PairEvidence] = {}
     batches = _CheckBatches([pair for pair in _locality_order(pairs) if needs_check(pair)],
-                            skip_joined=accepts is not None)  # fmt: skip
+                            skip_joined=settings is not None)  # fmt: skip
     with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
         for batch in batches:
             pictures.load({i for pair in batch for i in (pair.first, pair.second)}, pool)
             results = list(pool.map(pictures.compare, batch))
             for evidence in results:
                 checked[(evidence.first, evidence.second)] = evidence
-            if accepts is not None:
-                batches.join(evidence for evidence in results if accepts(evidence))
+            if settings is not None:
+                batches.join(evidence for evidence in results if settings.accepts(evidence))
     return [checked.get((pair.first, pair.second), pair) for pair in pairs], batches.checks
 
 
@@ -382,8 +384,15 @@ class PictureCache:
     """Pictures by id, the least recently used dropped beyond `size` (keypoints of 10^5 images
     do not fit in memory; those of a neighbourhood do)."""
 
-    def __init__(self, folder: Path, paths: dict[int, str], size: int) -> None:
+    def __init__(
+        self, folder: Path, paths: dict[int, str], size: int,
+        settings: DuplicateSettings | None = None,
+    ) -> None:  # fmt: skip
         self.folder, self.paths, self.size = folder, paths, size
+        self.fit_needs = (
+            (settings.min_inliers, settings.min_inlier_ratio) if settings else (0, 0.0)
+        )
+        """(inliers, share of the matches) a fit needs before its pixels are correlated."""
         self._pictures: OrderedDict[int, verify.Picture | None] = OrderedDict()
         self.reads = 0
         """Files read so far: with a good order, close to the number of distinct images."""
@@ -405,7 +414,7 @@ class PictureCache:
         first, second = self._pictures.get(pair.first), self._pictures.get(pair.second)
         if first is None or second is None:
             return pair
-        evidence = verify.compare(first, second)
+        evidence = verify.compare(first, second, *self.fit_needs)
         return replace(pair, inliers=evidence.inliers, matches=evidence.matches,
                        correlation=evidence.correlation, mirrored=evidence.mirrored)  # fmt: skip
 
@@ -467,8 +476,8 @@ def search_pairs(
     def undecided(pair: PairEvidence) -> bool:
         return check_all or settings.worth_checking(pair)
 
-    accepts = None if check_all else settings.accepts
-    pairs, checks = check_pairs(index, proposals, undecided, accepts=accepts)
+    deciding = None if check_all else settings
+    pairs, checks = check_pairs(index, proposals, undecided, settings=deciding)
     return DuplicateSearch(settings, pairs, checks)
 
 
