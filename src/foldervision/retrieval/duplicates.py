@@ -302,8 +302,24 @@ def check_pairs(
     pixels of a fit with too few inliers are not correlated. Without, every pair gets all its
     evidence (to score other settings afterwards)."""
     import cv2
+    import faiss
 
     cv2.setNumThreads(1)  # the threads below already use every core
+    faiss_threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # each small keypoint search on its own core, as cv2's
+    try:
+        return _check_pairs(index, pairs, needs_check, workers, settings)
+    finally:
+        faiss.omp_set_num_threads(faiss_threads)
+
+
+def _check_pairs(
+    index: ImageIndex,
+    pairs: list[PairEvidence],
+    needs_check: Callable[[PairEvidence], bool],
+    workers: int | None,
+    settings: DuplicateSettings | None,
+) -> tuple[list[PairEvidence], int]:
     paths = index.catalogue.paths_of({i for pair in pairs for i in (pair.first, pair.second)})
     pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE, settings)
     checked: dict[tuple[int, int], PairEvidence] = {}

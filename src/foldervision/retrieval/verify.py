@@ -282,24 +282,35 @@ def _fit(first: Features, second: Features) -> _Fit:
         return _Fit()
     if len(first.descriptors) < 2 or len(second.descriptors) < 2:
         return _Fit()
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    pairs = matcher.knnMatch(first.descriptors, second.descriptors, k=2)
-    good = [pair[0] for pair in pairs if len(pair) == 2 and
-            pair[0].distance < MATCH_RATIO * pair[1].distance]  # fmt: skip
-    if len(good) < MIN_ALIGNMENT_INLIERS:
-        return _Fit(matches=len(good))
-    source = first.points[[match.queryIdx for match in good]]
-    target = second.points[[match.trainIdx for match in good]]
+    distances, nearest = _two_nearest(first.descriptors, second.descriptors)
+    good = distances[:, 0] < MATCH_RATIO * distances[:, 1]
+    matches = int(good.sum())
+    if matches < MIN_ALIGNMENT_INLIERS:
+        return _Fit(matches=matches)
+    source = first.points[good]
+    target = second.points[nearest[good, 0]]
     transform, inlier_mask = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS,
         maxIters=2000, confidence=0.995,
     )  # fmt: skip
     if transform is None or inlier_mask is None:
-        return _Fit(matches=len(good))
+        return _Fit(matches=matches)
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-        return _Fit(matches=len(good))
-    return _Fit(int(inlier_mask.sum()), len(good), transform)
+        return _Fit(matches=matches)
+    return _Fit(int(inlier_mask.sum()), matches, transform)
+
+
+def _two_nearest(query: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming distances and indices of each query descriptor's two nearest in `train`, exact
+    (FAISS's binary flat search: the same answer as OpenCV's brute-force matcher, about three
+    times faster, and as arrays rather than one Python object per match)."""
+    import faiss
+
+    index = faiss.IndexBinaryFlat(train.shape[1] * 8)
+    index.add(np.ascontiguousarray(train))
+    distances, nearest = index.search(np.ascontiguousarray(query), 2)
+    return distances.astype(np.float32), nearest
 
 
 def aligned_correlation(
