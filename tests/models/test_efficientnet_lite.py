@@ -179,3 +179,23 @@ def test_every_pretrained_backbone_names_its_own_install_command() -> None:
     assert get_pretrained("mobilenetv2").install_command == "foldervision weights install"
     for name in LITE_MODELS:
         assert PRETRAINED.get(name).install_command.endswith(f"--model {name}")
+
+
+def test_trains_as_a_registered_model_with_the_shared_freeze_hook() -> None:
+    """`train --model efficientnet-lite2`: its ImageNet backbone, a new head, and "top:2"
+    leaves only the last two blocks (and the head convolution) learning."""
+    from foldervision.models import get_model_entry
+    from foldervision.models.classifier import find_backbone
+
+    checkpoint_or_skip("efficientnet-lite2")
+    entry = get_model_entry("efficientnet-lite2")
+    built = entry.build(num_classes=3, image_size=64, weights="auto")
+    assert "EfficientNet-Lite2" in built.weights_description
+    assert built.model.get_layer("features").output.shape[-1] == 1280
+    entry.set_trainable(built.model, "top:2")
+    backbone = find_backbone(built.model)
+    learning = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    assert "block_19_expand" in learning and "top_conv" in learning
+    assert "block_18_project" not in learning and "stem_conv" not in learning
+    pixels = np.stack([photo("chelsea", 64)]).astype(np.float32)
+    assert np.asarray(built.model(pixels)).shape == (1, 3)
