@@ -16,7 +16,8 @@
    every core at several batch sizes against single-threaded runs side by side (what
    `foldervision index` does), each setting in its own process.
 
-Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2] [--variants fp32,int8,keras]
+Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2]
+          [--variants fp32,int8,keras,lite0,lite2 (lite: --model efficientnet-lite0/-lite2)]
           [--ort-threads 1,2] [--quality 1000] [--memory 10000] [--model-only 6]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 Timings on a shared machine are noisy: read the ratios, measured in the same run.
@@ -129,6 +130,8 @@ INDEX_VARIANTS: dict[str, list[str]] = {
     "fp32": [],
     "int8": ["--precision", "int8"],
     "keras": ["--backend", "keras"],
+    "lite0": ["--model", "efficientnet-lite0"],
+    "lite2": ["--model", "efficientnet-lite2"],
 }
 """`--variants` names -> extra `foldervision index` options."""
 
@@ -164,6 +167,10 @@ def benchmark_indexing(
     for name, measured in timings.items():
         ratio = loop_wall / sum(timing.wall for timing in measured)
         print(f"{name} vs straightforward loop (summed over rounds): {ratio:.2f}x faster")
+    first, *others = timings
+    for name in others:
+        ratio = sum(t.wall for t in timings[name]) / sum(t.wall for t in timings[first])
+        print(f"{name} vs {first} (summed over rounds): {ratio:.2f}x the time")
     run_timed(foldervision("index", str(database), "--rebuild"), environment)  # back to default
 
 

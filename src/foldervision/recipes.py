@@ -107,6 +107,26 @@ register_recipe(
     )
 )
 
+for _lite in ("efficientnet-lite0", "efficientnet-lite2"):
+    register_recipe(
+        Recipe(
+            name=f"photo-{_lite}",
+            kind="photo",
+            model=_lite,
+            image_size=160,
+            augmentation="photo",
+            flip=True,
+            phases=(
+                TrainingPhase("head", epochs=30, learning_rate=1e-3, trainable="head",
+                              feature_views=2),  # fmt: skip
+                TrainingPhase("fine_tune", epochs=4, learning_rate=3e-4, trainable="top:6"),
+            ),
+            batch_size=32,
+            description=f"{_lite} (ImageNet) with the photo recipe's size and phases (chosen "
+            "for MobileNetV2; not tuned for this backbone).",
+        )
+    )
+
 
 @dataclass(frozen=True)
 class DataProfile:

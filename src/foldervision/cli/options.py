@@ -40,7 +40,9 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help="mobilenetv2 (ImageNet features), a run folder of a trained classifier "
+        help="mobilenetv2 (ImageNet features), efficientnet-lite2 or efficientnet-lite0 (ImageNet "
+        "features, weights via `foldervision weights install --model NAME`), a run folder of a "
+        "trained classifier "
         "(searches with its 'features' layer, adapted to its domain), or a CLIP model that "
         "also searches by words: clip-vit-b32 (get it with `foldervision models pull "
         "clip-vit-b32`) or clip:FOLDER (a folder from scripts/export_clip.py); CLIP vectors "
@@ -49,7 +51,11 @@ ModelOption = Annotated[
 ]
 ImageSizeOption = Annotated[
     int | None,
-    typer.Option("--image-size", help="Input size in pixels for mobilenetv2 (default 224)."),
+    typer.Option(
+        "--image-size",
+        help="Input size in pixels for a pretrained model (default: its own, 224 for "
+        "mobilenetv2, 260 for efficientnet-lite2).",
+    ),
 ]
 BackendOption = Annotated[
     str,

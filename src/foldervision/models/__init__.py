@@ -122,3 +122,18 @@ register_model(
         description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
     )
 )
+
+
+for _lite in ("efficientnet-lite0", "efficientnet-lite2"):
+    register_model(
+        ModelEntry(
+            name=_lite,
+            builder=f"foldervision.models.classifier:build_{_lite.replace('-', '_')}_classifier",
+            set_trainable_hook="foldervision.models.classifier:set_trainable",
+            default_image_size=64,
+            color_mode="rgb",
+            pretrained=True,
+            description=f"EfficientNet-Lite{_lite[-1]}, ImageNet weights, fine-tuned in two "
+            "phases (RGB).",
+        )
+    )

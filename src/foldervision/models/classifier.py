@@ -1,20 +1,21 @@
-"""MobileNetV2 classifier: the pretrained backbone, kept apart from the task head."""
+"""Pretrained-backbone classifiers (MobileNetV2, EfficientNet-Lite): the backbone, kept apart
+from the task head. Both backbones name block i's layers "block_{i}_...", so one freeze hook
+serves them."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import keras
 from keras import layers
 
 from foldervision.models import BuiltModel
 from foldervision.models.mobilenetv2 import block_index
-from foldervision.models.mobilenetv2_weights import (
-    build_mobilenetv2_backbone,
-    describe_weights,
-    resolve_mobilenetv2_weights,
-)
+from foldervision.models.mobilenetv2_weights import describe_weights
 
 
-def build_mobilenetv2_classifier(
+def build_pretrained_classifier(
+    backbone_name: str,
     num_classes: int,
     image_size: int = 64,
     channels: int = 3,
@@ -23,19 +24,28 @@ def build_mobilenetv2_classifier(
 ) -> BuiltModel:
     """Pretrained backbone (called with training=False so BatchNorm statistics stay put), then a
     new dropout + softmax head. Input: raw RGB pixels in [0, 255]."""
+    from foldervision.models.pretrained import get_pretrained
+
+    backbone_entry = get_pretrained(backbone_name)
+    title = backbone_entry.description.removesuffix(" (ImageNet)")
     if channels != 3:
-        raise ValueError("MobileNetV2 takes RGB input; grayscale images are converted to RGB.")
+        raise ValueError(f"{title} takes RGB input; grayscale images are converted to RGB.")
     if image_size < 32:
-        raise ValueError(f"--image-size {image_size} is too small for MobileNetV2; use 32 or more.")
-    resolved = resolve_mobilenetv2_weights(weights or None)
-    backbone = build_mobilenetv2_backbone(image_size=image_size, weights=resolved)
+        raise ValueError(f"--image-size {image_size} is too small for {title}; use 32 or more.")
+    resolved = backbone_entry.resolve(weights or None)
+    backbone = backbone_entry.build(image_size, resolved)
     inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
     pooled = backbone(inputs, training=False)
     features = layers.Identity(name="features")(pooled)
     x = layers.Dropout(dropout, name="head_dropout")(features)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    model = keras.Model(inputs, outputs, name="mobilenetv2_classifier")
-    return BuiltModel(model, describe_weights(resolved))
+    name = f"{backbone_name.replace('-', '_')}_classifier"
+    return BuiltModel(keras.Model(inputs, outputs, name=name), describe_weights(resolved))
+
+
+build_mobilenetv2_classifier = partial(build_pretrained_classifier, "mobilenetv2")
+build_efficientnet_lite0_classifier = partial(build_pretrained_classifier, "efficientnet-lite0")
+build_efficientnet_lite2_classifier = partial(build_pretrained_classifier, "efficientnet-lite2")
 
 
 def find_backbone(model: keras.Model) -> keras.Model | None:

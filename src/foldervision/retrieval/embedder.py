@@ -206,7 +206,58 @@ def pool_feature_map(outputs: Any, pooling: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# The embedders the CLI offers: pretrained MobileNetV2, or a fine-tuned classifier's features.
+# The embedders the CLI offers: a pretrained backbone, or a fine-tuned classifier's features.
+
+
+def pretrained_embedder(
+    model: str = DEFAULT_MODEL,
+    image_size: int | None = None,
+    weights: str | os.PathLike[str] = "auto",
+    pooling: str = DEFAULT_POOLING,
+    flip_average: bool = False,
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
+    decoding: str = DEFAULT_DECODING,
+) -> Embedder:
+    """A pretrained ImageNet backbone (`models.pretrained`), its last feature map pooled; no
+    head, no fine-tuning. `image_size` None: the backbone's native size.
+
+    Flip averaging gained under 0.005 P@4 on flowers5 for twice the compute, so it is off.
+    """
+    from foldervision.cache import sha256_of
+    from foldervision.models.pretrained import get_pretrained
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
+    backbone = get_pretrained(model)
+    resolved = backbone.resolve(weights)
+    if resolved is None or resolved.path is None:
+        raise ValueError(
+            f"Image search needs pretrained {backbone.description} weights, got {weights!r}; "
+            f"install them with: {backbone.install_command}"
+        )
+    image_size = image_size or backbone.image_size
+    spec = EmbedderSpec(
+        model=backbone.name,
+        weights=f"{resolved.path.name} sha256:{sha256_of(resolved.path)}",
+        image_size=image_size,
+        color_mode="rgb",
+        layer=backbone.feature_layer if pooling != "avg" else "pooled",
+        pooling=pooling,
+        flip_average=flip_average,
+        precision=precision,
+        decoding=decoding,
+    )
+
+    def build() -> Any:
+        import keras
+
+        pooled = backbone.build(image_size, resolved)
+        if spec.layer == "pooled":
+            return pooled
+        return keras.Model(pooled.input, pooled.get_layer("pooled").input)
+
+    return Embedder(spec, build, backend)
 
 
 def mobilenetv2_embedder(
@@ -218,44 +269,10 @@ def mobilenetv2_embedder(
     precision: str = DEFAULT_PRECISION,
     decoding: str = DEFAULT_DECODING,
 ) -> Embedder:
-    """ImageNet MobileNetV2, its last feature map pooled; no head, no fine-tuning.
-
-    Flip averaging gained under 0.005 P@4 on flowers5 for twice the compute, so it is off.
-    """
-    from foldervision.cache import sha256_of
-    from foldervision.models.mobilenetv2_weights import resolve_mobilenetv2_weights
-
-    if pooling not in POOLINGS:
-        raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
-    resolved = resolve_mobilenetv2_weights(weights)
-    if resolved is None or resolved.path is None:
-        raise ValueError(
-            f"Image search needs pretrained MobileNetV2 weights, got {weights!r}; install them "
-            "with: foldervision weights install"
-        )
-    spec = EmbedderSpec(
-        model="mobilenetv2",
-        weights=f"{resolved.path.name} sha256:{sha256_of(resolved.path)}",
-        image_size=image_size,
-        color_mode="rgb",
-        layer="out_relu" if pooling != "avg" else "pooled",
-        pooling=pooling,
-        flip_average=flip_average,
-        precision=precision,
-        decoding=decoding,
+    """ImageNet MobileNetV2 (the default backbone): `pretrained_embedder("mobilenetv2", ...)`."""
+    return pretrained_embedder(
+        "mobilenetv2", image_size, weights, pooling, flip_average, backend, precision, decoding
     )
-
-    def build() -> Any:
-        import keras
-
-        from foldervision.models.mobilenetv2_weights import build_mobilenetv2_backbone
-
-        backbone = build_mobilenetv2_backbone(image_size, weights=resolved.path)
-        if spec.layer == "pooled":
-            return backbone
-        return keras.Model(backbone.input, backbone.get_layer("pooled").input)
-
-    return Embedder(spec, build, backend)
 
 
 def classifier_embedder(
@@ -299,21 +316,23 @@ def load_embedder(settings: IndexSettings) -> Embedder:
     """The embedder the index options (`--model`, `--image-size`, ... `--decoding`) describe."""
     model, image_size = settings.model, settings.image_size
     from foldervision.clip.models import is_clip_model
+    from foldervision.models.pretrained import PRETRAINED
 
     if is_clip_model(model):
         return _clip_embedder(settings)
     decoding = settings.decoding or DEFAULT_DECODING
-    if model == DEFAULT_MODEL:
-        return mobilenetv2_embedder(
-            image_size or DEFAULT_IMAGE_SIZE,
+    if model in PRETRAINED:
+        return pretrained_embedder(
+            model,
+            image_size,
             backend=settings.backend,
             precision=settings.precision,
             decoding=decoding,
         )
     if not Path(model).exists():
         raise ValueError(
-            f"{model}: no such run folder or .keras file; pass --model mobilenetv2 or a run "
-            "folder made by `foldervision train`."
+            f"{model}: no such run folder or .keras file; pass --model "
+            f"{' or '.join(PRETRAINED.names())}, or a run folder made by `foldervision train`."
         )
     if image_size is not None:
         raise ValueError(

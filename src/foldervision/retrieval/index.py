@@ -55,11 +55,18 @@ def default_index_path(
     """`<database>/.foldervision/index.sqlite`: the index travels with the folder it describes.
 
     A CLIP model's vectors get their own file beside it (`index.clip-vit-b32.sqlite`), so a
-    folder can be searched by example with the default vectors and by words with CLIP's."""
+    folder can be searched by example with the default vectors and by words with CLIP's; so do
+    another pretrained backbone's (`index.efficientnet-lite2.sqlite`), so trying it leaves the
+    default index as it was."""
+    from foldervision.models.pretrained import PRETRAINED
+    from foldervision.retrieval.settings import DEFAULT_MODEL
+
     folder = Path(database_folder) / INDEX_FOLDER_NAME
     if spec is not None and spec.model.startswith(CLIP_MODEL_PREFIX):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", spec.model.removeprefix(CLIP_MODEL_PREFIX))
         return folder / f"index.{name}.sqlite"
+    if spec is not None and spec.model != DEFAULT_MODEL and spec.model in PRETRAINED:
+        return folder / f"index.{spec.model}.sqlite"
     return folder / INDEX_FILE_NAME
 
 

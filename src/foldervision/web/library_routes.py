@@ -147,8 +147,10 @@ def technical_details(overview: LibraryOverview, described: str, index_path: str
 
 
 def model_in_words(spec: EmbedderSpec) -> str:
-    if spec.model == "mobilenetv2":
-        return "MobileNetV2 (ImageNet)"
+    from foldervision.models.pretrained import PRETRAINED
+
+    if spec.model in PRETRAINED:
+        return PRETRAINED.get(spec.model).description
     if spec.model.startswith("clip:"):
         return f"CLIP {spec.model.removeprefix('clip:')}"
     return f"{Path(spec.model).name} (trained here)"
