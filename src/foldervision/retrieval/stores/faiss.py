@@ -259,8 +259,8 @@ class SQLiteFaissStore(VectorStore):
 
         The exact index scans only those ids (a FAISS id selector). The approximate one
         computes exact distances to the vectors themselves when few match (EXACT_SUBSET_MAX),
-        else probes more lists the fewer match (`ann.filtered_probe_count`) with the selector,
-        then re-ranks its candidates exactly, as an unfiltered search does.
+        else probes more lists and re-ranks more candidates the fewer match
+        (`ann.filtered_probe_count`, `ann.filtered_candidate_count`) with the selector.
         """
         ids = ids[ids >= 0]
         k = min(k, len(ids), int(index.ntotal))
@@ -273,7 +273,10 @@ class SQLiteFaissStore(VectorStore):
         fraction = len(ids) / int(index.ntotal)
         probes = ann.filtered_probe_count(self._info.lists, fraction, self._info.probes)
         parameters = ann.search_parameters(self.index_kind(), selector, probes)
-        candidates = min(len(ids), self._candidates(index, k)) if approximate else k
+        candidates = k
+        if approximate:
+            candidates = ann.filtered_candidate_count(self._candidates(index, k), fraction)
+            candidates = min(len(ids), candidates)
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, found = index.search(queries, candidates, params=parameters)
         del bitmap  # FAISS only pointed at it: kept alive until the search was done
