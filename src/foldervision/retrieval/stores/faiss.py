@@ -15,6 +15,7 @@ import numpy as np
 
 from foldervision.retrieval.catalogue import PAGE_BYTES
 from foldervision.retrieval.stores import StoreLocation, VectorStore, ann, tuning
+from foldervision.retrieval.stores.ann import faiss_threads
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
@@ -519,17 +520,3 @@ def _euclidean(squared: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _no_matches(queries: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((queries, 0), np.float32), np.zeros((queries, 0), np.int64)
-
-
-@contextlib.contextmanager
-def faiss_threads(count: int | None) -> Iterator[None]:
-    """Run FAISS on `count` threads (None: leave as is), restoring its setting afterwards."""
-    import faiss
-
-    previous = faiss.omp_get_max_threads()
-    if count is not None:
-        faiss.omp_set_num_threads(count)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)

@@ -37,13 +37,14 @@ MAX_SCANNED_FRACTION = 1 / 8
 """Latency budget of `--ann auto`: a setting may cost at most what scanning 1/8 of the vectors'
 8-bit codes costs (`cost`). An 8-bit scan costs about 0.35 ms per 1000 1280-d vectors on one
 reference core, so 1/8 of 10^6 is about 45 ms (the issue's 50 ms goal)."""
-RERANK_COST = 30.0
+RERANK_COST = 45.0
 """Re-ranking one candidate (a SQLite row lookup, 2.5 KB copied, one distance), in 8-bit vector
-scans: about 10 us against 0.35 us (measured on the reference machine, single queries)."""
-FAST_SCAN_COST = 0.2
+scans of 1280 dimensions: 29 us against 0.64 us, single queries, both measured in one process
+on the 2 shared cores (/tmp calibration in docs/benchmarks.md)."""
+FAST_SCAN_COST = 0.5
 """Scanning one byte of 4-bit product-quantizer codes with fast-scan, relative to one byte of
-8-bit scalar codes (the fast-scan kernel looks codes up in SIMD registers; 128-byte codes of
-10^5 vectors scanned in 1-2 ms single-threaded against 35 ms for 1280-byte 8-bit codes)."""
+8-bit scalar codes (same measurement: 128-byte codes of 10^5 vectors scanned whole in 3.2 ms,
+1280-byte 8-bit codes in 64 ms, single queries)."""
 SEED = 0
 
 
