@@ -188,3 +188,61 @@ def test_index_prints_what_it_measured_and_a_bad_recall_is_one_line(
     [refusal] = refused.stderr.strip().splitlines()
     assert refusal == "error: --recall 1.5: give a share between 0 and 1, e.g. 0.95."
     assert "recall@4 1.000 measured" in described.stdout
+
+
+def test_a_fast_scan_index_changes_by_id_in_place_and_reopens_memory_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4-bit codes of real FAISS in a real catalogue: removed ids are never returned, added
+    vectors are found at their exact distance, with no rebuild; a fresh store (memory-mapping
+    the file) answers as the one that wrote it."""
+    vectors = mixture(6000, seed=8)
+    catalogue, store, ids = filled_store(tmp_path, vectors, "approximate")
+    store.flush()
+    assert store._info.quantizer.startswith("PQ")
+    monkeypatch.setattr(ann, "build_tuned_index", lambda *_, **__: pytest.fail("rebuilt"))
+    removed, moved = ids[:100], ids[100:150]
+    moved_to = mixture(50, seed=9)
+
+    with catalogue.transaction():
+        store.remove(removed)
+        store.upsert(moved, moved_to)
+    store.flush()
+    distances, found = store.search(moved_to, K)
+    _, near_removed = store.search(vectors[:100], K)
+    reopened = SQLiteFaissStore(catalogue, colour_layout_embedder().spec)
+    again_distances, again_found = reopened.search(moved_to, K)
+
+    assert (found[:, 0] == moved).all() and np.abs(distances[:, 0]).max() < 1e-3
+    assert not np.isin(near_removed, removed).any()
+    assert (again_found == found).all() and np.allclose(again_distances, distances)
+    assert reopened.index_kind() == ann.APPROXIMATE and not reopened._writable
+    reopened.close()
+    store.close()
+    catalogue.close()
+
+
+def test_index_files_written_before_pq_codes_still_open() -> None:
+    """A trailer without `within_budget` (IVF-SQ8 files of the previous version) reads as
+    within the budget: such an index is used as it is until its next retrain."""
+    older = {
+        "stamp": {"catalogue": "c", "generation": 3, "count": 9, "ids_summary": "s",
+                  "fingerprint": "f"},
+        "kind": "approximate", "lists": 256, "probes": 16, "trained_count": 9,
+        "quantizer": "SQ8", "candidates": 16, "recall": 0.97, "target": 0.95, "wanted": None,
+    }  # fmt: skip
+
+    info = ann.IndexFileInfo.from_dict(older)
+
+    assert info.within_budget and info.describe() == (
+        "approximate IVF-SQ8, 16 of 256 lists probed, 16 candidates re-ranked, recall@4 0.970 "
+        "measured (target 0.95)"
+    )
+
+
+def test_product_quantizer_codes_divide_the_dimension_evenly() -> None:
+    assert [ann.pq_quantizer(1280, share) for share in ann.PQ_BYTES_PER_DIMENSION] == [
+        "PQ64x4fs", "PQ128x4fs", "PQ256x4fs"
+    ]  # fmt: skip
+    assert ann.pq_quantizer(512, 1 / 20) == "PQ64x4fs"  # 51.2 wanted: the nearest even divisor
+    assert ann.code_bytes("PQ64x4fs", 1280) == 32 and ann.code_bytes("SQ8", 1280) == 1280

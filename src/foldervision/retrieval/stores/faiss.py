@@ -164,7 +164,7 @@ class SQLiteFaissStore(VectorStore):
             self._drop_index()  # built empty or for other vectors: flush() rebuilds
         elif index is not None:
             ids = np.asarray(ids, dtype=np.int64)
-            index.remove_ids(ids)
+            ann.remove_ids(index, ids)
             index.add_with_ids(_as_float32(stored), ids)  # as a rebuild would read them
             self._generation, self._dirty = generation, True
 
@@ -175,7 +175,7 @@ class SQLiteFaissStore(VectorStore):
         self._space.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
         generation = self._bump_generation()
         if index is not None:
-            index.remove_ids(np.asarray(ids, dtype=np.int64))
+            ann.remove_ids(index, np.asarray(ids, dtype=np.int64))
             self._generation, self._dirty = generation, True
 
     def flush(self) -> None:
