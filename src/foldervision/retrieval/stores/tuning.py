@@ -40,7 +40,7 @@ reference core, so 1/8 of 10^6 is about 45 ms (the issue's 50 ms goal)."""
 RERANK_COST = 45.0
 """Re-ranking one candidate (a SQLite row lookup, 2.5 KB copied, one distance), in 8-bit vector
 scans of 1280 dimensions: 29 us against 0.64 us, single queries, both measured in one process
-on the 2 shared cores (/tmp calibration in docs/benchmarks.md)."""
+on the 2 shared cores (`benchmarks/ann_costs.py` measures both)."""
 FAST_SCAN_COST = 0.5
 """Scanning one byte of 4-bit product-quantizer codes with fast-scan, relative to one byte of
 8-bit scalar codes (same measurement: 128-byte codes of 10^5 vectors scanned whole in 3.2 ms,
