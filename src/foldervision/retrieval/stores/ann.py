@@ -301,6 +301,8 @@ def ivf_index(
         clustering.train(sample, coarse)
     with faiss_threads(1):  # hundreds of tiny k-means: threads only wait on each other (a
         index.train(sample)  # 256-list 4-bit PQ: 3 s on one thread, 117 s on 2 busy cores)
+    if quantizer.startswith("PQ"):  # the same codes, computed faster: encoding 10^5 vectors
+        index.pq.sync_transposed_centroids()  # into 256 4-bit codes took 1.0 s, not 1.8 s
     return index
 
 
