@@ -9,7 +9,8 @@ benchmark that measured only the easy kind hid an index returning 18% of the tru
 - synthetic: the hard mixture, 4096 random unit centres with isotropic low-rank noise.
 For each, the recall the index measured on itself while it was built (`stores.tuning`: stored
 vectors as queries) is printed beside the recall against exact search on held-out queries, and
-the disk used by the catalogue (with its float16 vectors) and the index file.
+the disk used by the catalogue (with its float16 vectors) and the index file (`*_mb`: MiB,
+2^20 bytes; `total_disk_gb`: 10^9 bytes, the unit of the issue's 2.7 GB goal).
 
 The vectors go into a real catalogue + `SQLiteFaissStore` (float16 blobs in SQLite, files
 rows with made-up paths, bound to the real MobileNetV2 spec), then `flush()` builds the index
@@ -242,6 +243,7 @@ def build_phase(
     build_seconds = time.perf_counter() - start
     kind = store.index_kind()
     described = store.index_description()
+    total_bytes = sum((folder / name).stat().st_size for name in ("index.faiss", "index.sqlite"))
     store.close()
     catalogue.close()
     np.save(folder / "queries.npy", queries)
@@ -258,10 +260,8 @@ def build_phase(
         "tuned": described.get("summary"),
         "disk_mb": round((folder / "index.faiss").stat().st_size / 2**20, 1),
         "sqlite_mb": round((folder / "index.sqlite").stat().st_size / 2**20, 1),
-        "total_disk_mb": round(
-            sum((folder / name).stat().st_size for name in ("index.faiss", "index.sqlite")) / 2**20,
-            1,
-        ),
+        "total_disk_mb": round(total_bytes / 2**20, 1),
+        "total_disk_gb": round(total_bytes / 1e9, 3),
     }
 
 

@@ -85,7 +85,8 @@ AnnOption = Annotated[
     str | None,
     typer.Option(
         "--ann",
-        help="Vector index: auto (exact below 50,000 images, approximate IVF-SQ8 above), exact, "
+        help="Vector index: auto (exact below 50,000 images, approximate above: compact codes "
+        "re-ranked with the stored vectors), exact, "
         "or approximate (even for a small folder, to check its quality). Remembered by the "
         "index; default auto. Milvus: exact (FLAT) or approximate (IVF_SQ8), fixed when its "
         "collection is made.",
@@ -97,8 +98,8 @@ RecallOption = Annotated[
         "--recall",
         metavar="R",
         help="Recall@4 the approximate index must reach, measured on the folder's own vectors "
-        "whenever it is built (default 0.95); its cheapest setting that does is used, else the "
-        "exact index. Remembered by the index (faiss store).",
+        "whenever it is built (default 0.95); its smallest, cheapest setting that does is used, "
+        "else every 8-bit code is scanned. Remembered by the index (faiss store).",
     ),
 ]
 StoreOption = Annotated[

@@ -39,11 +39,14 @@ from foldervision.retrieval.spec import EmbedderSpec
 SCHEMA_VERSION = "3"
 """3 added `photos`; a catalogue of 2 gains it when opened (its files are read for metadata on
 the next update, not embedded again)."""
-PAGE_BYTES = 8192
-"""SQLite page size of a new catalogue. A row never shares a page it does not fit in, so with
-4 KB pages each float16 1280-d vector (2.6 KB) took a whole page: 4.1 KB a vector. 8 KB pages
-hold three: 2.75 KB (measured on 2 * 10^4 rows; 64 KB pages: 2.64 KB, but every random read
-would fetch 64 KB). The default store sets it on its float16 migration's VACUUM too."""
+PAGE_BYTES = 65536
+"""SQLite page size of a new catalogue. A row never shares a page it does not fit in, so a
+float16 1280-d vector (2,572 bytes with its cell) took a whole 4 KB page (4.1 KB a vector); 8 KB
+pages hold three (2.73 KB a vector, 2.73 GB at 10^6); 64 KB pages hold 25 (2.62 KB, 2.62 GB at
+10^6: what brings catalogue + vectors + index file under 2.7 GB, issue 21). A random read then
+copies 64 KB instead of 8: re-ranking 512 candidates took 18 ms instead of 12 on the loaded 2
+shared cores (`stores.tuning.RERANK_COST` counts it). The default store sets it on its float16
+migration's VACUUM too; a catalogue made with smaller pages keeps them."""
 IN_CHUNK = 500
 """Values per `IN (...)` query: SQLite limits the number of parameters of one statement."""
 

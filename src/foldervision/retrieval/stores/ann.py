@@ -6,22 +6,25 @@ catalogue state it was built from (a `Stamp`). A file whose trailer does not mat
 catalogue (stale after a crash, copied from another index, another embedder, damaged) is
 rebuilt, never used.
 
-Why IVF with 8-bit scalar quantization (benchmarks/search_scale.py has the figures):
+Why IVF with compact codes (benchmarks/search_scale.py has the figures):
 - it removes vectors by id in place (HNSW cannot), so updates stay incremental;
-- 1280 bytes a vector: 10^6 vectors are a 1.3 GB file instead of 5.1 GB, and FAISS can
-  memory-map it, so a search process only pages in the lists it probes;
-- the few candidates it returns are re-ranked with the stored float16 vectors from SQLite, so
-  reported distances are exact and the quantization costs almost no recall.
+- the stored float16 vectors in SQLite are the only full copy: the index file holds 4-bit
+  product-quantizer codes (`PQ_BYTES_PER_DIMENSION`: 64 bytes a 1280-d vector, a 72 MB file at
+  10^6 instead of 1.2 GB for 8-bit scalar codes) scanned with FAISS's fast-scan kernels, whole
+  when the data's neighbours are spread over many lists (a few ms at 10^6);
+- the candidates it returns are re-ranked with the stored float16 vectors, so reported
+  distances are exact, and tuning (`stores.tuning`) re-ranks as many as the target needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +86,8 @@ class IndexFileInfo:
     probes: int
     trained_count: int
     quantizer: str = "SQ8"
-    """How the approximate index codes vectors: "SQ8" (1 byte a dimension) or "fp16"."""
+    """How the approximate index codes vectors: "SQ8" (1 byte a dimension), "fp16" (older
+    files), or "PQ<M>x4fs" (M 4-bit product-quantizer codes, scanned with fast-scan)."""
     candidates: int = 16
     """Candidates re-ranked exactly from the stored vectors per query."""
     recall: float | None = None
@@ -94,6 +98,9 @@ class IndexFileInfo:
     wanted: str | None = None
     """The kind `--ann` asked for, when it differs from `kind`: "approximate" when no
     approximate setting reached the target and the exact index is used instead."""
+    within_budget: bool = True
+    """False for the fallback: no setting within the latency budget reached the target, so
+    every code is scanned (`FALLBACK`) and re-ranked, instead of a float32 copy."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stamp": asdict(self.stamp)}
@@ -118,9 +125,19 @@ class IndexFileInfo:
             return "exact"
         measured = "" if self.recall is None else f", recall@4 {self.recall:.3f} measured"
         target = "" if self.target is None else f" (target {self.target:.2f})"
+        scanned = (
+            f"every {self.quantizer} code scanned"
+            if self.lists <= 1
+            else f"IVF-{self.quantizer}, {self.probes} of {self.lists} lists probed"
+        )
+        fallback = (
+            ""
+            if self.within_budget
+            else ": no setting within the latency budget reached the target"
+        )
         return (
-            f"approximate IVF-{self.quantizer}, {self.probes} of {self.lists} lists probed, "
-            f"{self.candidates} candidates re-ranked{measured}{target}"
+            f"approximate {scanned}, {self.candidates} candidates re-ranked{measured}{target}"
+            f"{fallback}"
         )
 
 
@@ -157,6 +174,20 @@ def filtered_probe_count(lists: int, fraction: float, probes: int) -> int:
     unfiltered search scans vectors, so the filtered answer keeps the recall (tested). Every
     list at 1/64th or less (1024 lists): skipping a non-matching entry costs one bit test."""
     return min(lists, math.ceil(probes / max(fraction, 1e-9)))
+
+
+FILTERED_CANDIDATES_MAX = 1024
+"""Most candidates a filtered search re-ranks (about 10-20 ms of SQLite reads): at 2560 a 5%
+filter of the hard mixture at 10^5 took 50 ms a query for recall 0.999."""
+
+
+def filtered_candidate_count(candidates: int, fraction: float) -> int:
+    """Candidates to re-rank when only `fraction` of the vectors match a filter, for an index
+    that reaches its recall re-ranking `candidates`: the matching top k are then farther, where
+    coarse codes order worse (4-bit codes scanned whole: 0.76 at 20% re-ranking the unfiltered
+    32, 0.94 at 128, tested), so as many more as the filter is narrower, up to a cap."""
+    wanted = math.ceil(candidates / max(fraction, 1e-9))
+    return max(candidates, min(wanted, FILTERED_CANDIDATES_MAX))
 
 
 def id_selector(ids: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -209,8 +240,37 @@ def build_index(
 
 
 QUANTIZERS = {"SQ8": "QT_8bit", "fp16": "QT_fp16"}
-"""Codes an IVF index may keep, cheapest first. No "flat": the stored vectors are float16
-themselves, so float32 codes would hold nothing more than fp16 ones at twice the disk."""
+"""Scalar codes an IVF index may keep ("fp16" only in files written before PQ codes). No
+"flat": the stored vectors are float16 themselves, so float32 codes would hold nothing more."""
+PQ_BYTES_PER_DIMENSION = (1 / 40, 1 / 20, 1 / 10)
+"""Product-quantizer codes tried, smallest first: 4 bits per 20, 10 and 5 dimensions (32, 64
+and 128 bytes a 1280-d vector). The coarsest is searched through lists (enough on flowers5-like
+vectors); the finer ones are scanned whole, which reaches 0.95 on the hard mixture once a few
+hundred candidates are re-ranked (benchmarks/search_scale.py)."""
+PQ_FROM = 1000
+"""Fewest vectors to train 4-bit product quantizers on (16 centroids per sub-vector, FAISS
+wants 39 points per centroid); below, tuning tries scalar codes only."""
+FALLBACK = "SQ8"
+"""Codes scanned whole, re-ranked, when nothing within the latency budget reaches the target:
+1 byte a dimension memory-mapped (1.2 GB at 10^6 1280-d vectors, under the 2 GB a search
+process may take) instead of a float32 flat index (4.9 GB)."""
+
+
+def pq_quantizer(dimension: int, bytes_per_dimension: float) -> str | None:
+    """The name "PQ<M>x4fs": M (even, dividing `dimension`) 4-bit sub-quantizers, about
+    `bytes_per_dimension` bytes a dimension; None when no such M exists."""
+    wanted = max(2, round(2 * dimension * bytes_per_dimension))
+    divisors = [m for m in range(2, dimension + 1, 2) if dimension % m == 0]
+    if not divisors:
+        return None
+    return f"PQ{min(divisors, key=lambda m: (abs(m - wanted), m))}x4fs"
+
+
+def code_bytes(quantizer: str, dimension: int) -> float:
+    """Bytes of one vector's code."""
+    if quantizer.startswith("PQ"):
+        return int(quantizer[2:].split("x")[0]) / 2
+    return dimension * (2 if quantizer == "fp16" else 1)
 
 
 def ivf_index(
@@ -226,10 +286,52 @@ def ivf_index(
 
     if coarse is None:
         coarse = faiss.IndexFlatL2(dimension)
-    kind = getattr(faiss.ScalarQuantizer, QUANTIZERS[quantizer])
-    index = faiss.IndexIVFScalarQuantizer(coarse, dimension, lists, kind, faiss.METRIC_L2)
-    index.train(np.ascontiguousarray(training_sample(lists * TRAINING_POINTS_PER_LIST)))
+    if quantizer.startswith("PQ"):
+        subquantizers = int(quantizer[2:].split("x")[0])
+        index = faiss.IndexIVFPQFastScan(coarse, dimension, lists, subquantizers, 4)
+        points = max(lists * TRAINING_POINTS_PER_LIST, 16 * 256)  # 256 points per centroid
+    else:
+        kind = getattr(faiss.ScalarQuantizer, QUANTIZERS[quantizer])
+        index = faiss.IndexIVFScalarQuantizer(coarse, dimension, lists, kind, faiss.METRIC_L2)
+        points = lists * TRAINING_POINTS_PER_LIST
+    sample = np.ascontiguousarray(training_sample(points), dtype=np.float32)
+    if lists > 1 and coarse.ntotal != lists:  # the lists' k-means: large products, threaded
+        clustering = faiss.Clustering(dimension, lists)
+        clustering.seed = 1234
+        clustering.train(sample, coarse)
+    with faiss_threads(1):  # hundreds of tiny k-means: threads only wait on each other (a
+        index.train(sample)  # 256-list 4-bit PQ: 3 s on one thread, 117 s on 2 busy cores)
+    if quantizer.startswith("PQ"):  # the same codes, computed faster: encoding 10^5 vectors
+        index.pq.sync_transposed_centroids()  # into 256 4-bit codes took 1.0 s, not 1.8 s
     return index
+
+
+def remove_ids(index: Any, ids: np.ndarray) -> None:
+    """Remove these ids from the index, leaving a fast-scan index sound for later additions.
+
+    FAISS 1.15 shrinks a fast-scan list without clearing the removed codes' 4-bit halves at the
+    end of its last block, and the next addition ORs new codes into them: an upserted vector
+    was then not found even as its own neighbour (tested). So the freed slots are zeroed.
+    """
+    import faiss
+
+    ids = np.ascontiguousarray(ids, np.int64)
+    if not isinstance(index, faiss.IndexIVFFastScan):
+        index.remove_ids(ids)
+        return
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    before = [lists.list_size(number) for number in range(index.nlist)]
+    index.remove_ids(ids)
+    packer, zero = index.get_CodePacker(), np.zeros(index.code_size, np.uint8)
+    per_block, block_bytes = lists.n_per_block, lists.block_size
+    for number, size_before in enumerate(before):
+        size = lists.list_size(number)
+        end = min(-(-size // per_block) * per_block, size_before)
+        if size == size_before or end == size:
+            continue
+        blocks = faiss.rev_swig_ptr(lists.get_codes(number), -(-end // per_block) * block_bytes)
+        for offset in range(size, end):
+            packer.pack_1(zero, offset, blocks.reshape(-1, block_bytes))
 
 
 def add_chunks(index: Any, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -257,14 +359,18 @@ def build_tuned_index(
     target: float,
     forced: bool,
 ) -> Tuned:
-    """The cheapest approximate index reaching `target` recall on the collection's own vectors
-    (`stores.tuning`), or, when none does within the latency budget, `Tuned(None, ...)` saying
-    so: the caller builds the exact index. `forced` (`--ann approximate`) lifts the budget, and
-    keeps the best approximate index even below the target.
+    """The approximate index with the smallest codes that reaches `target` recall on the
+    collection's own vectors within the latency budget (`stores.tuning`); when none does, every
+    8-bit code scanned and re-ranked (`FALLBACK`), or, should even that miss the target,
+    `Tuned(None, ...)`: the caller builds the exact index. `forced` (`--ann approximate`) lifts
+    the budget, and keeps the best approximate index even below the target.
 
-    Candidates, cheapest first: IVF-SQ8 at about sqrt(N) lists; four times the lists where
-    that stays within MAX_LISTS (cheaper probes, same disk); IVF-fp16 on the same lists (twice
-    the disk, no quantization error worth the name).
+    Candidates, smallest codes first (`PQ_BYTES_PER_DIMENSION`): the coarsest 4-bit codes in
+    about sqrt(N) lists, built in the pass over the stored vectors that computes the exact
+    neighbours; only if that misses the target, the finer ones scanned whole (one list; one
+    pass for both), then 8-bit codes in lists, then the fallback (a pass each: 1.2 GB each at
+    10^6). Each pass adds 10^6 vectors to its indexes: building only what is needed keeps an
+    index that the first candidate serves (flowers5-like vectors) as quick to build as before.
     """
     from foldervision.retrieval.stores import tuning
 
@@ -272,28 +378,49 @@ def build_tuned_index(
     lists = list_count(count)
     query_ids = tuning.sample_ids(ids)
     queries = vectors_of(query_ids)
-    truth = tuning.exact_neighbours(query_ids, queries, all_chunks())
+    first: list[tuning.Candidate] = []
+    if count >= PQ_FROM:
+        for number, share in enumerate(PQ_BYTES_PER_DIMENSION):
+            quantizer = pq_quantizer(dimension, share)
+            if quantizer is not None:
+                candidate_lists = lists if number == 0 else 1
+                first.append(
+                    tuning.Candidate(quantizer, candidate_lists, code_bytes(quantizer, dimension))
+                )
+    scalar = [tuning.Candidate("SQ8", lists, code_bytes("SQ8", dimension))]
+    fallback = [tuning.Candidate(FALLBACK, 1, code_bytes(FALLBACK, dimension), False)]
+    truth: list[np.ndarray] = []
     coarse: dict[int, Any] = {}
-    """Trained list quantizers by number of lists, reused by the next candidate."""
+    """Trained list quantizers by number of lists, shared by the candidates."""
 
-    def build(quantizer: str, lists: int) -> Callable[[], Any]:
-        def make() -> Any:
+    def build(candidates: list[tuning.Candidate], with_truth: bool) -> Callable[[], list[Any]]:
+        def make() -> list[Any]:
             import faiss
 
-            shared = coarse.setdefault(lists, faiss.IndexFlatL2(dimension))
-            index = ivf_index(dimension, lists, quantizer, training_sample, shared)
-            add_chunks(index, all_chunks())
-            return index
+            indexes = []
+            for candidate in candidates:
+                shared = coarse.setdefault(candidate.lists, faiss.IndexFlatL2(dimension))
+                indexes.append(
+                    ivf_index(
+                        dimension, candidate.lists, candidate.quantizer, training_sample, shared
+                    )  # fmt: skip
+                )
+            chunks = _feeding(all_chunks(), indexes)
+            if with_truth:
+                truth.append(tuning.exact_neighbours(query_ids, queries, chunks))
+            else:
+                for _ in chunks:
+                    pass
+            return indexes
 
         return make
 
-    candidates = [("SQ8", lists, build("SQ8", lists))]
-    more = 4 * lists
-    if more <= MAX_LISTS and count >= more * TRAINING_POINTS_PER_LIST // 2:
-        candidates.append(("SQ8", more, build("SQ8", more)))
-    candidates.append(("fp16", lists, build("fp16", lists)))
-    fraction = 1.0 if forced else tuning.MAX_SCANNED_FRACTION
-    index, chosen = tuning.choose(candidates, queries, query_ids, truth, target, fraction)
+    groups = [first[:1], first[1:], scalar, fallback] if first else [scalar, fallback]
+    stages = [(group, build(group, with_truth=number == 0)) for number, group in enumerate(groups)]
+    fraction = math.inf if forced else tuning.MAX_SCANNED_FRACTION
+    index, chosen, candidate = tuning.choose(
+        stages, count, dimension, queries, query_ids, lambda: truth[0], target, fraction
+    )
     info = IndexFileInfo(
         stamp,
         APPROXIMATE,
@@ -304,10 +431,22 @@ def build_tuned_index(
         candidates=chosen.candidates,
         recall=round(chosen.recall, 4),
         target=target,
+        within_budget=candidate.within_budget or forced,
     )
     if chosen.recall < target and not forced:
         return Tuned(None, dataclasses.replace(info, kind=EXACT, wanted=APPROXIMATE))
     return Tuned(index, info)
+
+
+def _feeding(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], indexes: list[Any]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The chunks, each added to every index on its way through."""
+    for ids, vectors in chunks:
+        add_chunks_of = [(ids, vectors)]
+        for index in indexes:
+            add_chunks(index, add_chunks_of)
+        yield ids, vectors
 
 
 def write_index_file(path: Path, index: Any, info: IndexFileInfo) -> None:
@@ -385,3 +524,17 @@ def read_index_file(path: Path, writable: bool) -> Any | None:
         return faiss.read_index(str(path), 0 if writable else faiss.IO_FLAG_MMAP)
     except RuntimeError:
         return None
+
+
+@contextlib.contextmanager
+def faiss_threads(count: int | None) -> Iterator[None]:
+    """Run FAISS on `count` threads (None: leave as is), restoring its setting afterwards."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    if count is not None:
+        faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)

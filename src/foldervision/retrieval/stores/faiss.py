@@ -15,6 +15,7 @@ import numpy as np
 
 from foldervision.retrieval.catalogue import PAGE_BYTES
 from foldervision.retrieval.stores import StoreLocation, VectorStore, ann, tuning
+from foldervision.retrieval.stores.ann import faiss_threads
 
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue, IdSummary
@@ -163,7 +164,7 @@ class SQLiteFaissStore(VectorStore):
             self._drop_index()  # built empty or for other vectors: flush() rebuilds
         elif index is not None:
             ids = np.asarray(ids, dtype=np.int64)
-            index.remove_ids(ids)
+            ann.remove_ids(index, ids)
             index.add_with_ids(_as_float32(stored), ids)  # as a rebuild would read them
             self._generation, self._dirty = generation, True
 
@@ -174,7 +175,7 @@ class SQLiteFaissStore(VectorStore):
         self._space.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
         generation = self._bump_generation()
         if index is not None:
-            index.remove_ids(np.asarray(ids, dtype=np.int64))
+            ann.remove_ids(index, np.asarray(ids, dtype=np.int64))
             self._generation, self._dirty = generation, True
 
     def flush(self) -> None:
@@ -259,8 +260,8 @@ class SQLiteFaissStore(VectorStore):
 
         The exact index scans only those ids (a FAISS id selector). The approximate one
         computes exact distances to the vectors themselves when few match (EXACT_SUBSET_MAX),
-        else probes more lists the fewer match (`ann.filtered_probe_count`) with the selector,
-        then re-ranks its candidates exactly, as an unfiltered search does.
+        else probes more lists and re-ranks more candidates the fewer match
+        (`ann.filtered_probe_count`, `ann.filtered_candidate_count`) with the selector.
         """
         ids = ids[ids >= 0]
         k = min(k, len(ids), int(index.ntotal))
@@ -273,7 +274,10 @@ class SQLiteFaissStore(VectorStore):
         fraction = len(ids) / int(index.ntotal)
         probes = ann.filtered_probe_count(self._info.lists, fraction, self._info.probes)
         parameters = ann.search_parameters(self.index_kind(), selector, probes)
-        candidates = min(len(ids), self._candidates(index, k)) if approximate else k
+        candidates = k
+        if approximate:
+            candidates = ann.filtered_candidate_count(self._candidates(index, k), fraction)
+            candidates = min(len(ids), candidates)
         with faiss_threads(1 if len(queries) < PARALLEL_QUERY_COUNT else None):
             squared, found = index.search(queries, candidates, params=parameters)
         del bitmap  # FAISS only pointed at it: kept alive until the search was done
@@ -516,17 +520,3 @@ def _euclidean(squared: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _no_matches(queries: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((queries, 0), np.float32), np.zeros((queries, 0), np.int64)
-
-
-@contextlib.contextmanager
-def faiss_threads(count: int | None) -> Iterator[None]:
-    """Run FAISS on `count` threads (None: leave as is), restoring its setting afterwards."""
-    import faiss
-
-    previous = faiss.omp_get_max_threads()
-    if count is not None:
-        faiss.omp_set_num_threads(count)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)

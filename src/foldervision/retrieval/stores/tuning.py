@@ -7,12 +7,14 @@ measured, like autofaiss does, but by hand (docs/architecture.md says why not au
 
 1. `SAMPLE_QUERIES` stored vectors (seeded) are the queries; their exact top `TUNING_K` among
    all stored vectors, themselves excluded, is computed chunk by chunk (bounded memory).
-2. For each index candidate (`quantizers` in order of disk cost), probes 1, 2, 4, ... and the
-   number of candidates re-ranked exactly are swept; the first setting whose recall@k (of the
-   store's answer, after its exact re-ranking) reaches the target is the cheapest one.
-3. A setting must scan at most `MAX_SCANNED_FRACTION` of the vectors per query (the latency
+2. Each index candidate (`ann.build_tuned_index`, smallest codes first) is swept over probes
+   1, 2, 4, ... and the number of candidates re-ranked exactly from the stored vectors; its
+   cheapest setting (by `cost`) whose recall@k reaches the target is its best; the first
+   candidate that has one is chosen: the smallest file that meets the target in time.
+3. A setting must cost at most `MAX_SCANNED_FRACTION` of an exhaustive 8-bit scan (the latency
    budget; counted, not timed, so that the choice does not depend on a busy machine). With
-   `--ann auto`, when nothing reaches the target within it the store uses the exact index.
+   `--ann auto`, when nothing reaches the target within it, every 8-bit code is scanned and
+   re-ranked (`ann.FALLBACK`), said in one line.
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ SAMPLE_QUERIES = 1000
 """Queries measured: recall over 4000 neighbours has a standard error under 0.004 at 0.95."""
 TUNING_K = 4
 """The k recall is measured at (the CLI's default top k)."""
-CANDIDATES = (16, 32, 64)
-"""Candidates re-ranked exactly from the stored vectors (16 = 2k + 8, the old fixed count):
-fetching 64 vectors costs far less than scanning one more list at 10^6."""
+CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
+"""Candidates re-ranked exactly from the stored vectors (16 = 2k + 8, the old fixed count). 4-bit
+codes of the hard mixture need hundreds: their order is rough, the re-ranking makes it exact."""
 MAX_SCANNED_FRACTION = 1 / 8
-"""Latency budget of `--ann auto`: at most 1/8 of the vectors scanned per query. Exact search
-costs about 0.35 ms per 1000 vectors on one reference core, so 1/8 of 10^6 is about 45 ms (the
-issue's 50 ms goal); scanning more gains too little over exact search to be worth its recall."""
+"""Latency budget of `--ann auto`: a setting may cost at most what scanning 1/8 of the vectors'
+8-bit codes costs (`cost`). An 8-bit scan costs about 0.35 ms per 1000 1280-d vectors on one
+reference core, so 1/8 of 10^6 is about 45 ms (the issue's 50 ms goal)."""
+RERANK_COST = 45.0
+"""Re-ranking one candidate (a SQLite row lookup, 2.5 KB copied, one distance), in 8-bit vector
+scans of 1280 dimensions: 29 us against 0.64 us, single queries, both measured in one process
+on the 2 shared cores (`benchmarks/ann_costs.py` measures both)."""
+FAST_SCAN_COST = 0.5
+"""Scanning one byte of 4-bit product-quantizer codes with fast-scan, relative to one byte of
+8-bit scalar codes (same measurement: 128-byte codes of 10^5 vectors scanned whole in 3.2 ms,
+1280-byte 8-bit codes in 64 ms, single queries)."""
 SEED = 0
 
 
@@ -114,6 +124,16 @@ def probe_steps(lists: int, most: int) -> list[int]:
     return steps + ([most] if steps[-1] != most else [])
 
 
+def cost(
+    count: int, dimension: int, code_bytes: float, lists: int, probes: int, candidates: int
+) -> float:
+    """A setting's cost per query, in 8-bit vector scans of `dimension` bytes: the list centroids
+    compared (float32), the codes scanned (probes/lists of them), the candidates re-ranked."""
+    per_code = code_bytes / dimension * (1.0 if code_bytes >= dimension else FAST_SCAN_COST)
+    centroids = 4 * lists if lists > 1 else 0
+    return centroids + count * probes / max(lists, 1) * per_code + candidates * RERANK_COST
+
+
 def sweep(
     index: object,
     quantizer: str,
@@ -122,49 +142,89 @@ def sweep(
     query_ids: np.ndarray,
     truth: np.ndarray,
     target: float,
-    most_probes: int,
+    budget: float,
+    cost_of: Callable[[int, int], float],
 ) -> tuple[Measured | None, list[Measured]]:
-    """The cheapest (probes first, then candidates) setting of `index` reaching `target`, and
-    every setting measured on the way (the best last when none reached it).
+    """The cheapest setting of `index` (by `cost_of(probes, candidates)`, at most `budget`)
+    reaching `target`, and every setting measured on the way.
 
     A store's search returns the top k of `candidates` re-ranked exactly, so its recall is the
     share of true neighbours among the candidates (the query's own id left out).
     """
     measured: list[Measured] = []
-    for probes in probe_steps(lists, most_probes):
+    reached: list[tuple[float, Measured]] = []
+    for probes in probe_steps(lists, lists):
+        cheapest = min((pair[0] for pair in reached), default=budget)
+        affordable = [c for c in CANDIDATES if cost_of(probes, c) <= cheapest]
+        if not affordable:
+            break
         index.nprobe = probes  # type: ignore[attr-defined]
-        _, found = index.search(queries, CANDIDATES[-1] + 1)  # type: ignore[attr-defined]
-        for candidates in CANDIDATES:
+        _, found = index.search(queries, affordable[-1] + 1)  # type: ignore[attr-defined]
+        for candidates in affordable:
             kept = without_self(found, query_ids, candidates)
             setting = Measured(quantizer, lists, probes, candidates, recall_at_k(kept, truth))
             measured.append(setting)
             if setting.recall >= target:
-                return setting, measured
-    return None, measured
+                reached.append((cost_of(probes, candidates), setting))
+                break  # more candidates at these probes only cost more
+    chosen = min(reached, key=lambda pair: pair[0])[1] if reached else None
+    return chosen, measured
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An index to try: its codes, lists, code size in bytes, and whether the latency budget
+    applies (not to the fallback, tried last)."""
+
+    quantizer: str
+    lists: int
+    code_bytes: float
+    within_budget: bool = True
 
 
 def choose(
-    candidates: Sequence[tuple[str, int, Callable[[], object]]],
+    stages: Sequence[tuple[Sequence[Candidate], Callable[[], Sequence[object]]]],
+    count: int,
+    dimension: int,
     queries: np.ndarray,
     query_ids: np.ndarray,
-    truth: np.ndarray,
+    truth: Callable[[], np.ndarray],
     target: float,
     scanned_fraction: float,
-) -> tuple[object, Measured]:
-    """Build each (quantizer, lists, build) candidate in turn until one reaches `target` with
-    at most `scanned_fraction` of its lists probed: (that index, its setting). When none does,
-    the index and setting of the best recall measured (the caller decides what to do)."""
-    best: tuple[object, Measured] | None = None
-    for quantizer, lists, build in candidates:
-        index = build()
-        most = max(1, int(lists * scanned_fraction))
-        chosen, measured = sweep(index, quantizer, lists, queries, query_ids, truth, target, most)
-        top = chosen or max(measured, key=lambda setting: setting.recall)
-        if best is None or top.recall > best[1].recall:
-            best = (index, top)
-        del index
-        if chosen is not None:
-            break
+) -> tuple[object, Measured, Candidate]:
+    """Build each stage's candidates (one pass over the vectors builds a whole stage) and sweep
+    them in turn until one reaches `target` within the budget: (that index, its setting, the
+    candidate). When none does, the index and setting of the best recall measured.
+
+    `truth()` is called after the first stage is built (that pass computes it too).
+    """
+    budget = scanned_fraction * count
+    best: tuple[object, Measured, Candidate] | None = None
+    exact: np.ndarray | None = None
+    for candidates, build in stages:
+        indexes = build()
+        exact = truth() if exact is None else exact
+        for candidate, index in zip(candidates, indexes):
+
+            def cost_of(probes: int, reranked: int, candidate: Candidate = candidate) -> float:
+                return cost(
+                    count, dimension, candidate.code_bytes, candidate.lists, probes, reranked
+                )
+
+            limit = budget if candidate.within_budget else float("inf")
+            chosen, measured = sweep(
+                index, candidate.quantizer, candidate.lists, queries, query_ids, exact,
+                target, limit, cost_of,
+            )  # fmt: skip
+            if not measured:
+                continue
+            top = chosen or max(measured, key=lambda setting: setting.recall)
+            if best is None or top.recall > best[1].recall or chosen is not None:
+                best = (index, top, candidate)
+            if chosen is not None:
+                best[0].nprobe = chosen.probes  # type: ignore[attr-defined]
+                return best
+        del indexes
     assert best is not None, "no index candidates"
     best[0].nprobe = best[1].probes  # type: ignore[attr-defined]
     return best
