@@ -106,6 +106,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "val_balanced_accuracy": None,
     "val_macro_f1": None,
     "mistakes": [],
+    "head_choice": None,
 }
 """The keys metrics.json gained after its first version, as older runs read."""
 
