@@ -129,7 +129,8 @@ def test_head_model_computes_the_classifier_from_its_features():
 
 
 def test_photo_recipe_end_to_end_records_the_recipe(photo_classes, tmp_path, capsys):
-    """Photo defaults (cached-feature head, then fine-tuning) at a test-sized input."""
+    """Photo recipe with an Adam head (--head-epochs: cached features, then fine-tuning) at a
+    test-sized input."""
     out = tmp_path / "run"
     settings = resolve_settings(
         TrainingConfig(
@@ -154,6 +155,35 @@ def test_photo_recipe_end_to_end_records_the_recipe(photo_classes, tmp_path, cap
     labels = np.array([label for _, label in split["validation"]])
     assert (predicted == labels).mean() == pytest.approx(metrics.val_accuracy)
     assert metrics.history["loss"][1] < metrics.history["loss"][0], "the head learns"
+
+
+def test_photo_defaults_fit_the_head_as_a_probe_and_keep_the_better_on_validation(
+    photo_classes, tmp_path
+):
+    """LP-FT: the head is the probe's logistic regression, fine-tuning starts from it, and the
+    run keeps whichever of the two did better on validation, and says which."""
+    out = tmp_path / "run"
+    settings = resolve_settings(
+        TrainingConfig(data=photo_classes, out=out, image_size=32, epochs=2, seed=1, verbose=0)
+    )
+    assert [(phase.name, phase.solver) for phase in settings.phases] == [
+        ("head", "probe"),
+        ("fine_tune", "adam"),
+    ]
+    metrics = train(settings)
+    head_only, *fine_tuned = metrics.history["val_accuracy"]
+    assert len(fine_tuned) == 2
+    assert head_only >= 0.75, "the probe head alone separates a cat from a coffee cup"
+    assert metrics.val_accuracy == pytest.approx(max(metrics.history["val_accuracy"]))
+    kept_head = metrics.best_epoch == 1
+    assert metrics.head_choice.startswith("fitted as a linear probe, C=")
+    assert ("kept the head alone" in metrics.head_choice) == kept_head
+    assert f"- head: {metrics.head_choice}" in (out / "report.md").read_text()
+    # --head-epochs asks for epochs of Adam instead of the probe fit.
+    adam = resolve_settings(
+        TrainingConfig(data=photo_classes, out=out, head_epochs=3, overwrite=True)
+    )
+    assert (adam.phases[0].solver, adam.phases[0].epochs) == ("adam", 3)
 
 
 def test_flags_win_over_the_recipe(photo_classes, tmp_path):

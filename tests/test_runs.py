@@ -27,6 +27,7 @@ TODAYS_METRICS = {
             "trainable": "all",
             "schedule": "constant",
             "feature_views": 0,
+            "solver": "adam",
         }
     ],
     "best_epoch": 2,

@@ -204,6 +204,8 @@ def write_run_report(metrics: RunMetrics, path: str | os.PathLike) -> None:
             f"- balanced accuracy (mean per-class recall): "
             f"{format_percent(metrics.val_balanced_accuracy)}, macro F1 {metrics.val_macro_f1:.4f}"
         )
+    if metrics.head_choice is not None:
+        lines.append(f"- head: {metrics.head_choice}")
     if metrics.class_weights is not None:
         weights = ", ".join(f"{name} {value:.2f}" for name, value in metrics.class_weights.items())
         lines.append(f"- class weights (uneven classes): {weights}")

@@ -78,6 +78,9 @@ class RunMetrics:
     mistakes: list[dict[str, Any]] = field(default_factory=list)
     """The validation images the model got wrong, most confident first (file, true, predicted,
     confidence), as many as mistakes.png shows."""
+    head_choice: str | None = None
+    """How a probe-fitted head was fitted (its C) and whether the head alone or a fine-tuned
+    epoch was kept; None for heads trained by epochs."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +106,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "val_balanced_accuracy": None,
     "val_macro_f1": None,
     "mistakes": [],
+    "head_choice": None,
 }
 """The keys metrics.json gained after its first version, as older runs read."""
 

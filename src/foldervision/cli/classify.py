@@ -36,7 +36,10 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder to write (refuses to overwrite)."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (of the fine-tuning phase)."),
     head_epochs: int = typer.Option(
-        None, "--head-epochs", help="Epochs of head-only training (pretrained models)."
+        None,
+        "--head-epochs",
+        help="Epochs of head-only training by Adam (pretrained models; the photo recipe "
+        "otherwise fits the head as a linear probe).",
     ),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation."),
     seed: int = typer.Option(42, "--seed", help="Seed for the split, shuffling and augmentation."),

@@ -34,6 +34,10 @@ class TrainingPhase:
     """Head phases only: when > 0, the frozen backbone's features are computed once for this
     many (augmented) views of each training image and the head learns from them, instead of
     paying a full backbone pass per image per epoch."""
+    solver: str = "adam"
+    """Head phases on cached features: "adam" (epochs of Adam on a softmax head) or "probe"
+    (the head fitted once as a linear probe: logistic regression, its L2 strength chosen by
+    cross-validation on the training images; see foldervision.training.probe_head)."""
 
 
 RANDOM_INITIALISATION = "random initialisation (trained from scratch)"

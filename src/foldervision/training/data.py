@@ -179,14 +179,16 @@ class TrainingData:
     seed: int
     augmentation: keras.Sequential | None
 
-    def train_dataset(self) -> tf.data.Dataset:
+    def train_dataset(self, shuffle: bool = True) -> tf.data.Dataset:
+        """Augmented training batches; in the split's order with shuffle=False (views of the
+        same images that must line up)."""
         return make_dataset(
             self.splits.train,
             self.preprocessor,
             self.batch_size,
             self.seed,
             self.augmentation,
-            shuffle=True,
+            shuffle=shuffle,
         )
 
     def validation_dataset(self) -> tf.data.Dataset:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from foldervision.models import BuiltModel, ModelEntry, TrainingPhase
 from foldervision.models.saving import traced_inference
 from foldervision.training.data import TrainingData
+from foldervision.training.probe_head import ProbeHead, fit_probe_head
 from foldervision.training.settings import Settings
 
 STEPS_PER_EXECUTION = 16
@@ -37,6 +38,8 @@ class FitResult:
     """Epochs after which a new phase started (where the history plot draws a line)."""
     best_epoch: int
     train_seconds: float
+    head_choice: str | None = None
+    """With a probe-fitted head: its C, and whether the head alone or fine-tuning was kept."""
 
 
 def build_model(settings: Settings) -> BuiltModel:
@@ -101,6 +104,7 @@ def fit(
     best_epoch = BestEpoch(checkpoint_path, model)
     checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    probes: list[ProbeHead] = []
     history, boundaries = fit_phases(
         model,
         settings.model_entry,
@@ -109,10 +113,34 @@ def fit(
         best_epoch,
         settings.verbose,
         settings.class_weights,
+        probes,
     )
     train_seconds = time.perf_counter() - started
     best_epoch.restore()
-    return FitResult(history, boundaries, best_epoch.best_epoch, train_seconds)
+    choice = describe_head_choice(probes, boundaries, best_epoch.best_epoch)
+    return FitResult(history, boundaries, best_epoch.best_epoch, train_seconds, choice)
+
+
+def describe_head_choice(
+    probes: list[ProbeHead], boundaries: list[int], best_epoch: int
+) -> str | None:
+    """In words: how the probe head was fitted, and which model the run keeps."""
+    if not probes:
+        return None
+    probe = probes[-1]
+    cross_validated = (
+        f"C={probe.C:.3g} by cross-validation on the training images "
+        f"(held-out score {probe.cv_accuracy:.1%})"
+        if not np.isnan(probe.cv_accuracy)
+        else f"C={probe.C:.3g} (too few images per class to cross-validate)"
+    )
+    head_only = not boundaries or best_epoch <= boundaries[0]
+    kept = (
+        "kept the head alone (no fine-tuned epoch did better on validation)"
+        if head_only
+        else f"kept fine-tuned epoch {best_epoch} (better on validation than the head alone)"
+    )
+    return f"fitted as a linear probe, {cross_validated}; {kept}"
 
 
 def fit_phases(
@@ -123,14 +151,25 @@ def fit_phases(
     best_epoch: BestEpoch,
     verbose: int,
     class_weights: dict[int, float] | None = None,
+    probes: list[ProbeHead] | None = None,
 ) -> tuple[dict[str, list[float]], list[int]]:
     """Run each phase in turn; return the joined per-epoch history and where phases changed.
-    `class_weights` scale each training image's loss by its class (uneven classes)."""
+    `class_weights` scale each training image's loss by its class (uneven classes); each
+    probe-fitted head is appended to `probes`."""
     history: dict[str, list[float]] = {}
     boundaries: list[int] = []
     train_dataset, validation_dataset = data.train_dataset(), data.validation_dataset()
     for phase in phases:
         model_entry.set_trainable(model, phase.trainable)
+        if phase.solver == "probe":
+            logs, probe = fit_probe_phase(model, model_entry, phase, data, class_weights)
+            if probes is not None:
+                probes.append(probe)
+            best_epoch.on_epoch_end(0, logs)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            boundaries.append(len(history["loss"]))
+            continue
         if phase.feature_views > 0 and phase.trainable == "head":
             fitted_model = head_model(model, model_entry.feature_layer)
             phase_train, phase_validation = cached_features(model, model_entry, phase, data)
@@ -154,6 +193,50 @@ def fit_phases(
     return history, boundaries[:-1]
 
 
+def fit_probe_phase(
+    model: keras.Model,
+    model_entry: ModelEntry,
+    phase: TrainingPhase,
+    data: TrainingData,
+    class_weights: dict[int, float] | None,
+) -> tuple[dict[str, float], ProbeHead]:
+    """Fit the head as a linear probe on cached features and install it in `model`; return
+    the epoch-like logs (loss, accuracy, val_loss, val_accuracy) the best-epoch choice reads,
+    and the probe (its C and cross-validated accuracy)."""
+    if phase.trainable != "head" or phase.feature_views < 1:
+        raise ValueError(
+            f"Phase {phase.name!r}: solver 'probe' fits a head on cached features; "
+            "give it trainable='head' and feature_views >= 1."
+        )
+    head = head_model(model, model_entry.feature_layer)
+    dense = [layer for layer in head.layers if layer.weights]
+    if len(dense) != 1 or not isinstance(dense[0], keras.layers.Dense):
+        raise ValueError(f"{model.name}: solver 'probe' needs a head of one Dense layer.")
+    features = feature_arrays(model, model_entry, phase, data)
+    probe = fit_probe_head(
+        features.train, features.train_labels, features.train_images, class_weights, data.seed
+    )
+    dense[0].set_weights([probe.kernel, probe.bias])
+    head.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train_logs = head.evaluate(
+        features.train,
+        features.train_labels,
+        batch_size=data.batch_size,
+        verbose=0,
+        return_dict=True,
+    )
+    validation_logs = head.evaluate(
+        features.validation,
+        features.validation_labels,
+        batch_size=data.batch_size,
+        verbose=0,
+        return_dict=True,
+    )
+    logs = {key: float(value) for key, value in train_logs.items()}
+    logs |= {f"val_{key}": float(value) for key, value in validation_logs.items()}
+    return logs, probe
+
+
 def head_model(model: keras.Model, feature_layer: str) -> keras.Model:
     """The layers after `feature_layer` as a model of their own, sharing their weights with
     `model`: training it trains the classifier's head."""
@@ -166,25 +249,52 @@ def head_model(model: keras.Model, feature_layer: str) -> keras.Model:
     return keras.Model(features, outputs, name="head")
 
 
-def cached_features(
+@dataclass
+class FeatureArrays:
+    """The frozen backbone's features of every training view and validation image."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    train_images: np.ndarray
+    """Which training image (its index in the split) each row is a view of."""
+    validation: np.ndarray
+    validation_labels: np.ndarray
+
+
+def feature_arrays(
     model: keras.Model, model_entry: ModelEntry, phase: TrainingPhase, data: TrainingData
-) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The frozen backbone's features, computed once: `phase.feature_views` views of every
-    training image (the first as it is, the others augmented) and each validation image as
-    it is. A head epoch on them costs milliseconds instead of a full backbone pass."""
+) -> FeatureArrays:
+    """`phase.feature_views` views of every training image (the first as it is, the others
+    augmented) and each validation image as it is, through the frozen backbone once."""
     extractor = keras.Model(model.input, model.get_layer(model_entry.feature_layer).output)
     plain = replace(data, augmentation=None)
-    views = [plain.train_dataset()]
+    views = [plain.train_dataset(shuffle=False)]
     if data.augmentation is not None:
-        views += [data.train_dataset() for _ in range(phase.feature_views - 1)]
+        views += [data.train_dataset(shuffle=False) for _ in range(phase.feature_views - 1)]
     forward = traced_inference(extractor)
     train_features, train_labels = zip(*(_features_of(forward, view) for view in views))
     validation_features, validation_labels = _features_of(forward, plain.validation_dataset())
-    train = tf.data.Dataset.from_tensor_slices(
-        (np.concatenate(train_features), np.concatenate(train_labels))
+    images = np.arange(len(data.splits.train.labels))
+    return FeatureArrays(
+        np.concatenate(train_features),
+        np.concatenate(train_labels),
+        np.tile(images, len(views)),
+        validation_features,
+        validation_labels,
     )
+
+
+def cached_features(
+    model: keras.Model, model_entry: ModelEntry, phase: TrainingPhase, data: TrainingData
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The frozen backbone's features (see feature_arrays), computed once, as batches: a head
+    epoch on them costs milliseconds instead of a full backbone pass."""
+    features = feature_arrays(model, model_entry, phase, data)
+    train = tf.data.Dataset.from_tensor_slices((features.train, features.train_labels))
     train = train.shuffle(len(train), seed=data.seed, reshuffle_each_iteration=True)
-    validation = tf.data.Dataset.from_tensor_slices((validation_features, validation_labels))
+    validation = tf.data.Dataset.from_tensor_slices(
+        (features.validation, features.validation_labels)
+    )
     batch_size = data.batch_size
     return train.batch(batch_size), validation.batch(batch_size)
 

@@ -85,6 +85,7 @@ def run_metrics(
         val_balanced_accuracy=validation["balanced_accuracy"],
         val_macro_f1=validation["macro_f1"],
         mistakes=validation["mistakes"],
+        head_choice=fitted.head_choice,
     )
 
 

@@ -139,7 +139,8 @@ def phases_for(recipe: Recipe, config: TrainingConfig) -> tuple[TrainingPhase, .
     """The recipe's phases, with the user's --epochs / --head-epochs / --learning-rate applied.
 
     --epochs sets the last phase (the whole run for one-phase models); --head-epochs the first
-    phase of a pretrained model; --unfreeze how many top blocks the fine-tuning phase trains.
+    phase of a pretrained model (as epochs of Adam, also where the recipe fits the head as a
+    linear probe; 0 skips it); --unfreeze how many top blocks the fine-tuning phase trains.
     """
     phases = list(recipe.phases)
     if config.epochs is not None:
@@ -147,7 +148,8 @@ def phases_for(recipe: Recipe, config: TrainingConfig) -> tuple[TrainingPhase, .
             raise ValueError(f"--epochs must be at least 1 (got {config.epochs}).")
         phases[-1] = replace(phases[-1], epochs=config.epochs)
     if config.head_epochs is not None and len(phases) > 1:
-        phases[0] = replace(phases[0], epochs=config.head_epochs)
+        # A probe-fitted head has no epochs: --head-epochs N trains it by N epochs of Adam.
+        phases[0] = replace(phases[0], epochs=config.head_epochs, solver="adam")
     if config.learning_rate is not None:
         phases[-1] = replace(phases[-1], learning_rate=config.learning_rate)
     if config.unfreeze is not None and len(phases) > 1:
@@ -157,7 +159,7 @@ def phases_for(recipe: Recipe, config: TrainingConfig) -> tuple[TrainingPhase, .
 
 
 def _progress_verbosity(verbose: int | str) -> int:
-    """"auto": a progress bar for a person at a terminal, one line per epoch for a log file."""
+    """ "auto": a progress bar for a person at a terminal, one line per epoch for a log file."""
     if verbose == "auto":
         return 1 if sys.stderr.isatty() else 2
     return int(verbose)
