@@ -198,6 +198,18 @@ def area_resize(pixels: np.ndarray, size: int) -> np.ndarray:
 # Pictures and their comparison.
 
 
+def picture_bytes(picture: Picture | None) -> int:
+    """Memory the picture's arrays take (what a cache of pictures counts)."""
+    if picture is None:
+        return 0
+    arrays = [picture.grey]
+    for features in (picture.features, picture.mirrored_features):
+        arrays.append(features.points)
+        if features.descriptors is not None:
+            arrays.append(features.descriptors)
+    return sum(array.nbytes for array in arrays)
+
+
 def read_picture(path: str | os.PathLike[str]) -> Picture | None:
     """The file reduced for verification; None when it cannot be read or is too small."""
     grey = read_grey(path, WORK_SIDE)
