@@ -348,28 +348,37 @@ def report_update(update: IndexUpdate) -> None:
         )
 
 
-def start_watching(service: RetrievalService) -> FolderWatcher:
-    """Keep the service's index current from now on; each change is reported on stderr."""
+def new_watcher(service: RetrievalService) -> FolderWatcher:
+    """A watcher (not started) that reports each change, and each error, on stderr."""
     from foldervision.retrieval.watch import FolderWatcher
 
     def report_error(error: Exception) -> None:
         console.print(f"watch: {error} (trying again shortly)", markup=False, soft_wrap=True)
 
-    watcher = FolderWatcher(service, on_update=report_update, on_error=report_error).start()
+    return FolderWatcher(service, on_update=report_update, on_error=report_error)
+
+
+def start_watching(
+    service: RetrievalService, watcher: FolderWatcher | None = None
+) -> FolderWatcher:
+    """Keep the service's index current from now on; each change is reported on stderr."""
+    watcher = (new_watcher(service) if watcher is None else watcher).start()
     console.print(f"watching {service.database} for changes (Ctrl-C to stop)", markup=False)
     return watcher
 
 
 def watch_until_stopped(service: RetrievalService) -> None:
     """`index --watch`: keep the index current until Ctrl-C or SIGTERM, then stop cleanly
-    (the batch in progress is kept; what is left is indexed on the next start)."""
+    (the batch in progress is kept; what is left is indexed on the next start). The watcher
+    exists before it starts, so a Ctrl-C the moment "watching" is printed still stops it."""
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
-    watcher = start_watching(service)
+    watcher = new_watcher(service)
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
+        start_watching(service, watcher)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
