@@ -313,7 +313,8 @@ def test_kill_during_a_watched_batch_then_restart_equals_a_rebuild(tmp_path: Pat
     try:
         restarted.wait_for_line("watching")
         restarted.process.send_signal(signal.SIGINT)
-        assert restarted.process.wait(120) == 0, "\n".join(restarted.lines)
+        # Stopping waits for the catch-up batch in progress (kept): minutes on a loaded machine.
+        assert restarted.process.wait(300) == 0, "\n".join(restarted.lines)
     finally:
         restarted.process.kill()
     fresh_index = tmp_path / "fresh.sqlite"
