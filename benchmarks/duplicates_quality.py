@@ -34,11 +34,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -307,19 +309,25 @@ def report(searches: dict, arguments: argparse.Namespace) -> None:
 
 def make_scale_folder(folder: Path, source_folder: Path, count: int) -> None:
     """Up to half of `count` flowers5 photos (all 4,317 from 8,634 on), then edited copies of
-    them (random kinds, cycling over the photos) until there are `count` files."""
+    them (random kinds, cycling over the photos) until there are `count` files. Each file has
+    its own seeded draw, so the folder is the same however many processes make it."""
     sources = list_image_files(source_folder)[: max(1, count // 2)]
-    random = np.random.default_rng(7)
     folder.mkdir(parents=True, exist_ok=True)
-    for number in range(count):
-        source = sources[number % len(sources)]
-        image = Image.open(source).convert("RGB")
-        if number < len(sources):
-            image.save(folder / f"{number:06d}.jpg", quality=95)
-            continue
-        kind = str(random.choice(list(ALL_EDITS)))
-        edit = ALL_EDITS[kind]
-        edit.save(image, random, folder / f"{number:06d}_{kind}.{edit.extension}")
+    jobs = [(folder, sources, number) for number in range(count)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(_make_scale_file, jobs, chunksize=256))
+
+
+def _make_scale_file(job: tuple[Path, list[Path], int]) -> None:
+    folder, sources, number = job
+    image = Image.open(sources[number % len(sources)]).convert("RGB")
+    if number < len(sources):
+        image.save(folder / f"{number:06d}.jpg", quality=95)
+        return
+    random = np.random.default_rng([7, number])
+    kind = str(random.choice(list(ALL_EDITS)))
+    edit = ALL_EDITS[kind]
+    edit.save(image, random, folder / f"{number:06d}_{kind}.{edit.extension}")
 
 
 def run_scale(arguments: argparse.Namespace) -> None:

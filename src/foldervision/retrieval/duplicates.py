@@ -30,6 +30,7 @@ photos in benchmarks/duplicates_quality.py; the other half reports.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -409,9 +410,13 @@ class PictureCache:
         self.folder, self.paths, self.max_bytes = folder, paths, max_bytes
         self.bytes = 0
         self.fit_needs = (
-            (settings.min_inliers, settings.min_inlier_ratio) if settings else (0, 0.0)
+            (settings.min_inliers, settings.min_inlier_ratio, settings.min_correlation)
+            if settings
+            else (0, 0.0, np.inf)
         )
-        """(inliers, share of the matches) a fit needs before its pixels are correlated."""
+        """(inliers, share of the matches) a fit needs before its pixels are correlated, and
+        the correlation that makes a fit as it is enough (no mirror image tried)."""
+        self._mirrored_lock = threading.Lock()
         self._pictures: OrderedDict[int, verify.Picture | None] = OrderedDict()
         self.reads = 0
         """Files read so far: with a good order, close to the number of distinct images."""
@@ -434,7 +439,11 @@ class PictureCache:
         first, second = self._pictures.get(pair.first), self._pictures.get(pair.second)
         if first is None or second is None:
             return pair
+        had_mirror = second.has_mirrored_features
         evidence = verify.compare(first, second, *self.fit_needs)
+        if not had_mirror and second.has_mirrored_features:
+            with self._mirrored_lock:  # counted once the compare has made them
+                self.bytes += verify.features_bytes(second.mirrored_features)
         return replace(pair, inliers=evidence.inliers, matches=evidence.matches,
                        correlation=evidence.correlation, mirrored=evidence.mirrored)  # fmt: skip
 

@@ -20,6 +20,7 @@ photos, calibration half only (benchmarks/duplicates_quality.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -85,8 +86,17 @@ class Picture:
     content: tuple[int, int, int, int]
     """(top, bottom, left, right) of the part that is not a uniform margin."""
     features: Features
-    mirrored_features: Features
-    """Keypoints of the mirror image (found in it: ORB descriptors are not mirror symmetric)."""
+
+    @functools.cached_property
+    def mirrored_features(self) -> Features:
+        """Keypoints of the mirror image (found in it: ORB descriptors are not mirror
+        symmetric). Found when first asked for: half the cost of reading a picture, and a pair
+        that matches as it is never asks."""
+        return _features(np.ascontiguousarray(self.grey[:, ::-1]))
+
+    @property
+    def has_mirrored_features(self) -> bool:
+        return "mirrored_features" in self.__dict__
 
 
 def read_grey(path: str | os.PathLike[str], side: int) -> np.ndarray | None:
@@ -202,12 +212,13 @@ def picture_bytes(picture: Picture | None) -> int:
     """Memory the picture's arrays take (what a cache of pictures counts)."""
     if picture is None:
         return 0
-    arrays = [picture.grey]
-    for features in (picture.features, picture.mirrored_features):
-        arrays.append(features.points)
-        if features.descriptors is not None:
-            arrays.append(features.descriptors)
-    return sum(array.nbytes for array in arrays)
+    mirrored = features_bytes(picture.mirrored_features) if picture.has_mirrored_features else 0
+    return picture.grey.nbytes + features_bytes(picture.features) + mirrored
+
+
+def features_bytes(features: Features) -> int:
+    descriptors = 0 if features.descriptors is None else features.descriptors.nbytes
+    return features.points.nbytes + descriptors
 
 
 def read_picture(path: str | os.PathLike[str]) -> Picture | None:
@@ -232,7 +243,6 @@ def picture_from_grey(grey: np.ndarray) -> Picture:
         grey=reduced,
         content=(top, bottom, left, right),
         features=_features(reduced),
-        mirrored_features=_features(np.ascontiguousarray(reduced[:, ::-1])),
     )
 
 
@@ -251,24 +261,45 @@ def _features(grey: np.ndarray) -> Features:
 
 
 def compare(
-    first: Picture, second: Picture, min_inliers: int = 0, min_inlier_ratio: float = 0.0
+    first: Picture,
+    second: Picture,
+    min_inliers: int = 0,
+    min_inlier_ratio: float = 0.0,
+    enough_correlation: float = np.inf,
 ) -> Evidence:
     """Fit `second` (as it is, and mirrored) onto `first`; correlate the aligned pixels of the
     fit with more inliers, when it has at least `min_inliers` and that share of the matches
-    (the correlation is 0 otherwise: a fit that cannot be accepted needs no pixels compared)."""
+    (the correlation is 0 otherwise: a fit that cannot be accepted needs no pixels compared).
+
+    A fit as it is that has those inliers and correlates at `enough_correlation` or more is
+    kept without trying the mirror image: the pair is a copy either way."""
     straight = _fit(first.features, second.features)
+    straight_correlation = 0.0
+    if _can_accept(straight, min_inliers, min_inlier_ratio):
+        straight_correlation = _correlation(first, second, straight, mirrored=False)
+        if straight_correlation >= enough_correlation:
+            return Evidence(straight.inliers, straight.matches, straight_correlation, False)
     mirrored = _fit(first.features, second.mirrored_features)
-    use_mirror = mirrored.inliers > straight.inliers
-    fit = mirrored if use_mirror else straight
-    too_few = fit.inliers < max(MIN_ALIGNMENT_INLIERS, min_inliers)
-    if fit.transform is None or too_few or fit.inliers < min_inlier_ratio * fit.matches:
-        return Evidence(fit.inliers, fit.matches, 0.0, use_mirror)
+    if mirrored.inliers <= straight.inliers:
+        return Evidence(straight.inliers, straight.matches, straight_correlation, False)
+    correlation = 0.0
+    if _can_accept(mirrored, min_inliers, min_inlier_ratio):
+        correlation = _correlation(first, second, mirrored, mirrored=True)
+    return Evidence(mirrored.inliers, mirrored.matches, correlation, True)
+
+
+def _can_accept(fit: _Fit, min_inliers: int, min_inlier_ratio: float) -> bool:
+    """Whether the fit is worth correlating the pixels of."""
+    enough = fit.inliers >= max(MIN_ALIGNMENT_INLIERS, min_inliers)
+    return fit.transform is not None and enough and fit.inliers >= min_inlier_ratio * fit.matches
+
+
+def _correlation(first: Picture, second: Picture, fit: _Fit, mirrored: bool) -> float:
     grey, mask = _content_mask(second)
-    if use_mirror:
+    if mirrored:
         grey, mask = np.ascontiguousarray(grey[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
     first_mask = _content_mask(first)[1]
-    correlation = aligned_correlation(first.grey, first_mask, grey, mask, fit.transform)
-    return Evidence(fit.inliers, fit.matches, correlation, use_mirror)
+    return aligned_correlation(first.grey, first_mask, grey, mask, fit.transform)
 
 
 def _content_mask(picture: Picture) -> tuple[np.ndarray, np.ndarray]:
