@@ -60,7 +60,7 @@ def main() -> None:
 
 def embedded(paths: list[Path], image_size: int, decoding: str) -> np.ndarray:
     """The product's vectors for every file, in order; a file that fails to decode is fatal."""
-    embedder = mobilenetv2_embedder(image_size, decoding=decoding)
+    embedder = mobilenetv2_embedder(image_size=image_size, decoding=decoding)
     batches = []
     for batch in embedder.embed_files(paths):
         if batch.skipped:

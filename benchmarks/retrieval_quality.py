@@ -164,7 +164,7 @@ def expand_queries(vectors: np.ndarray) -> np.ndarray:
 
 def check_against_product(paths: list[Path], gem_features: np.ndarray) -> None:
     """The default variant here must be exactly what `foldervision index` stores."""
-    embedder = mobilenetv2_embedder(DEFAULT_IMAGE_SIZE)
+    embedder = mobilenetv2_embedder(image_size=DEFAULT_IMAGE_SIZE)
     product = np.concatenate([batch.vectors for batch in embedder.embed_files(paths)])
     difference = float(np.abs(product - unit(gem_features[: len(paths)])).max())
     print(f"default variant vs foldervision.retrieval on {len(paths)} images: "

@@ -62,7 +62,7 @@ def link_sample(source: Path, count: int, database: Path) -> Path:
 
 def benchmark_indexing(database: Path, image_size: int) -> None:
     # Average pooling in both paths, so the vectors must agree; the default GeM costs the same.
-    embedder = mobilenetv2_embedder(image_size, pooling="avg")
+    embedder = mobilenetv2_embedder(image_size=image_size, pooling="avg")
     embedder.embed_pixels(np.zeros((1, image_size, image_size, 3), np.uint8))  # build + trace
     paths = list_image_files(database)
 
@@ -104,7 +104,7 @@ def time_straightforward_loop(paths: list[Path], image_size: int) -> tuple[float
 def time_reindex(database: Path, index_path: Path, image_size: int) -> None:
     """What `foldervision index` does on an unchanged folder, model import aside."""
     start = time.perf_counter()
-    embedder: Embedder = mobilenetv2_embedder(image_size, pooling="avg")
+    embedder: Embedder = mobilenetv2_embedder(image_size=image_size, pooling="avg")
     with ImageIndex.open(IndexSettings(database, index_path=index_path), embedder.spec) as index:
         update = index.update(embedder)
     seconds = time.perf_counter() - start

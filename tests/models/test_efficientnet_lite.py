@@ -138,6 +138,17 @@ def test_a_random_network_is_not_mistaken_for_a_converted_one() -> None:
     assert not (top1[0] in (EGYPTIAN_MAU, TABBY, TIGER_CAT) and top1[1] in (ESPRESSO, CUP))
 
 
+def test_a_file_that_is_not_lite_weights_is_one_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.weights.h5"
+    bogus.write_bytes(b"not hdf5")
+    backbone = get_pretrained("efficientnet-lite0")
+    resolved = backbone.resolve(bogus)
+    assert resolved is not None and resolved.source == "explicit"
+    expected = "not a foldervision efficientnet-lite0 weights file .*; check the file"
+    with pytest.raises(WeightsError, match=expected):
+        backbone.build(64, resolved)
+
+
 def test_onnx_embeddings_agree_with_keras() -> None:
     """The exported ONNX file (what index and search run) gives Keras' unit vectors."""
     from foldervision.retrieval.embedder import pretrained_embedder

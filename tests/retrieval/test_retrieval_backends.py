@@ -38,7 +38,9 @@ def photo_pixels(photo_folder_template: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def keras_vectors(weights_cache: Path, photo_pixels: np.ndarray) -> np.ndarray:
-    return mobilenetv2_embedder(TEST_IMAGE_SIZE, backend="keras").embed_pixels(photo_pixels)
+    return mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE, backend="keras").embed_pixels(
+        photo_pixels
+    )
 
 
 def nearest_four(vectors: np.ndarray) -> np.ndarray:
@@ -51,7 +53,9 @@ def nearest_four(vectors: np.ndarray) -> np.ndarray:
 def test_every_backend_gives_the_keras_vectors_and_neighbours(
     backend: str, photo_pixels: np.ndarray, keras_vectors: np.ndarray
 ) -> None:
-    vectors = mobilenetv2_embedder(TEST_IMAGE_SIZE, backend=backend).embed_pixels(photo_pixels)
+    vectors = mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE, backend=backend).embed_pixels(
+        photo_pixels
+    )
 
     assert vectors.shape == keras_vectors.shape and vectors.dtype == np.float32
     assert np.abs(vectors - keras_vectors).max() <= AGREEMENT
@@ -141,7 +145,7 @@ def test_an_index_from_draft_decoding_is_refused_not_mixed(
 def test_int8_vectors_never_join_an_fp32_index(
     digits_folder: Path, embedder: Embedder, photo_pixels: np.ndarray
 ) -> None:
-    int8 = mobilenetv2_embedder(TEST_IMAGE_SIZE, precision="int8")
+    int8 = mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE, precision="int8")
     vectors = int8.embed_pixels(photo_pixels)
 
     assert exported_model_path(int8.spec) != exported_model_path(embedder.spec)
@@ -158,7 +162,7 @@ def test_int8_quantizes_the_network_but_not_preprocessing_or_pooling(
 ) -> None:
     import onnx
 
-    int8 = mobilenetv2_embedder(TEST_IMAGE_SIZE, precision="int8")
+    int8 = mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE, precision="int8")
     int8.embed_pixels(photo_pixels[:1])
     graph = onnx.load(str(exported_model_path(int8.spec))).graph
     first = [node for node in graph.node if graph.input[0].name in node.input]

@@ -11,6 +11,7 @@ training phase is decided by the model's own freeze hook, so callers never match
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from foldervision.registry import Registry, import_location
@@ -63,17 +64,26 @@ class ModelEntry:
     """"module:function(model, trainable)" that decides which layers learn in a phase."""
     default_image_size: int
     color_mode: str
-    pretrained: bool
     description: str
     feature_layer: str = "features"
     """The layer whose output is the model's embedding (what image search uses)."""
+    backbone: str | None = None
+    """The `models.pretrained` row it fine-tunes (the builder's first argument); None for a
+    network trained from scratch."""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.backbone is not None
 
     def build(
         self, num_classes: int, image_size: int | None = None, weights: str | None = None
     ) -> BuiltModel:
         from foldervision.images import channels_for
 
-        return import_location(self.builder)(  # type: ignore[operator]
+        builder = import_location(self.builder)
+        if self.backbone is not None:
+            builder = partial(builder, self.backbone)  # type: ignore[arg-type]
+        return builder(  # type: ignore[operator]
             num_classes=num_classes,
             image_size=image_size or self.default_image_size,
             channels=channels_for(self.color_mode),
@@ -95,10 +105,12 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 def get_model_entry(name: str) -> ModelEntry:
     """The registered model called `name` (as saved in a trained model's preprocessor)."""
+    _register_pretrained_classifiers()
     return MODELS.get(name)
 
 
 def available_models() -> list[str]:
+    _register_pretrained_classifiers()
     return MODELS.names()
 
 
@@ -109,35 +121,29 @@ register_model(
         set_trainable_hook="foldervision.models.lenet:set_trainable",
         default_image_size=28,
         color_mode="grayscale",
-        pretrained=False,
         description="LeNet-5 trained from scratch (grayscale, 28 px).",
     )
 )
 
 
-register_model(
-    ModelEntry(
-        name="mobilenetv2",
-        builder="foldervision.models.classifier:build_mobilenetv2_classifier",
-        set_trainable_hook="foldervision.models.classifier:set_trainable",
-        default_image_size=64,
-        color_mode="rgb",
-        pretrained=True,
-        description="MobileNetV2, ImageNet weights, fine-tuned in two phases (RGB).",
-    )
-)
+@cache
+def _register_pretrained_classifiers() -> None:
+    """One classifier per pretrained backbone, named and described from that table
+    (`models.pretrained`), so a backbone added there can be trained without a row here.
+    Registered on first lookup: importing the table here would be circular (its weights
+    modules import this package)."""
+    from foldervision.models.pretrained import PRETRAINED
 
-
-for _lite in ("efficientnet-lite0", "efficientnet-lite2"):
-    register_model(
-        ModelEntry(
-            name=_lite,
-            builder=f"foldervision.models.classifier:build_{_lite.replace('-', '_')}_classifier",
-            set_trainable_hook="foldervision.models.classifier:set_trainable",
-            default_image_size=64,
-            color_mode="rgb",
-            pretrained=True,
-            description=f"EfficientNet-Lite{_lite[-1]}, ImageNet weights, fine-tuned in two "
-            "phases (RGB).",
+    for name in PRETRAINED:
+        register_model(
+            ModelEntry(
+                name=name,
+                builder="foldervision.models.classifier:build_pretrained_classifier",
+                set_trainable_hook="foldervision.models.classifier:set_trainable",
+                default_image_size=64,
+                color_mode="rgb",
+                description=f"{PRETRAINED.get(name).title}, ImageNet weights, fine-tuned in two "
+                "phases (RGB).",
+                backbone=name,
+            )
         )
-    )

@@ -4,8 +4,6 @@ serves them."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import keras
 from keras import layers
 
@@ -27,7 +25,7 @@ def build_pretrained_classifier(
     from foldervision.models.pretrained import get_pretrained
 
     backbone_entry = get_pretrained(backbone_name)
-    title = backbone_entry.description.removesuffix(" (ImageNet)")
+    title = backbone_entry.title
     if channels != 3:
         raise ValueError(f"{title} takes RGB input; grayscale images are converted to RGB.")
     if image_size < 32:
@@ -41,11 +39,6 @@ def build_pretrained_classifier(
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     name = f"{backbone_name.replace('-', '_')}_classifier"
     return BuiltModel(keras.Model(inputs, outputs, name=name), describe_weights(resolved))
-
-
-build_mobilenetv2_classifier = partial(build_pretrained_classifier, "mobilenetv2")
-build_efficientnet_lite0_classifier = partial(build_pretrained_classifier, "efficientnet-lite0")
-build_efficientnet_lite2_classifier = partial(build_pretrained_classifier, "efficientnet-lite2")
 
 
 def find_backbone(model: keras.Model) -> keras.Model | None:

@@ -9,7 +9,6 @@ The network itself is `models/efficientnet_lite.py`.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,11 @@ import numpy as np
 from foldervision.atomic import atomic_path
 from foldervision.cache import cache_directory, sha256_of, verify_sha256
 from foldervision.errors import WeightsError
-from foldervision.models.mobilenetv2_weights import ResolvedWeights, assign_layer_weights
+from foldervision.models.mobilenetv2_weights import (
+    ResolvedWeights,
+    assign_layer_weights,
+    load_weights_file,
+)
 from foldervision.torch_checkpoint import read_torch_checkpoint
 
 if TYPE_CHECKING:  # resolving weights needs no Keras: a search must not import TensorFlow
@@ -123,17 +126,7 @@ def build_lite_backbone(
 
     model = build_efficientnet_lite(VARIANTS[backbone.name], image_size)
     if weights is not None:
-        try:
-            with warnings.catch_warnings():  # Keras warns per layer before raising
-                warnings.simplefilter("ignore", UserWarning)
-                model.load_weights(weights.path)
-        except (ValueError, OSError, KeyError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-            hint = "delete it to convert again" if weights.source == "cache" else "check the file"
-            raise WeightsError(
-                f"{weights.path}: not a foldervision {backbone.name} weights file ({reason}); "
-                f"{hint}"
-            ) from error
+        load_weights_file(model, weights, backbone.name)
     if include_top:
         return model
     return keras.Model(model.input, model.get_layer("pooled").output, name=model.name)

@@ -188,7 +188,7 @@ def build_mobilenetv2_backbone(
         return _build_keras_imagenet(image_size, include_top)
     model = build_mobilenetv2(image_size)
     if resolved is not None:
-        _load_weights_file(model, resolved)
+        load_weights_file(model, resolved)
     return model if include_top else without_top(model)
 
 
@@ -210,7 +210,7 @@ def load_mobilenetv2_weights(
         )
     if resolved is not None:
         source = build_mobilenetv2(224)
-        _load_weights_file(source, resolved)
+        load_weights_file(source, resolved)
         _copy_weights_by_layer_name(source, model)
     return resolved
 
@@ -244,7 +244,11 @@ def _build_keras_imagenet(image_size: int, include_top: bool) -> keras.Model:
     return keras.Model(pixels, outputs, name="mobilenetv2_keras_imagenet")
 
 
-def _load_weights_file(model: keras.Model, resolved: ResolvedWeights) -> None:
+def load_weights_file(
+    model: keras.Model, resolved: ResolvedWeights, architecture: str = "MobileNetV2"
+) -> None:
+    """Load a resolved `.weights.h5` into `model` (any pretrained backbone), or raise one line
+    that says whose weights were expected and what to do."""
     try:
         with warnings.catch_warnings():  # Keras warns per layer before raising; one error is enough
             warnings.simplefilter("ignore", UserWarning)
@@ -253,7 +257,7 @@ def _load_weights_file(model: keras.Model, resolved: ResolvedWeights) -> None:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         hint = "delete it to convert again" if resolved.source == "cache" else "check the file"
         raise WeightsError(
-            f"{resolved.path}: not a foldervision MobileNetV2 weights file ({reason}); {hint}"
+            f"{resolved.path}: not a foldervision {architecture} weights file ({reason}); {hint}"
         ) from error
 
 

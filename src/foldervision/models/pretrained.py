@@ -54,6 +54,11 @@ class PretrainedBackbone:
     """The converted Keras weights file's name in foldervision's cache."""
 
     @property
+    def title(self) -> str:
+        """The architecture alone ("MobileNetV2"), for messages and model descriptions."""
+        return self.description.removesuffix(" (ImageNet)")
+
+    @property
     def install_command(self) -> str:
         return INSTALL_COMMAND + ("" if self.family == "mobilenetv2" else f" --model {self.name}")
 

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -260,19 +261,9 @@ def pretrained_embedder(
     return Embedder(spec, build, backend)
 
 
-def mobilenetv2_embedder(
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    weights: str | os.PathLike[str] = "auto",
-    pooling: str = DEFAULT_POOLING,
-    flip_average: bool = False,
-    backend: str = DEFAULT_BACKEND,
-    precision: str = DEFAULT_PRECISION,
-    decoding: str = DEFAULT_DECODING,
-) -> Embedder:
-    """ImageNet MobileNetV2 (the default backbone): `pretrained_embedder("mobilenetv2", ...)`."""
-    return pretrained_embedder(
-        "mobilenetv2", image_size, weights, pooling, flip_average, backend, precision, decoding
-    )
+mobilenetv2_embedder = partial(pretrained_embedder, "mobilenetv2")
+"""ImageNet MobileNetV2 (the default backbone): `pretrained_embedder` with model="mobilenetv2";
+every other option passes through unchanged (give them by keyword)."""
 
 
 def classifier_embedder(

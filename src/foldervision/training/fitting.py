@@ -218,23 +218,19 @@ def fit_probe_phase(
     )
     dense[0].set_weights([probe.kernel, probe.bias])
     head.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_logs = head.evaluate(
-        features.train,
-        features.train_labels,
-        batch_size=data.batch_size,
-        verbose=0,
-        return_dict=True,
+    logs = _evaluated(head, features.train, features.train_labels, data.batch_size)
+    logs |= _evaluated(
+        head, features.validation, features.validation_labels, data.batch_size, prefix="val_"
     )
-    validation_logs = head.evaluate(
-        features.validation,
-        features.validation_labels,
-        batch_size=data.batch_size,
-        verbose=0,
-        return_dict=True,
-    )
-    logs = {key: float(value) for key, value in train_logs.items()}
-    logs |= {f"val_{key}": float(value) for key, value in validation_logs.items()}
     return logs, probe
+
+
+def _evaluated(
+    head: keras.Model, features: np.ndarray, labels: np.ndarray, batch_size: int, prefix: str = ""
+) -> dict[str, float]:
+    """The head's loss and accuracy on cached features, named as Keras' fit logs them."""
+    logs = head.evaluate(features, labels, batch_size=batch_size, verbose=0, return_dict=True)
+    return {f"{prefix}{key}": float(value) for key, value in logs.items()}
 
 
 def head_model(model: keras.Model, feature_layer: str) -> keras.Model:
