@@ -19,6 +19,7 @@ from foldervision.cli import app
 from foldervision.retrieval import service as retrieval_service
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.stores import ann, tuning
+from foldervision.retrieval.stores import faiss as faiss_store
 from foldervision.retrieval.stores.faiss import SQLiteFaissStore
 
 COUNT = 20_000
@@ -95,6 +96,19 @@ def test_tuning_reaches_the_target_where_the_fixed_probes_do_not(clustered) -> N
     assert store.index_file.stat().st_size < COUNT * DIMENSION * 2 / 4
     described = store.index_description()["summary"]
     assert f"every {info.quantizer} code scanned" in described and "recall@4 0.9" in described
+
+
+def test_a_batch_is_re_ranked_in_groups_with_the_answers_of_single_queries(clustered) -> None:
+    """40 queries re-ranked `RERANK_GROUP` at a time (bounded memory) answer as one by one."""
+    store, _, _ = clustered
+    held_out = mixture(40, seed=7)
+    assert len(held_out) > 2 * faiss_store.RERANK_GROUP
+
+    distances, found = store.search(held_out, K)
+    singles = [store.search(query[np.newaxis], K) for query in held_out]
+
+    np.testing.assert_array_equal(found, np.concatenate([ids for _, ids in singles]))
+    np.testing.assert_allclose(distances, np.concatenate([d for d, _ in singles]), atol=1e-6)
 
 
 def test_filtered_search_keeps_the_target(clustered) -> None:
