@@ -19,6 +19,7 @@ from foldervision.cli import app
 from foldervision.retrieval import service as retrieval_service
 from foldervision.retrieval.catalogue import Catalogue, FileState
 from foldervision.retrieval.stores import ann, tuning
+from foldervision.retrieval.stores import faiss as faiss_store
 from foldervision.retrieval.stores.faiss import SQLiteFaissStore
 
 COUNT = 20_000
@@ -95,6 +96,19 @@ def test_tuning_reaches_the_target_where_the_fixed_probes_do_not(clustered) -> N
     assert store.index_file.stat().st_size < COUNT * DIMENSION * 2 / 4
     described = store.index_description()["summary"]
     assert f"every {info.quantizer} code scanned" in described and "recall@4 0.9" in described
+
+
+def test_a_batch_is_re_ranked_in_groups_with_the_answers_of_single_queries(clustered) -> None:
+    """40 queries re-ranked `RERANK_GROUP` at a time (bounded memory) answer as one by one."""
+    store, _, _ = clustered
+    held_out = mixture(40, seed=7)
+    assert len(held_out) > 2 * faiss_store.RERANK_GROUP
+
+    distances, found = store.search(held_out, K)
+    singles = [store.search(query[np.newaxis], K) for query in held_out]
+
+    np.testing.assert_array_equal(found, np.concatenate([ids for _, ids in singles]))
+    np.testing.assert_allclose(distances, np.concatenate([d for d, _ in singles]), atol=1e-6)
 
 
 def test_filtered_search_keeps_the_target(clustered) -> None:
@@ -246,3 +260,38 @@ def test_product_quantizer_codes_divide_the_dimension_evenly() -> None:
     ]  # fmt: skip
     assert ann.pq_quantizer(512, 1 / 20) == "PQ64x4fs"  # 51.2 wanted: the nearest even divisor
     assert ann.code_bytes("PQ64x4fs", 1280) == 32 and ann.code_bytes("SQ8", 1280) == 1280
+
+
+class _Answers:
+    """An index stand-in (what `tuning.sweep` reads): each query's true neighbours first, but
+    the first `missed` queries' only at candidates 41-44."""
+
+    def __init__(self, truth: np.ndarray, missed: int) -> None:
+        self.truth, self.missed, self.nprobe = truth, missed, 1
+
+    def search(self, queries: np.ndarray, width: int) -> tuple[None, np.ndarray]:
+        found = np.full((len(queries), width), 10**6, np.int64)  # ids that are no neighbours
+        found[self.missed :, :K] = self.truth[self.missed :]
+        found[: self.missed, 40 : 40 + K] = self.truth[: self.missed]
+        return None, found
+
+
+def test_a_recall_measured_just_above_the_target_is_not_enough_when_its_error_is_larger() -> None:
+    """200 queries, 8 missing all their neighbours at 32 candidates: 0.96 measured, standard
+    error 0.014, so 0.95 is within two errors: tuning takes the costlier 64 candidates (1.000)
+    instead of a setting that could as well be below the target."""
+    truth = np.arange(200 * K, dtype=np.int64).reshape(200, K)
+    query_ids = np.arange(10**7, 10**7 + 200)
+    index = _Answers(truth, missed=8)
+
+    chosen, measured = tuning.sweep(
+        index, "PQ", 1, np.zeros((200, 2), np.float32), query_ids, truth, 0.95, 10**6,
+        lambda probes, candidates: candidates,
+    )  # fmt: skip
+    at_32 = next(setting for setting in measured if setting.candidates == 32)
+
+    assert at_32.recall == pytest.approx(0.96)
+    assert at_32.error == pytest.approx(np.sqrt(0.96 * 0.04 / 199), rel=1e-6)
+    assert not at_32.reaches(0.95) and at_32.reaches(0.93)
+    assert chosen is not None and chosen.candidates == 64 and chosen.recall == 1.0
+    assert tuning.recall_with_error(truth, truth) == (1.0, 0.0)

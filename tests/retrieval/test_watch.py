@@ -27,6 +27,7 @@ from PIL import Image
 from foldervision.retrieval.index import IndexUpdate
 from foldervision.retrieval.service import RetrievalService
 from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.stores.faiss import decode_blobs
 from foldervision.retrieval.watch import FolderWatcher, WatchTimings
 
 FAST = WatchTimings(settle=0.3, max_delay=2.0, retry=0.5, rescan=3600, flush_after=0.5)
@@ -248,7 +249,7 @@ def indexed_vectors(database: Path, index_path: Path | None = None) -> dict[str,
         ).fetchall()
         files = connection.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     assert files == len(rows), "a catalogue row without its vector"
-    return {path: np.frombuffer(vector, dtype="<f2").astype(np.float32) for path, vector in rows}
+    return {path: decode_blobs([vector])[0] for path, vector in rows}
 
 
 def count_indexed(index_path: Path) -> int:

@@ -43,6 +43,7 @@ PAGE_BYTES = 65536
 """SQLite page size of a new catalogue. A row never shares a page it does not fit in, so a
 float16 1280-d vector (2,572 bytes with its cell) took a whole 4 KB page (4.1 KB a vector); 8 KB
 pages hold three (2.73 KB a vector, 2.73 GB at 10^6); 64 KB pages hold 25 (2.62 KB, 2.62 GB at
+10^6), and 27 rows packed in 15 bits a dimension (`stores.faiss._blobs`: 2.43 KB, 2.43 GB at
 10^6: what brings catalogue + vectors + index file under 2.7 GB, issue 21). A random read then
 copies 64 KB instead of 8: re-ranking 512 candidates took 18 ms instead of 12 on the loaded 2
 shared cores (`stores.tuning.RERANK_COST` counts it). The default store sets it on its float16

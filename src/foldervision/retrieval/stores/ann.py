@@ -433,7 +433,7 @@ def build_tuned_index(
         target=target,
         within_budget=candidate.within_budget or forced,
     )
-    if chosen.recall < target and not forced:
+    if not chosen.reaches(target) and not forced:
         return Tuned(None, dataclasses.replace(info, kind=EXACT, wanted=APPROXIMATE))
     return Tuned(index, info)
 
