@@ -157,11 +157,12 @@ def test_photo_recipe_end_to_end_records_the_recipe(photo_classes, tmp_path, cap
     assert metrics.history["loss"][1] < metrics.history["loss"][0], "the head learns"
 
 
-def test_photo_defaults_fit_the_head_as_a_probe_and_keep_the_better_on_validation(
+def test_photo_defaults_fit_the_head_as_a_probe_then_keep_its_average_with_fine_tuning(
     photo_classes, tmp_path
 ):
-    """LP-FT: the head is the probe's logistic regression, fine-tuning starts from it, and the
-    run keeps whichever of the two did better on validation, and says which."""
+    """LP-FT: the head is the probe's logistic regression and fine-tuning starts from it; the
+    run keeps the weight average of the two (tests/training/test_kept_model.py checks the
+    weights), not an epoch chosen on the small validation split, and says so."""
     out = tmp_path / "run"
     settings = resolve_settings(
         TrainingConfig(data=photo_classes, out=out, image_size=32, epochs=2, seed=1, verbose=0)
@@ -174,10 +175,9 @@ def test_photo_defaults_fit_the_head_as_a_probe_and_keep_the_better_on_validatio
     head_only, *fine_tuned = metrics.history["val_accuracy"]
     assert len(fine_tuned) == 2
     assert head_only >= 0.75, "the probe head alone separates a cat from a coffee cup"
-    assert metrics.val_accuracy == pytest.approx(max(metrics.history["val_accuracy"]))
-    kept_head = metrics.best_epoch == 1
+    assert metrics.best_epoch == 3
     assert metrics.head_choice.startswith("fitted as a linear probe, C=")
-    assert ("kept the head alone" in metrics.head_choice) == kept_head
+    assert metrics.head_choice.endswith("75% fine-tuned epoch 3 (WiSE-FT)")
     assert f"- head: {metrics.head_choice}" in (out / "report.md").read_text()
     # --head-epochs asks for epochs of Adam instead of the probe fit.
     adam = resolve_settings(

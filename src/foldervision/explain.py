@@ -48,6 +48,10 @@ class GradCam:
     def __init__(self, model: Any) -> None:
         import keras
 
+        from foldervision.models.classifier import without_flip_average
+
+        # A flip-averaged photo model is explained on the photo's own pass (not its mirror's).
+        model = without_flip_average(model)
         nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
         self.final = model.layers[-1]
         if not isinstance(self.final, keras.layers.Dense):

@@ -42,6 +42,13 @@ class Recipe:
     phases: tuple[TrainingPhase, ...]
     batch_size: int
     description: str
+    fine_tuned_share: float | None = None
+    """With a probe-fitted head then fine-tuning: keep the weight-space average of the two
+    models, this share from the last fine-tuned epoch and the rest from the head alone
+    (WiSE-FT, Wortsman et al. 2022), instead of the best epoch on a small validation split.
+    None: the best validation epoch."""
+    flip_average: bool = False
+    """Predictions average the logits of an image and its mirror (saved in model.keras)."""
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
@@ -110,8 +117,11 @@ register_recipe(
         batch_size=32,
         description="MobileNetV2 (ImageNet) at 160 px: the head fitted as a linear probe on "
         "cached features of two views (logistic regression, C by cross-validation), then the "
-        "top 6 blocks fine-tuned from it; the head alone is kept when no fine-tuned epoch "
-        "does better on validation (LP-FT; benchmarks/photo_training.py).",
+        "top 6 blocks fine-tuned from it; the kept model averages the weights of the head "
+        "alone (1/4) and the last fine-tuned epoch (3/4), and predicts from each photo and its "
+        "mirror (LP-FT, WiSE-FT, flip averaging; benchmarks/photo_training_variants.py).",
+        fine_tuned_share=0.75,
+        flip_average=True,
     )
 )
 

@@ -81,6 +81,8 @@ class RunMetrics:
     head_choice: str | None = None
     """How a probe-fitted head was fitted (its C) and whether the head alone or a fine-tuned
     epoch was kept; None for heads trained by epochs."""
+    flip_average: bool = False
+    """The model predicts from the mean of each image's and its mirror's features."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "val_macro_f1": None,
     "mistakes": [],
     "head_choice": None,
+    "flip_average": False,
 }
 """The keys metrics.json gained after its first version, as older runs read."""
 

@@ -81,6 +81,8 @@ def load_classifier(path: str | os.PathLike) -> tuple[keras.Model, Preprocessor]
     """Load a model saved by `save_classifier` (from its run folder or the file itself)."""
     import keras
 
+    import foldervision.models.classifier  # noqa: F401  (registers the layers a model may use)
+
     model_path = resolve_model_path(path)
     return keras.saving.load_model(model_path, compile=False), read_preprocessor(model_path)
 

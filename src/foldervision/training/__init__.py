@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from foldervision.models.classifier import with_flip_average
 from foldervision.runs import RunFolder, RunMetrics
 from foldervision.training.data import load_splits, make_preprocessor, split_record, training_data
 from foldervision.training.fitting import build_model, fit
@@ -43,7 +44,8 @@ def _train_into(run: RunFolder, settings: Settings) -> RunMetrics:
     run.write_split(split_record(settings, splits))
     data = training_data(splits, preprocessor, settings)
     fitted = fit(built.model, settings, data, run.best_checkpoint_path)
-    validation = evaluate_validation(built.model, data, settings.folder.class_names)
+    model = with_flip_average(built.model) if settings.flip_average else built.model
+    validation = evaluate_validation(model, data, settings.folder.class_names)
     metrics = run_metrics(settings, splits, built, fitted, validation)
-    write_run(run, built.model, preprocessor, metrics, fitted.phase_boundaries)
+    write_run(run, model, preprocessor, metrics, fitted.phase_boundaries)
     return metrics

@@ -105,6 +105,7 @@ def fit(
     checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     probes: list[ProbeHead] = []
+    phase_weights: list[list[np.ndarray]] = []
     history, boundaries = fit_phases(
         model,
         settings.model_entry,
@@ -114,15 +115,34 @@ def fit(
         settings.verbose,
         settings.class_weights,
         probes,
+        phase_weights,
     )
     train_seconds = time.perf_counter() - started
+    share = settings.recipe.fine_tuned_share
+    if share is not None and probes and boundaries:
+        # WiSE-FT: the probe-fitted head alone and the last fine-tuned epoch, averaged.
+        model.set_weights(average_weights(phase_weights[0], phase_weights[-1], share))
+        model.save_weights(checkpoint_path, overwrite=True)
+        kept_epoch = len(history["loss"])
+        choice = describe_head_choice(probes, boundaries, kept_epoch, share)
+        return FitResult(history, boundaries, kept_epoch, train_seconds, choice)
     best_epoch.restore()
     choice = describe_head_choice(probes, boundaries, best_epoch.best_epoch)
     return FitResult(history, boundaries, best_epoch.best_epoch, train_seconds, choice)
 
 
+def average_weights(
+    start: list[np.ndarray], end: list[np.ndarray], share: float
+) -> list[np.ndarray]:
+    """`share` of `end` and the rest of `start`, weight by weight (one architecture)."""
+    return [(1 - share) * a + share * b for a, b in zip(start, end, strict=True)]
+
+
 def describe_head_choice(
-    probes: list[ProbeHead], boundaries: list[int], best_epoch: int
+    probes: list[ProbeHead],
+    boundaries: list[int],
+    best_epoch: int,
+    fine_tuned_share: float | None = None,
 ) -> str | None:
     """In words: how the probe head was fitted, and which model the run keeps."""
     if not probes:
@@ -135,6 +155,12 @@ def describe_head_choice(
         else f"C={probe.C:.3g} (too few images per class to cross-validate)"
     )
     head_only = not boundaries or best_epoch <= boundaries[0]
+    if fine_tuned_share is not None:
+        return (
+            f"fitted as a linear probe, {cross_validated}; kept the weights averaged: "
+            f"{1 - fine_tuned_share:.0%} head alone, {fine_tuned_share:.0%} fine-tuned epoch "
+            f"{best_epoch} (WiSE-FT)"
+        )
     kept = (
         "kept the head alone (no fine-tuned epoch did better on validation)"
         if head_only
@@ -152,10 +178,12 @@ def fit_phases(
     verbose: int,
     class_weights: dict[int, float] | None = None,
     probes: list[ProbeHead] | None = None,
+    phase_weights: list[list[np.ndarray]] | None = None,
 ) -> tuple[dict[str, list[float]], list[int]]:
     """Run each phase in turn; return the joined per-epoch history and where phases changed.
     `class_weights` scale each training image's loss by its class (uneven classes); each
-    probe-fitted head is appended to `probes`."""
+    probe-fitted head is appended to `probes`, and the model's weights at the end of each
+    phase to `phase_weights`."""
     history: dict[str, list[float]] = {}
     boundaries: list[int] = []
     train_dataset, validation_dataset = data.train_dataset(), data.validation_dataset()
@@ -169,6 +197,8 @@ def fit_phases(
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             boundaries.append(len(history["loss"]))
+            if phase_weights is not None:
+                phase_weights.append(model.get_weights())
             continue
         if phase.feature_views > 0 and phase.trainable == "head":
             fitted_model = head_model(model, model_entry.feature_layer)
@@ -190,6 +220,8 @@ def fit_phases(
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(value) for value in values)
         boundaries.append(len(history.get("loss", [])))
+        if phase_weights is not None:
+            phase_weights.append(model.get_weights())
     return history, boundaries[:-1]
 
 

@@ -86,6 +86,7 @@ def run_metrics(
         val_macro_f1=validation["macro_f1"],
         mistakes=validation["mistakes"],
         head_choice=fitted.head_choice,
+        flip_average=settings.flip_average,
     )
 
 

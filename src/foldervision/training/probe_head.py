@@ -4,7 +4,8 @@ Why: on small photo folders a softmax head trained by Adam for a fixed number of
 epoch chosen on a small validation split, was below a logistic regression whose L2 strength is
 chosen by cross-validation on the training photos (issue 22). Fitting the head that way, then
 fine-tuning from it (LP-FT, Kumar et al. 2022), starts fine-tuning from the probe's accuracy,
-and the head alone stays a candidate the run can keep.
+and the head alone stays a model the run can keep, or (the photo recipe) average with the
+fine-tuned one.
 """
 
 from __future__ import annotations
