@@ -86,9 +86,12 @@ class Settings:
     """Keras' progress: 1 (a bar) on a terminal, 2 (a line per epoch) in a log, 0 none."""
     class_weights: dict[int, float] | None = None
     """Loss weight per class index, from the training split's counts; None: unweighted."""
-    flip_average: bool = False
-    """The saved model averages each image with its mirror (the recipe's choice, and only
-    where mirrors are allowed: never with --no-flip)."""
+
+    @property
+    def flip_average(self) -> bool:
+        """The saved model averages each image with its mirror: the recipe's choice, and only
+        where mirrors are allowed (never with --no-flip)."""
+        return self.recipe.flip_average and self.flip
 
     @property
     def recipe_line(self) -> str:
@@ -135,7 +138,6 @@ def resolve_settings(config: TrainingConfig) -> Settings:
         seed=config.seed,
         verbose=_progress_verbosity(config.verbose),
         class_weights=class_weights,
-        flip_average=recipe.flip_average and (recipe.flip if config.flip is None else config.flip),
     )
 
 
