@@ -63,10 +63,8 @@ def with_flip_average(model: keras.Model) -> keras.Model:
     inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
     plain = backbone(inputs, training=False)
     mirrored = backbone(Mirror(name="mirror")(inputs), training=False)
-    outputs = layers.Average(name=FLIP_AVERAGE_LAYER)([plain, mirrored])
-    for layer in model.layers[model.layers.index(backbone) + 1 :]:
-        outputs = layer(outputs)
-    return keras.Model(inputs, outputs, name=model.name)
+    averaged = layers.Average(name=FLIP_AVERAGE_LAYER)([plain, mirrored])
+    return _with_head_after(model, model.layers.index(backbone), inputs, averaged)
 
 
 def without_flip_average(model: keras.Model) -> keras.Model:
@@ -76,8 +74,17 @@ def without_flip_average(model: keras.Model) -> keras.Model:
     if FLIP_AVERAGE_LAYER not in names:
         return model
     inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
-    outputs = find_backbone(model)(inputs, training=False)
-    for layer in model.layers[names.index(FLIP_AVERAGE_LAYER) + 1 :]:
+    features = find_backbone(model)(inputs, training=False)
+    return _with_head_after(model, names.index(FLIP_AVERAGE_LAYER), inputs, features)
+
+
+def _with_head_after(
+    model: keras.Model, position: int, inputs: keras.KerasTensor, features: keras.KerasTensor
+) -> keras.Model:
+    """A model from `inputs` whose `features` go through `model`'s layers after `position`
+    (its head, weights shared)."""
+    outputs = features
+    for layer in model.layers[position + 1 :]:
         outputs = layer(outputs)
     return keras.Model(inputs, outputs, name=model.name)
 
