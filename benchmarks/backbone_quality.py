@@ -10,10 +10,14 @@ OUT/<folder>.<model>.sqlite (kept, so a second run only re-scores). Printed per 
   model against the first one on the very same halves (mean, min..max, halves won).
 - the indexing time (wall, indicative on a shared machine; time speed with
   benchmarks/embedding_speed.py --variants fp32,lite0,lite2).
+A model may carry its scales: `mobilenetv2@1` (one scale), `mobilenetv2@1+0.7071` (multi-scale,
+`--scales 1,0.7071`); a model without them gets its default scales.
 
 Run:  python benchmarks/backbone_quality.py ../shared/data/flowers5 \\
           /tmp/q/collections/photo-edits /tmp/q/collections/mnist-digits --out /tmp/q/backbones \\
           [--models mobilenetv2,efficientnet-lite0,efficientnet-lite2] [--seeds 5]
+      python benchmarks/backbone_quality.py FOLDERS --out /tmp/q/scales \\
+          --models mobilenetv2@1,mobilenetv2@1+0.7071
 (the collections from benchmarks/labelled_collections.py). Nothing is written in the folders.
 """
 
@@ -28,7 +32,7 @@ from query_expansion import FIGURES, SHORT, figures, read, scores, split
 
 from foldervision.retrieval.evaluate import leave_one_out_scores
 from foldervision.retrieval.service import RetrievalService
-from foldervision.retrieval.settings import IndexSettings
+from foldervision.retrieval.settings import IndexSettings, parse_scales
 
 
 def main() -> None:
@@ -77,9 +81,11 @@ def collection_name(folder: Path) -> str:
     return f"{folder.parent.name}-{folder.name}" if folder.name == "photo-edits" else folder.name
 
 
-def index_folder(folder: Path, model: str, index_path: Path) -> float:
-    """Bring the model's index of the folder up to date; seconds taken (0 when nothing new)."""
-    settings = IndexSettings(folder, index_path=index_path, model=model)
+def index_folder(folder: Path, variant: str, index_path: Path) -> float:
+    """Bring the variant's index of the folder up to date; seconds taken (0 when nothing new)."""
+    model, _, scales = variant.partition("@")
+    scales_given = parse_scales(scales.replace("+", ",")) if scales else None
+    settings = IndexSettings(folder, index_path=index_path, model=model, scales=scales_given)
     start = time.perf_counter()
     with RetrievalService.open(settings) as service:
         changes = service.update()

@@ -17,7 +17,8 @@
    `foldervision index` does), each setting in its own process.
 
 Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2]
-          [--variants fp32,int8,keras,lite0,lite2 (lite: --model efficientnet-lite0/-lite2)]
+          [--variants fp32,int8,keras,one-scale,lite0,lite2 (one-scale: --scales 1;
+          lite: --model efficientnet-lite0/-lite2)]
           [--ort-threads 1,2] [--quality 1000] [--memory 10000] [--model-only 6]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 Timings on a shared machine are noisy: read the ratios, measured in the same run.
@@ -130,6 +131,7 @@ INDEX_VARIANTS: dict[str, list[str]] = {
     "fp32": [],
     "int8": ["--precision", "int8"],
     "keras": ["--backend", "keras"],
+    "one-scale": ["--scales", "1"],
     "lite0": ["--model", "efficientnet-lite0"],
     "lite2": ["--model", "efficientnet-lite2"],
 }

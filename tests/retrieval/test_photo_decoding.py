@@ -14,7 +14,7 @@ from PIL import Image
 from foldervision.errors import IndexMismatchError
 from foldervision.images import load_image
 from foldervision.retrieval.embedder import Embedder
-from foldervision.retrieval.index import ImageIndex, follow_index_decoding
+from foldervision.retrieval.index import ImageIndex, follow_existing_index
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.spec import EmbedderSpec
 
@@ -106,10 +106,10 @@ def test_an_index_decoded_whole_keeps_decoding_whole_unless_asked(
     whole = dataclasses.replace(embedder.spec, decoding="full")
     with ImageIndex.open(IndexSettings(tmp_path), whole):
         pass
-    following = follow_index_decoding(IndexSettings(tmp_path))
-    asked = follow_index_decoding(IndexSettings(tmp_path, decoding="scaled"))
-    rebuilding = follow_index_decoding(IndexSettings(tmp_path), rebuild=True)
-    new_folder = follow_index_decoding(IndexSettings(tmp_path / "elsewhere"))
+    following = follow_existing_index(IndexSettings(tmp_path))
+    asked = follow_existing_index(IndexSettings(tmp_path, decoding="scaled"))
+    rebuilding = follow_existing_index(IndexSettings(tmp_path), rebuild=True)
+    new_folder = follow_existing_index(IndexSettings(tmp_path / "elsewhere"))
 
     assert following.decoding == "full"
     assert asked.decoding == rebuilding.decoding == new_folder.decoding == "scaled"

@@ -58,7 +58,8 @@ def test_query_that_is_in_the_database_comes_first_at_distance_zero(
     [line] = json_lines(stdout)
     assert line["results"][0]["path"] == str(query)
     assert line["results"][0]["distance"] == pytest.approx(0.0, abs=1e-3)
-    assert len(line["results"]) == 3 and line["results"][1]["distance"] > 0.1
+    # chelsea.jpeg is the same picture as a JPEG: near, but not the query itself
+    assert len(line["results"]) == 3 and line["results"][1]["distance"] > 0.01
     assert "broken.jpg" in stderr  # bad database files are listed, and did not stop the run
 
 

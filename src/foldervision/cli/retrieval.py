@@ -37,7 +37,7 @@ from foldervision.images import SkippedFile, list_image_files
 from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.filters import PhotoFilter
-from foldervision.retrieval.index import IndexUpdate, follow_index_decoding
+from foldervision.retrieval.index import IndexUpdate, follow_existing_index
 from foldervision.retrieval.reranking import DEFAULT_NEIGHBOURS, QueryExpansion
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
@@ -69,7 +69,7 @@ def index_command(
 
     With --watch it then keeps the index current until Ctrl-C."""
     embedder = None
-    settings = follow_index_decoding(settings, rebuild)  # the Ray workers decode as the index did
+    settings = follow_existing_index(settings, rebuild)  # the Ray workers decode as the index did
     if ray or ray_address is not None:
         from foldervision.retrieval.ray_embedding import ray_embedder
 

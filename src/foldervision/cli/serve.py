@@ -115,7 +115,9 @@ def open_text_service(
     if hasattr(service.embedder, "embed_texts"):
         return None, ""
     if text_model is not None:
-        chosen = dataclasses.replace(settings, model=text_model, index_path=None, decoding=None)
+        chosen = dataclasses.replace(
+            settings, model=text_model, index_path=None, decoding=None, scales=None
+        )
         return open_updated_service(chosen), ""
     found, hint = text_index_settings(settings, service.index_path)
     if found is None:

@@ -52,6 +52,12 @@ class PretrainedBackbone:
     checkpoint_sha256: str
     cached_name: str
     """The converted Keras weights file's name in foldervision's cache."""
+    search_scales: tuple[float, ...] = (1.0,)
+    """Image search's default `--scales` (fractions of `image_size`) for a new index.
+    MobileNetV2's 1 and 1/sqrt(2) (the literature's, not tuned here) raised P@4 on every
+    labelled collection for 1.33x the indexing time on 128-px photos
+    (benchmarks/backbone_quality.py, docs/benchmarks.md); the Lite backbones were not measured
+    at two scales and keep one."""
 
     @property
     def title(self) -> str:
@@ -121,6 +127,7 @@ register_pretrained(
         checkpoint=f"weights/{PACKAGED_CHECKPOINT_NAME}",
         checkpoint_sha256=PACKAGED_CHECKPOINT_SHA256,
         cached_name=MOBILENETV2_CACHED_NAME,
+        search_scales=(1.0, 0.7071),
     )
 )
 

@@ -27,6 +27,7 @@ from foldervision.retrieval.spec import (
     DEFAULT_DECODING,
     DEFAULT_PRECISION,
     PRECISIONS,
+    SINGLE_SCALE,
     EmbedderSpec,
 )
 
@@ -176,9 +177,46 @@ def check_precision(precision: str, backend: str) -> None:
 def embedding_model(feature_model: Any, spec: EmbedderSpec) -> Any:
     """Wrap a feature model with pooling, optional flip averaging and L2 normalisation.
 
-    Everything after decoding is one Keras graph, so every backend (and an exported file)
-    computes exactly the same vectors.
+    A multi-scale feature model returns one feature map per scale (`multi_scale_features`):
+    each is pooled to a unit vector and the mean of those is the vector. Everything after
+    decoding is one Keras graph, so every backend (and an exported file) computes exactly the
+    same vectors.
     """
+    import keras
+
+    from foldervision.images import channels_for
+
+    channels = channels_for(spec.color_mode)
+    pixels = keras.Input((spec.image_size, spec.image_size, channels), name="pixels")
+    features = _pooled(feature_model, pixels, spec)
+    if spec.flip_average:
+        from keras import ops
+
+        features = features + _pooled(feature_model, ops.flip(pixels, axis=2), spec)
+    return keras.Model(pixels, _unit(features), name="embedding")
+
+
+def _pooled(feature_model: Any, pixels: Any, spec: EmbedderSpec) -> Any:
+    """The pooled features of one image batch: at one scale as they are, at several the sum
+    of each scale's unit vector (so no scale outweighs another by its activations' size)."""
+    maps = feature_model(pixels, training=False)
+    if not isinstance(maps, list | tuple):
+        return pool_feature_map(maps, spec.pooling)
+    pooled = [_unit(pool_feature_map(feature_map, spec.pooling)) for feature_map in maps]
+    return sum(pooled[1:], pooled[0])
+
+
+def _unit(features: Any) -> Any:
+    from keras import ops
+
+    norms = ops.sqrt(ops.maximum(ops.sum(features * features, axis=-1, keepdims=True), 1e-12))
+    return features / norms
+
+
+def multi_scale_features(build_at: Callable[[int], Any], spec: EmbedderSpec) -> Any:
+    """A model from `spec.image_size` pixels to one feature map per scale: the pixels resized
+    (bilinear) to each side in `spec.scale_sides()` and run through the backbone built at that
+    side by `build_at` (the same weights each time)."""
     import keras
     from keras import ops
 
@@ -186,12 +224,13 @@ def embedding_model(feature_model: Any, spec: EmbedderSpec) -> Any:
 
     channels = channels_for(spec.color_mode)
     pixels = keras.Input((spec.image_size, spec.image_size, channels), name="pixels")
-    features = pool_feature_map(feature_model(pixels, training=False), spec.pooling)
-    if spec.flip_average:
-        flipped = ops.flip(pixels, axis=2)
-        features = features + pool_feature_map(feature_model(flipped, training=False), spec.pooling)
-    norms = ops.sqrt(ops.maximum(ops.sum(features * features, axis=-1, keepdims=True), 1e-12))
-    return keras.Model(pixels, features / norms, name="embedding")
+    maps = []
+    for side in spec.scale_sides():
+        resized = pixels if side == spec.image_size else ops.image.resize(pixels, (side, side))
+        backbone = build_at(side)
+        backbone.name = f"backbone_{side}px"
+        maps.append(backbone(resized, training=False))
+    return keras.Model(pixels, maps, name="multi_scale_features")
 
 
 def pool_feature_map(outputs: Any, pooling: str) -> Any:
@@ -219,9 +258,12 @@ def pretrained_embedder(
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
     decoding: str = DEFAULT_DECODING,
+    scales: tuple[float, ...] | None = None,
 ) -> Embedder:
     """A pretrained ImageNet backbone (`models.pretrained`), its last feature map pooled; no
-    head, no fine-tuning. `image_size` None: the backbone's native size.
+    head, no fine-tuning. `image_size` None: the backbone's native size; `scales` (fractions of
+    it; None: the backbone's `search_scales`) more than one: multi-scale GeM
+    (`multi_scale_features`).
 
     Flip averaging gained under 0.005 P@4 on flowers5 for twice the compute, so it is off.
     """
@@ -248,15 +290,23 @@ def pretrained_embedder(
         flip_average=flip_average,
         precision=precision,
         decoding=decoding,
+        scales=scales or backbone.search_scales,
     )
+    if len(spec.scales) > 1 and pooling == "avg":
+        raise ValueError("Multi-scale descriptors pool the feature maps; use pooling 'gem'.")
 
-    def build() -> Any:
+    def build_at(side: int) -> Any:
         import keras
 
-        pooled = backbone.build(image_size, resolved)
+        pooled = backbone.build(side, resolved)
         if spec.layer == "pooled":
             return pooled
         return keras.Model(pooled.input, pooled.get_layer("pooled").input)
+
+    def build() -> Any:
+        if spec.scales == SINGLE_SCALE:
+            return build_at(image_size)
+        return multi_scale_features(build_at, spec)
 
     return Embedder(spec, build, backend)
 
@@ -303,6 +353,13 @@ def classifier_embedder(
     return Embedder(spec, lambda: feature_model, backend)
 
 
+def default_scales(model: str) -> tuple[float, ...]:
+    """A new index's scales: the pretrained backbone's `search_scales`; one for anything else."""
+    from foldervision.models.pretrained import PRETRAINED
+
+    return PRETRAINED.get(model).search_scales if model in PRETRAINED else SINGLE_SCALE
+
+
 def load_embedder(settings: IndexSettings) -> Embedder:
     """The embedder the index options (`--model`, `--image-size`, ... `--decoding`) describe."""
     model, image_size = settings.model, settings.image_size
@@ -319,6 +376,12 @@ def load_embedder(settings: IndexSettings) -> Embedder:
             backend=settings.backend,
             precision=settings.precision,
             decoding=decoding,
+            scales=settings.scales,
+        )
+    if settings.scales not in (None, SINGLE_SCALE):
+        raise ValueError(
+            f"--scales applies to the pretrained backbones ({', '.join(PRETRAINED.names())}), "
+            f"not {model}. Leave --scales out."
         )
     if not Path(model).exists():
         raise ValueError(
@@ -341,6 +404,7 @@ def _clip_embedder(settings: IndexSettings) -> Embedder:
         ("--image-size", settings.image_size is not None),
         ("--precision", settings.precision != DEFAULT_PRECISION),
         ("--backend", settings.backend != "onnx"),
+        ("--scales", settings.scales not in (None, SINGLE_SCALE)),
     ]
     for option, given in fixed:
         if given:

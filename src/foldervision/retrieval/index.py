@@ -33,7 +33,12 @@ import numpy as np
 from foldervision.errors import FoldervisionError
 from foldervision.images import DECODINGS, SkippedFile, is_image_file, list_image_files
 from foldervision.retrieval.catalogue import Catalogue, FileState
-from foldervision.retrieval.embedder import DEFAULT_BATCH_SIZE, Embedder, EmbedderSpec
+from foldervision.retrieval.embedder import (
+    DEFAULT_BATCH_SIZE,
+    Embedder,
+    EmbedderSpec,
+    default_scales,
+)
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.photo_metadata import PhotoMetadata, read_photo_metadata
 from foldervision.retrieval.reranking import QueryExpansion, expand_queries
@@ -70,23 +75,29 @@ def default_index_path(
     return folder / INDEX_FILE_NAME
 
 
-def follow_index_decoding(settings: IndexSettings, rebuild: bool = False) -> IndexSettings:
-    """`settings` with its decoding decided: as asked, else as the existing index was built.
+def follow_existing_index(settings: IndexSettings, rebuild: bool = False) -> IndexSettings:
+    """`settings` with decoding and scales decided: as asked, else as the existing index was
+    built, else the defaults.
 
-    An index built before scaled decoding became the default keeps decoding photos whole
-    until the user asks otherwise (`--decoding scaled --rebuild`), instead of being refused.
-    A new index, or one being rebuilt, takes the default.
+    An index built before a default changed (scaled decoding; multi-scale descriptors) keeps
+    its way of embedding until the user asks otherwise (`--decoding scaled --rebuild`),
+    instead of being refused. A new index, or one being rebuilt, takes the defaults.
     """
-    if settings.decoding is not None:
+    if settings.decoding is not None and settings.scales is not None:
         return settings
-    decoding = DEFAULT_DECODING
+    stored = None
     index_path = settings.index_path or default_index_path(settings.database)
     if not rebuild and index_path.is_file():
         with contextlib.closing(Catalogue.open(index_path)) as catalogue:
             stored = catalogue.stored_spec()
-        if stored is not None and stored.decoding in DECODINGS:
-            decoding = stored.decoding
-    return dataclasses.replace(settings, decoding=decoding)
+    decoding = settings.decoding
+    if decoding is None:
+        decoding = stored.decoding if stored and stored.decoding in DECODINGS else DEFAULT_DECODING
+    scales = settings.scales
+    if scales is None:
+        same_model = stored is not None and stored.model == settings.model
+        scales = stored.scales if same_model else default_scales(settings.model)
+    return dataclasses.replace(settings, decoding=decoding, scales=scales)
 
 
 def check_database_folder(folder: Path) -> Path:
@@ -460,4 +471,3 @@ class ImageIndex:
 
     def __len__(self) -> int:
         return len(self.catalogue)
-

@@ -38,7 +38,7 @@ from foldervision.retrieval.index import (
     ImageIndex,
     IndexUpdate,
     ProgressCallback,
-    follow_index_decoding,
+    follow_existing_index,
 )
 from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.photo_metadata import camera_name
@@ -97,7 +97,7 @@ class RetrievalService:
         `embedder` lets a caller that already holds a built embedder reuse it, or embed
         elsewhere (Ray workers); its spec then decides, not the settings' model options.
         """
-        settings = follow_index_decoding(settings, rebuild)
+        settings = follow_existing_index(settings, rebuild)
         embedder = embedder or load_embedder(settings)
         index = ImageIndex.open(settings, embedder.spec, rebuild=rebuild)
         return cls(index, embedder)

@@ -21,6 +21,8 @@ DEFAULT_DECODING = "scaled"
 12-MP stand-ins, scaled minus whole: P@4 +0.0008 / +0.0017, mAP +0.0000 / +0.0004, within the
 0.005 guard (benchmarks/decoding_quality.py); 17-19% of top-4 sets changed all the same."""
 
+SINGLE_SCALE = (1.0,)
+
 DECODING_NOTES = {
     DEFAULT_DECODING: "",
     "full": ", large photos decoded whole",
@@ -48,9 +50,20 @@ class EmbedderSpec:
     either way. Indexes written before this field existed decoded large JPEGs in draft mode
     down to `image_size` itself, which moved vectors by up to 2e-2; they read back as "draft",
     so they are refused instead of mixed."""
+    scales: tuple[float, ...] = SINGLE_SCALE
+    """Sides, as fractions of `image_size`, at which the network sees each image; the unit
+    vectors of every scale are averaged (multi-scale GeM, `retrieval.embedder`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(float(scale) for scale in self.scales))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; `scales` only when not the single scale, so specs written before it
+        existed keep their fingerprint (their exported file, their Milvus collection)."""
+        data = asdict(self)
+        if self.scales == SINGLE_SCALE:
+            del data["scales"]
+        return data
 
     def fingerprint(self) -> str:
         """A short stable hash of every field: names the exported model file and the collection."""
@@ -65,7 +78,12 @@ class EmbedderSpec:
         flip = ", flip-averaged" if self.flip_average else ""
         precision = f", {self.precision}" if self.precision != DEFAULT_PRECISION else ""
         decoding = DECODING_NOTES.get(self.decoding, f", {self.decoding} decoding")
+        sides = " + ".join(f"{side} px" for side in self.scale_sides())
         return (
             f"{self.model} [{self.weights}] layer {self.layer}, {self.pooling} pooling{flip}, "
-            f"{self.image_size} px {self.color_mode}{precision}{decoding}"
+            f"{sides} {self.color_mode}{precision}{decoding}"
         )
+
+    def scale_sides(self) -> list[int]:
+        """The input side the network gets at each scale."""
+        return [round(self.image_size * scale) for scale in self.scales]

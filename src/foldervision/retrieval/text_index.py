@@ -50,7 +50,10 @@ def text_index_settings(
                 resolve_model_folder(name)
             except ModelFolderError:
                 continue
-            return dataclasses.replace(settings, model=name, index_path=path, decoding=None), ""
+            chosen = dataclasses.replace(
+                settings, model=name, index_path=path, decoding=None, scales=None
+            )
+            return chosen, ""
     path, name = found[0]
     return None, (
         f"{path}: a CLIP index made by {name}, whose model folder is not known here; serve "

@@ -139,7 +139,11 @@ def technical_details(overview: LibraryOverview, described: str, index_path: str
         ("weights", spec.weights),
         ("layer", spec.layer),
         ("pooling", spec.pooling),
-        ("input", f"{spec.image_size} px {spec.color_mode}, {spec.precision}"),
+        (
+            "input",
+            f"{' + '.join(f'{side} px' for side in spec.scale_sides())} {spec.color_mode}, "
+            f"{spec.precision}",
+        ),
         ("decoding", spec.decoding),
         ("index", index_path),
         ("skipped files", str(overview.skipped)),
