@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,16 +166,37 @@ def test_int8_quantizes_the_network_but_not_preprocessing_or_pooling(
     int8 = mobilenetv2_embedder(image_size=TEST_IMAGE_SIZE, precision="int8")
     int8.embed_pixels(photo_pixels[:1])
     graph = onnx.load(str(exported_model_path(int8.spec))).graph
-    first = [node for node in graph.node if graph.input[0].name in node.input]
     last = [node for node in graph.node if graph.output[0].name in node.output]
     int8_weights = [
         array for array in graph.initializer if array.data_type == onnx.TensorProto.INT8
     ]
 
-    assert [node.op_type for node in first] == ["Mul"]  # pixels are scaled in float
+    # at each scale the pixels are resized and scaled in float, quantized only for the network
+    float_first = sorted(node.op_type for node in before_quantizing(graph))
+    assert float_first == ["Add", "Add", "Mul", "Mul", "Resize", "Transpose", "Transpose"]
     assert [node.op_type for node in last] == ["Div"]  # the L2 norm runs in float
     assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 10
     assert len(int8_weights) >= 50  # MobileNetV2's 52 convolutions, per-channel
+
+
+def before_quantizing(graph: Any) -> list[Any]:
+    """The nodes on every path from the graph's input up to its first QuantizeLinear, depth
+    first."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = []
+
+    def walk(name: str) -> None:
+        for node in consumers.get(name, []):
+            if node.op_type != "QuantizeLinear":
+                found.append(node)
+                for output in node.output:
+                    walk(output)
+
+    walk(graph.input[0].name)
+    return found
 
 
 def test_int8_on_the_keras_backend_is_one_clear_error(digits_folder: Path) -> None:

@@ -107,23 +107,53 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             )
+        _drop_inferred_shapes(path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def float_nodes(model_path: Path) -> list[str]:
-    """Nodes before the network's first layer and after its last, kept in float.
+    """Nodes with no network layer before them, or none after them, kept in float.
 
-    Before: the preprocessing on raw pixels (scale and shift). Quantized, it ran as QLinearMul
-    and QLinearAdd, which took over half of the INT8 model's time in ONNX Runtime's profiler;
-    in float it costs next to nothing. After: GeM and the L2 norm lose too much in 8 bits (the
-    vectors would not even be unit length).
+    Before: the preprocessing on raw pixels (scale and shift; at a second scale, the resize
+    too). Quantized, it ran as QLinearMul and QLinearAdd, which took over half of the INT8
+    model's time in ONNX Runtime's profiler; in float it costs next to nothing. After: GeM and
+    the L2 norm lose too much in 8 bits (the vectors would not even be unit length). Judged
+    by the graph, not by position: with two scales, one scale's pooling comes before the
+    other's network in topological order.
     """
     import onnx
 
     nodes = list(onnx.load(str(model_path)).graph.node)  # in topological order
-    network = [i for i, node in enumerate(nodes) if node.op_type in NETWORK_OPS]
-    return [node.name for node in nodes[: network[0]] + nodes[network[-1] + 1 :]]
+    producer = {output: node.name for node in nodes for output in node.output}
+    is_network = {node.name: node.op_type in NETWORK_OPS for node in nodes}
+    network_before: dict[str, bool] = {}
+    for node in nodes:
+        upstream = [producer[name] for name in node.input if name in producer]
+        network_before[node.name] = any(is_network[up] or network_before[up] for up in upstream)
+    network_after: dict[str, bool] = {node.name: False for node in nodes}
+    for node in reversed(nodes):
+        for name in node.input:
+            if name in producer:
+                up = producer[name]
+                network_after[up] |= is_network[node.name] or network_after[node.name]
+    return [
+        node.name
+        for node in nodes
+        if not is_network[node.name]
+        and not (network_before[node.name] and network_after[node.name])
+    ]
+
+
+def _drop_inferred_shapes(path: Path) -> None:
+    """Remove the intermediate shapes the quantizer's shape inference wrote: it sizes a resize
+    by its scale factor (157 px for 224 x 0.7054), and ONNX Runtime would warn on every run
+    that the 158 px it computes differs."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def calibration_pixels(spec: EmbedderSpec) -> np.ndarray:
