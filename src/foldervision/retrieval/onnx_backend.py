@@ -93,8 +93,10 @@ def quantize_embedding_model(float_model: Path, path: Path, spec: EmbedderSpec) 
     try:
         prepared = scratch / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
-        # The calibrator prints its progress; stdout is for results only.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # The calibrator prints its progress; stdout is for results only. ONNX Runtime would
+        # warn on each calibration photo that the resize is 158 px, not the 157 the shape
+        # inference computed from its scale factor (`_drop_inferred_shapes`).
+        with contextlib.redirect_stdout(io.StringIO()), _runtime_errors_only():
             quantize_static(
                 str(prepared),
                 str(path),
@@ -143,6 +145,17 @@ def float_nodes(model_path: Path) -> list[str]:
         if not is_network[node.name]
         and not (network_before[node.name] and network_after[node.name])
     ]
+
+
+@contextlib.contextmanager
+def _runtime_errors_only() -> Iterator[None]:
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default: warnings
 
 
 def _drop_inferred_shapes(path: Path) -> None:
