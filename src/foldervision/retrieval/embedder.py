@@ -292,8 +292,6 @@ def pretrained_embedder(
         decoding=decoding,
         scales=scales or backbone.search_scales,
     )
-    if len(spec.scales) > 1 and pooling == "avg":
-        raise ValueError("Multi-scale descriptors pool the feature maps; use pooling 'gem'.")
 
     def build_at(side: int) -> Any:
         import keras
