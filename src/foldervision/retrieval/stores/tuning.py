@@ -111,11 +111,16 @@ def exact_neighbours(
 
 def without_self(found: np.ndarray, query_ids: np.ndarray, width: int) -> np.ndarray:
     """Each row's first `width` ids other than its query's own (-1 padded)."""
-    rows = []
-    for row, own in zip(found, query_ids):
-        others = row[(row != own) & (row >= 0)][:width]
-        rows.append(np.pad(others, (0, width - len(others)), constant_values=-1))
-    return np.stack(rows) if rows else np.zeros((0, width), np.int64)
+    found = np.asarray(found, np.int64)
+    if not len(found):
+        return np.zeros((0, width), np.int64)
+    if found.shape[1] < width:
+        found = np.pad(found, ((0, 0), (0, width - found.shape[1])), constant_values=-1)
+    wanted = (found != np.asarray(query_ids, np.int64)[:, None]) & (found >= 0)
+    order = np.argsort(~wanted, axis=1, kind="stable")[:, :width]  # wanted first, in order
+    kept = np.take_along_axis(found, order, axis=1)
+    kept[~np.take_along_axis(wanted, order, axis=1)] = -1
+    return kept
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -126,12 +131,14 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 def recall_with_error(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """`recall_at_k` and its standard error over the queries (a ratio of sums: hits over true
     neighbours, each query one draw)."""
-    hits = np.zeros(len(truth))
-    wanted = np.zeros(len(truth))
-    for number, (row, true_ids) in enumerate(zip(found, truth)):
-        true_ids = true_ids[true_ids >= 0]
-        hits[number] = len(np.intersect1d(row, true_ids))
-        wanted[number] = len(true_ids)
+    truth = np.asarray(truth)
+    wanted_ids = truth >= 0
+    found = np.asarray(found)
+    if not len(truth):
+        return 1.0, 0.0
+    present = (found[:, :, None] == truth[:, None, :]).any(axis=1) & wanted_ids
+    hits = present.sum(axis=1).astype(np.float64)
+    wanted = wanted_ids.sum(axis=1).astype(np.float64)
     total = wanted.sum()
     if not total:
         return 1.0, 0.0
