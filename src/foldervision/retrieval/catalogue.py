@@ -148,7 +148,7 @@ class Catalogue:
                 + ", ".join(f"{column} INTEGER NOT NULL" for column in SUMMARY_COLUMNS)
                 + ")"
             )
-            for event in ("INSERT", "DELETE", "UPDATE"):
+            for event in _SUMMARY_CHANGES:
                 self._connection.execute(_summary_trigger(table, event))
             self._count_ids(table)
 
@@ -386,25 +386,26 @@ def _migrate_version_1(connection: sqlite3.Connection) -> None:
         )
 
 
+_SUMMARY_CHANGES = {
+    "INSERT": (("+", "new"),),
+    "DELETE": (("-", "old"),),
+    "UPDATE OF id": (("-", "old"), ("+", "new")),
+}
+"""How each kind of change moves a summary: the new row's terms added, the old one's taken."""
+
+
 def _summary_trigger(table: str, event: str) -> str:
-    """The trigger that keeps `table`'s id summary through one kind of change (`event`)."""
-    if event == "UPDATE":
-        changes = ", ".join(
-            f"{column} = {column} - {term.format(id='old.id')} + {term.format(id='new.id')}"
-            for column, term in zip(SUMMARY_COLUMNS, SUMMARY_TERMS)
-        )
-        return (
-            f"CREATE TRIGGER IF NOT EXISTS {table}_ids_update AFTER UPDATE OF id ON {table} "
-            f"BEGIN UPDATE id_summaries SET {changes} WHERE name = '{table}'; END"
-        )
-    sign, row = ("+", "new") if event == "INSERT" else ("-", "old")
+    """The trigger that keeps `table`'s id summary through one kind of change (`event`, a key
+    of `_SUMMARY_CHANGES`), named `<table>_ids_<insert|delete|update>`."""
     changes = ", ".join(
-        f"{column} = {column} {sign} {term.format(id=f'{row}.id')}"
+        f"{column} = {column}"
+        + "".join(f" {sign} {term.format(id=f'{row}.id')}" for sign, row in _SUMMARY_CHANGES[event])
         for column, term in zip(SUMMARY_COLUMNS, SUMMARY_TERMS)
     )
+    name = f"{table}_ids_{event.split()[0].lower()}"
     return (
-        f"CREATE TRIGGER IF NOT EXISTS {table}_ids_{event.lower()} AFTER {event} ON "
-        f"{table} BEGIN UPDATE id_summaries SET {changes} WHERE name = '{table}'; END"
+        f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} "
+        f"BEGIN UPDATE id_summaries SET {changes} WHERE name = '{table}'; END"
     )
 
 
