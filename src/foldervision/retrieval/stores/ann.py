@@ -57,7 +57,8 @@ KMEANS_ITERATIONS = 10
 """Iterations of the lists' k-means (FAISS's default is 25): on 65,536 training vectors for
 1024 lists, the objective after 10 is within 0.6% of that after 25 for both kinds of
 `benchmarks/search_scale.py` data (flowers5-derived 1.0053, hard mixture 1.0004), and 10 take
-12 s instead of 30 at 10^6 vectors; tuning then measures the recall the lists give."""
+about 11 s instead of 32 at 10^6 derived vectors (py-spy samples of one build each); tuning
+then measures the recall the lists give."""
 RETRAIN_GROWTH = 4
 """Retrain the lists once the collection has grown this many times over its training size."""
 
