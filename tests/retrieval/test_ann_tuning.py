@@ -295,3 +295,50 @@ def test_a_recall_measured_just_above_the_target_is_not_enough_when_its_error_is
     assert not at_32.reaches(0.95) and at_32.reaches(0.93)
     assert chosen is not None and chosen.candidates == 64 and chosen.recall == 1.0
     assert tuning.recall_with_error(truth, truth) == (1.0, 0.0)
+
+
+def test_a_listed_candidate_that_misses_on_a_sample_is_not_built_and_the_target_still_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hard mixture at 20,000 vectors, screened on a sample of 5,000: the listed 4-bit
+    index misses there even probing every list, so the whole collection's pass builds only the
+    codes scanned whole, and the index says what it did not build. Vectors spread over a 3-d
+    subspace (neighbours the lists hold, at any sample size) pass the same screen and keep the
+    listed index."""
+    monkeypatch.setattr(ann, "SCREEN_FROM", 10_000)
+    monkeypatch.setattr(ann, "SCREEN_SAMPLE", 5_000)
+    built: list[tuple[int, str]] = []
+    building = ann.ivf_index
+
+    def recorded(dimension: int, lists: int, quantizer: str, *arguments: object) -> object:
+        built.append((lists, quantizer))
+        return building(dimension, lists, quantizer, *arguments)
+
+    monkeypatch.setattr(ann, "ivf_index", recorded)
+    vectors = mixture(COUNT, seed=2)
+    catalogue, store, ids = filled_store(tmp_path / "hard", vectors, "approximate")
+    store.flush()
+    info = store._info
+    held_out = mixture(500, seed=3)
+    _, found = store.search(held_out, K)
+    hard_built = list(built)
+
+    built.clear()
+    basis = np.random.default_rng(1).normal(size=(3, DIMENSION)).astype(np.float32)
+    spread = np.random.default_rng(2).random((COUNT, 3), dtype=np.float32) @ basis
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    easy_catalogue, easy_store, _ = filled_store(tmp_path / "easy", spread, "approximate")
+    easy_store.flush()
+    easy = easy_store._info
+
+    listed = ann.list_count(COUNT)
+    assert info.not_built is not None and info.not_built.startswith("IVF-PQ")
+    assert "at best on a sample" in info.describe() and "\n" not in info.describe()
+    assert info.lists == 1 and info.recall >= tuning.TARGET_RECALL
+    assert tuning.recall_at_k(found, exact_top(held_out, vectors, ids)) >= 0.93
+    assert all(lists == 1 for lists, _ in hard_built[1:])  # only the sample's index had lists
+    assert hard_built[0][0] == ann.list_count(5_000) < listed
+    assert easy.not_built is None and easy.lists == listed and easy.recall >= 0.95
+    assert (listed, easy.quantizer) in built
+    for opened in (store, catalogue, easy_store, easy_catalogue):
+        opened.close()

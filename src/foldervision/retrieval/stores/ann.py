@@ -37,6 +37,7 @@ from foldervision.retrieval.stores import ANN_MODES
 if TYPE_CHECKING:
     from foldervision.retrieval.catalogue import Catalogue
     from foldervision.retrieval.spec import EmbedderSpec
+    from foldervision.retrieval.stores.tuning import Candidate
 
 DEFAULT_ANN_MODE = "auto"
 
@@ -107,6 +108,9 @@ class IndexFileInfo:
     within_budget: bool = True
     """False for the fallback: no setting within the latency budget reached the target, so
     every code is scanned (`FALLBACK`) and re-ranked, instead of a float32 copy."""
+    not_built: str | None = None
+    """The listed candidate when a sample screened it out (`misses_on_sample`), with the best
+    recall it reached there."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stamp": asdict(self.stamp)}
@@ -141,9 +145,10 @@ class IndexFileInfo:
             if self.within_budget
             else ": no setting within the latency budget reached the target"
         )
+        skipped = "" if self.not_built is None else f"; not built: {self.not_built}"
         return (
             f"approximate {scanned}, {self.candidates} candidates re-ranked{measured}{target}"
-            f"{fallback}"
+            f"{fallback}{skipped}"
         )
 
 
@@ -256,6 +261,13 @@ hundred candidates are re-ranked (benchmarks/search_scale.py)."""
 PQ_FROM = 1000
 """Fewest vectors to train 4-bit product quantizers on (16 centroids per sub-vector, FAISS
 wants 39 points per centroid); below, tuning tries scalar codes only."""
+SCREEN_FROM = 200_000
+"""From this many vectors, the listed candidate is first tried on a sample (`misses_on_sample`):
+building it costs a pass of its own at 10^6 (k-means, every vector assigned to one of 1024 lists,
+about 45 s), wasted on data whose neighbours its lists cannot hold (the hard mixture)."""
+SCREEN_SAMPLE = 50_000
+"""Vectors in that sample: about 7 s at 10^6 1280-d vectors on the reference machine (reading
+them 1.4 s, their exact neighbours 1.1, training 3.3, adding 1.0, one search 0.4)."""
 FALLBACK = "SQ8"
 """Codes scanned whole, re-ranked, when nothing within the latency budget reaches the target:
 1 byte a dimension memory-mapped (1.2 GB at 10^6 1280-d vectors, under the 2 GB a search
@@ -378,6 +390,9 @@ def build_tuned_index(
     pass for both), then 8-bit codes in lists, then the fallback (a pass each: 1.2 GB each at
     10^6). Each pass adds 10^6 vectors to its indexes: building only what is needed keeps an
     index that the first candidate serves (flowers5-like vectors) as quick to build as before.
+    From `SCREEN_FROM` vectors the listed candidate is first tried on a sample; when it misses
+    there (`misses_on_sample`), it is not built, and the pass that computes the exact
+    neighbours builds the finer codes instead (`IndexFileInfo.not_built` says so).
     """
     from foldervision.retrieval.stores import tuning
 
@@ -422,7 +437,14 @@ def build_tuned_index(
 
         return make
 
-    groups = [first[:1], first[1:], scalar, fallback] if first else [scalar, fallback]
+    not_built = None
+    if first and count >= SCREEN_FROM:
+        sampled = misses_on_sample(first[0], dimension, ids, vectors_of, target)
+        if sampled is not None:
+            not_built = f"IVF-{first[0].quantizer}, recall@4 {sampled:.3f} at best on a sample"
+            first = first[1:]
+    listed = [first[:1], first[1:]] if not_built is None else [first]
+    groups = [group for group in (*listed, scalar, fallback) if group]
     stages = [(group, build(group, with_truth=number == 0)) for number, group in enumerate(groups)]
     fraction = math.inf if forced else tuning.MAX_SCANNED_FRACTION
     index, chosen, candidate = tuning.choose(
@@ -439,10 +461,47 @@ def build_tuned_index(
         recall=round(chosen.recall, 4),
         target=target,
         within_budget=candidate.within_budget or forced,
+        not_built=not_built,
     )
     if not chosen.reaches(target) and not forced:
         return Tuned(None, dataclasses.replace(info, kind=EXACT, wanted=APPROXIMATE))
     return Tuned(index, info)
+
+
+def misses_on_sample(
+    candidate: Candidate,
+    dimension: int,
+    ids: np.ndarray,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    target: float,
+) -> float | None:
+    """The best recall@k `candidate` reaches on a random `SCREEN_SAMPLE` of the vectors, when
+    that misses `target` by more than `tuning.CONFIDENCE_Z` standard errors; else None.
+
+    "Best" is its most thorough setting: every list probed, the most candidates re-ranked. A
+    guess, not a bound: on a sample each true neighbour has fewer vectors competing for the
+    same re-ranked places (easier), but near-copies that are each other's neighbours in the
+    whole may be missing from it (harder). A candidate that passes is built and measured on the
+    whole as before; one screened out wrongly costs a larger index and slower queries (the
+    finer codes scanned whole), never a missed target.
+    """
+    from foldervision.retrieval.stores import tuning
+
+    sample = tuning.sample_ids(ids, SCREEN_SAMPLE, seed=tuning.SEED + 1)
+    vectors = np.ascontiguousarray(vectors_of(sample), np.float32)
+    query_ids = tuning.sample_ids(sample)
+    queries = vectors[np.searchsorted(sample, query_ids)]
+    truth = tuning.exact_neighbours(query_ids, queries, [(sample, vectors)])
+    lists = min(candidate.lists, list_count(len(sample)))
+    random = np.random.default_rng(tuning.SEED)
+
+    def training_sample(size: int) -> np.ndarray:
+        return vectors[np.sort(random.permutation(len(vectors))[:size])]
+
+    index = ivf_index(dimension, lists, candidate.quantizer, training_sample)
+    add_chunks(index, [(sample, vectors)])
+    recall, error = tuning.most_thorough(index, lists, queries, query_ids, truth)
+    return recall if recall + tuning.CONFIDENCE_Z * error < target else None
 
 
 def _feeding(
