@@ -263,11 +263,13 @@ PQ_FROM = 1000
 wants 39 points per centroid); below, tuning tries scalar codes only."""
 SCREEN_FROM = 200_000
 """From this many vectors, the listed candidate is first tried on a sample (`misses_on_sample`):
-building it costs a pass of its own at 10^6 (k-means, every vector assigned to one of 1024 lists,
-about 45 s), wasted on data whose neighbours its lists cannot hold (the hard mixture)."""
+building it costs k-means and every vector's assignment to one of 1024 lists at 10^6, wasted on
+data whose neighbours its lists cannot hold (the hard mixture: its build took 0.68-0.81 of the
+time without the screen in three same-session pairs, docs/benchmarks.md)."""
 SCREEN_SAMPLE = 50_000
-"""Vectors in that sample: about 7 s at 10^6 1280-d vectors on the reference machine (reading
-them 1.4 s, their exact neighbours 1.1, training 3.3, adding 1.0, one search 0.4)."""
+"""Vectors in that sample: 2-7 s more for a build at 10^6 1280-d vectors that keeps the listed
+candidate (in a slow period: reading them 1.4 s, their exact neighbours 1.1, training 3.3,
+adding 1.0, one search 0.4)."""
 FALLBACK = "SQ8"
 """Codes scanned whole, re-ranked, when nothing within the latency budget reaches the target:
 1 byte a dimension memory-mapped (1.2 GB at 10^6 1280-d vectors, under the 2 GB a search
