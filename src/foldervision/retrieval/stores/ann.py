@@ -48,18 +48,22 @@ Exact flat search costs about 0.35 ms per 1000 vectors per query on one core of 
 machine (17 ms at 5 * 10^4); IVF-SQ8 stays under 10 ms up to 10^6 (benchmarks/search_scale.py).
 """
 
-MAX_LISTS = 1024
-"""Inverted lists at most: more would make k-means training minutes long on two cores."""
+MAX_LISTS = 512
+"""Inverted lists at most (reached from about 3 * 10^5 vectors). Chosen on 10^6 vectors derived
+from the digits collection, checked on ones derived from flowers5 (benchmarks/search_scale.py,
+docs/benchmarks.md): against 1024 lists the build took 0.70-0.82 of the time (k-means and each
+vector's assignment halve), at the same or better held-out recall@4 (0.996 / 0.993 and 0.9975 /
+0.9968) and the same query time: tuning probes as many more lists as it needs."""
 PROBES = 16
 """Lists searched per query. On flowers5-like vectors (benchmarks/search_scale.py): recall@4
 0.997 at 10^6 vectors / 1024 lists, 0.97 at 2 * 10^4 / 128 lists; 8 probes gave 0.99 / 0.91."""
 TRAINING_POINTS_PER_LIST = 64
 KMEANS_ITERATIONS = 10
 """Iterations of the lists' k-means (FAISS's default is 25): on 65,536 training vectors for
-1024 lists, the objective after 10 is within 0.6% of that after 25 for both kinds of
-`benchmarks/search_scale.py` data (flowers5-derived 1.0053, hard mixture 1.0004), and 10 take
-about 11 s instead of 32 at 10^6 derived vectors (py-spy samples of one build each); tuning
-then measures the recall the lists give."""
+1024 lists (measured when those were the most), the objective after 10 is within 0.6% of
+that after 25 for both kinds of `benchmarks/search_scale.py` data (flowers5-derived 1.0053,
+hard mixture 1.0004), and 10 take about 11 s instead of 32 at 10^6 derived vectors (py-spy
+samples of one build each); tuning then measures the recall the lists give."""
 RETRAIN_GROWTH = 4
 """Retrain the lists once the collection has grown this many times over its training size."""
 
@@ -183,7 +187,7 @@ def filtered_probe_count(lists: int, fraction: float, probes: int) -> int:
     """Lists to probe when only `fraction` of the vectors match a filter, for an index that
     reaches its recall at `probes`: about as many matching vectors are then scanned as an
     unfiltered search scans vectors, so the filtered answer keeps the recall (tested). Every
-    list at 1/64th or less (1024 lists): skipping a non-matching entry costs one bit test."""
+    list at 1/32nd or less (512 lists): skipping a non-matching entry costs one bit test."""
     return min(lists, math.ceil(probes / max(fraction, 1e-9)))
 
 
@@ -263,7 +267,7 @@ PQ_FROM = 1000
 wants 39 points per centroid); below, tuning tries scalar codes only."""
 SCREEN_FROM = 200_000
 """From this many vectors, the listed candidate is first tried on a sample (`misses_on_sample`):
-building it costs k-means and every vector's assignment to one of 1024 lists at 10^6, wasted on
+building it costs k-means and every vector's assignment to one of 512 lists at 10^6, wasted on
 data whose neighbours its lists cannot hold (the hard mixture: its build took 0.68-0.81 of the
 time without the screen in three same-session pairs, docs/benchmarks.md)."""
 SCREEN_SAMPLE = 50_000
