@@ -443,13 +443,12 @@ def build_tuned_index(
 
         return make
 
-    not_built = None
+    listed, not_built = [first[:1], first[1:]], None
     if first and count >= SCREEN_FROM:
         sampled = misses_on_sample(first[0], dimension, ids, vectors_of, target)
-        if sampled is not None:
+        if sampled is not None:  # one pass for the finer codes, with the exact neighbours
             not_built = f"IVF-{first[0].quantizer}, recall@4 {sampled:.3f} at best on a sample"
-            first = first[1:]
-    listed = [first[:1], first[1:]] if not_built is None else [first]
+            listed = [first[1:]]
     groups = [group for group in (*listed, scalar, fallback) if group]
     stages = [(group, build(group, with_truth=number == 0)) for number, group in enumerate(groups)]
     fraction = math.inf if forced else tuning.MAX_SCANNED_FRACTION
