@@ -27,6 +27,7 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console, plural
 from foldervision.cli.options import (
+    DiffuseOption,
     ExpandOption,
     RebuildOption,
     WatchOption,
@@ -38,7 +39,12 @@ from foldervision.retrieval.duplicates import DuplicateGroup
 from foldervision.retrieval.embedder import Embedder
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import IndexUpdate, follow_existing_index
-from foldervision.retrieval.reranking import DEFAULT_NEIGHBOURS, QueryExpansion
+from foldervision.retrieval.reranking import (
+    DEFAULT_NEIGHBOURS,
+    Diffusion,
+    QueryExpansion,
+    Reranking,
+)
 from foldervision.retrieval.search import DEFAULT_TOP_K, QueryResult
 from foldervision.retrieval.service import RetrievalService, check_top_k
 from foldervision.retrieval.settings import IndexSettings
@@ -102,6 +108,7 @@ def search_command(
     top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="Matches per query."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query on stdout."),
     expand: ExpandOption = DEFAULT_NEIGHBOURS,
+    diffuse: DiffuseOption = False,
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
     pick_from: Path = typer.Option(
         DEFAULT_QUERY_FOLDER,
@@ -124,7 +131,7 @@ def search_command(
     With filters, the nearest among the photos they keep (taken when, by which camera, where).
     """
     check_top_k(top_k)
-    expansion = QueryExpansion(expand)
+    expansion = chosen_reranking(expand, diffuse)
     texts = list(text or [])
     query_paths = list(query or [])
     if queries is not None:
@@ -153,6 +160,13 @@ def search_command(
         console.print(f"contact sheet: {write_contact_sheet(results, sheet)}")
 
 
+def chosen_reranking(expand: int, diffuse: bool) -> Reranking:
+    """The one re-ranking asked for: `--expand N` or `--diffuse` (or neither)."""
+    if diffuse and expand:
+        raise ValueError("--expand and --diffuse: choose one re-ranking, not both.")
+    return Diffusion() if diffuse else QueryExpansion(expand)
+
+
 def with_text_model(settings: IndexSettings) -> IndexSettings:
     """Words are searched in a CLIP index: the default model becomes the default CLIP model."""
     import dataclasses
@@ -174,6 +188,7 @@ def evaluate_retrieval_command(
     top_k: int = typer.Option(DEFAULT_TOP_K, "-k", "--top-k", help="k of precision@k."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     expand: ExpandOption = DEFAULT_NEIGHBOURS,
+    diffuse: DiffuseOption = False,
     *,
     settings: IndexSettings,
     rebuild: RebuildOption = False,
@@ -182,7 +197,7 @@ def evaluate_retrieval_command(
     the top 4, 0 to 4): each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    expansion = QueryExpansion(expand)
+    expansion = chosen_reranking(expand, diffuse)
     with open_updated_service(settings, rebuild=rebuild) as service:
         report = evaluate_labelled_folder(service.index, top_k, expansion)
     if as_json:

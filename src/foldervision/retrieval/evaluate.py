@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from foldervision.retrieval.index import ImageIndex
-from foldervision.retrieval.reranking import QueryExpansion, expand_queries
+from foldervision.retrieval.reranking import (
+    Diffusion,
+    QueryExpansion,
+    Reranking,
+    diffused_order,
+    expand_queries,
+)
 
 QUERY_CHUNK_SIZE = 512
 """Queries ranked at once: bounds the (chunk x database) distance matrix in memory."""
@@ -44,12 +50,14 @@ def leave_one_out_scores(
     labels: np.ndarray,
     k: int = 4,
     query_vectors: np.ndarray | None = None,
+    diffusion: Diffusion | None = None,
 ) -> RetrievalScores:
     """P@k and mAP with each row of `vectors` as a query against all other rows.
 
     Rows are ranked by Euclidean distance (ties broken by row order, so results repeat);
     average precision is taken over the full ranking. `query_vectors` (row i standing for
-    image i) lets a benchmark try query-side tricks such as query expansion.
+    image i) lets a benchmark try query-side tricks such as query expansion; `diffusion`
+    re-orders each query's nearest others as `search --diffuse` would.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
@@ -60,7 +68,7 @@ def leave_one_out_scores(
     for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
         queries = (vectors if query_vectors is None else query_vectors)[rows]
-        relevant = _ranked_relevance(queries, vectors, labels, rows)
+        relevant = _ranked_relevance(queries, vectors, labels, rows, diffusion)
         relevant = relevant[relevant.any(axis=1)]
         for name, top in tops.items():
             # Precision over `top` ranks even where fewer other images exist (they count as misses).
@@ -84,12 +92,22 @@ def _mean(chunks: list[np.ndarray]) -> float:
 
 
 def _ranked_relevance(
-    queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, rows: np.ndarray
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    diffusion: Diffusion | None = None,
 ) -> np.ndarray:
     """(len(rows), N - 1) booleans: is the j-th nearest other image of the query's class?"""
     squared_distances = squared_euclidean(queries, vectors)
     squared_distances[np.arange(len(rows)), rows] = np.inf  # the query itself comes last
     order = np.argsort(squared_distances, axis=1, kind="stable")[:, :-1]
+    if diffusion is not None:
+        head = order[:, : diffusion.first_search_size(1)]
+        distances = np.sqrt(np.take_along_axis(squared_distances, head, axis=1))
+        for row in range(len(order)):
+            head[row] = head[row, diffused_order(distances[row], vectors[head[row]], diffusion)]
+        order[:, : head.shape[1]] = head
     return labels[order] == labels[rows][:, np.newaxis]
 
 
@@ -154,22 +172,26 @@ def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> n
 
 
 def evaluate_labelled_folder(
-    image_index: ImageIndex, k: int = 4, expansion: QueryExpansion | None = None
+    image_index: ImageIndex, k: int = 4, expansion: Reranking | None = None
 ) -> dict[str, Any]:
     """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class,
-    with each query re-ranked by `expansion` when given."""
+    with each query re-ranked by `expansion` when given (the store's own figure,
+    `index_precision_at_k`, is not diffused: it measures the index, not the re-ranking)."""
     labelled = labelled_vectors(image_index)
     vectors, labels = labelled.vectors, labelled.labels
     expanded = expansion is not None and expansion.is_on
-    queries = leave_one_out_expansion(vectors, expansion) if expanded else vectors
-    scores = leave_one_out_scores(vectors, labels, k, queries)
+    diffusion = expansion if isinstance(expansion, Diffusion) else None
+    queries = vectors
+    if isinstance(expansion, QueryExpansion) and expanded:
+        queries = leave_one_out_expansion(vectors, expansion)
+    scores = leave_one_out_scores(vectors, labels, k, queries, diffusion)
     index_precision, index_kind = precision_through_store(
         image_index, queries, labelled.ids, labels, k
     )
     return {
         "folder": str(image_index.database_folder),
         **scores.to_dict(),
-        "reranking": expansion.describe() if expanded else None,
+        "reranking": expansion.describe() if expansion is not None and expanded else None,
         "index_kind": index_kind,
         "index_precision_at_k": index_precision,
         "class_names": labelled.class_names,

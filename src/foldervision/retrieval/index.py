@@ -41,10 +41,19 @@ from foldervision.retrieval.embedder import (
 )
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.photo_metadata import PhotoMetadata, read_photo_metadata
-from foldervision.retrieval.reranking import QueryExpansion, expand_queries
+from foldervision.retrieval.reranking import (
+    Diffusion,
+    QueryExpansion,
+    Reranking,
+    diffused_order,
+    expand_queries,
+)
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.spec import DEFAULT_DECODING
 from foldervision.retrieval.stores import VectorStore, open_store
+
+DIFFUSION_CHUNK = 32
+"""Queries diffused at once (`ImageIndex.diffused`)."""
 
 INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
@@ -429,21 +438,25 @@ class ImageIndex:
         query_vectors: np.ndarray,
         k: int,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> list[list[tuple[str, float]]]:
         """For each query, up to k (relative path, Euclidean distance) pairs, nearest first.
 
         With a filter, the store searches only the files it keeps: the true top k among them.
         With an expansion, each query is first expanded with its neighbours among those same
-        files (`retrieval.reranking`), and the distances are the expanded query's.
+        files (`retrieval.reranking`), and the distances are the expanded query's. With a
+        diffusion, the nearest `shortlist` are re-ordered (distances still the query's).
         """
         ids = self.matching_ids(photo_filter)
         if ids is not None and not len(ids):
             return [[] for _ in np.atleast_2d(query_vectors)]
         query_vectors = np.atleast_2d(query_vectors)
-        if expansion is not None and expansion.is_on:
-            query_vectors = self.expanded_queries(query_vectors, expansion, ids)
-        distances, ids = self.store.search(query_vectors, k, ids=ids)
+        if isinstance(expansion, Diffusion):
+            distances, ids = self.diffused(query_vectors, k, expansion, ids)
+        else:
+            if expansion is not None and expansion.is_on:
+                query_vectors = self.expanded_queries(query_vectors, expansion, ids)
+            distances, ids = self.store.search(query_vectors, k, ids=ids)
         paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
         return [
             [(paths[int(i)], float(d)) for d, i in zip(row_d, row_i) if int(i) in paths]
@@ -454,14 +467,40 @@ class ImageIndex:
         self, query_vectors: np.ndarray, expansion: QueryExpansion, ids: np.ndarray | None
     ) -> np.ndarray:
         """The queries expanded with their nearest stored vectors among `ids` (None: all)."""
-        distances, found = self.store.search(query_vectors, expansion.first_search_size, ids=ids)
+        distances, found, vectors = self.neighbours_with_vectors(
+            query_vectors, expansion.first_search_size, ids
+        )
+        return expand_queries(query_vectors, vectors, distances, expansion)
+
+    def diffused(
+        self, query_vectors: np.ndarray, k: int, diffusion: Diffusion, ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) distances and ids among `ids` (None: all), in diffused order. Queries go
+        `DIFFUSION_CHUNK` at a time: each holds its shortlist's vectors (1 MB at 1280-d)."""
+        kept_distances = np.full((len(query_vectors), k), np.inf, np.float32)
+        kept_ids = np.full((len(query_vectors), k), -1, np.int64)
+        for start in range(0, len(query_vectors), DIFFUSION_CHUNK):
+            distances, found, vectors = self.neighbours_with_vectors(
+                query_vectors[start : start + DIFFUSION_CHUNK], diffusion.first_search_size(k), ids
+            )
+            for offset in range(len(found)):
+                order = diffused_order(distances[offset], vectors[offset], diffusion)[:k]
+                kept_distances[start + offset, : len(order)] = distances[offset, order]
+                kept_ids[start + offset, : len(order)] = found[offset, order]
+        return kept_distances, kept_ids
+
+    def neighbours_with_vectors(
+        self, query_vectors: np.ndarray, count: int, ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each query's `count` nearest stored vectors among `ids`: (Q, count) distances
+        (non-finite where missing), ids (-1 where missing) and (Q, count, D) vectors."""
+        distances, found = self.store.search(query_vectors, count, ids=ids)
         valid = found >= 0
         vectors = np.zeros((*found.shape, query_vectors.shape[1]), np.float32)
         if valid.any():
             unique, inverse = np.unique(found[valid], return_inverse=True)
             vectors[valid] = self.store.vectors(unique)[inverse]
-        distances = np.where(valid, distances, np.inf)
-        return expand_queries(query_vectors, vectors, distances, expansion)
+        return np.where(valid, distances, np.inf), found, vectors
 
     def skipped_files(self) -> list[SkippedFile]:
         return [

@@ -1,4 +1,6 @@
-"""Query expansion (alpha-QE): search again with the query averaged with its first neighbours.
+"""Re-ranking: query expansion (alpha-QE, `--expand N`) or diffusion (`--diffuse`, below).
+
+Query expansion searches again with the query averaged with its first neighbours.
 
 The expanded query is the query plus its n nearest stored vectors, each weighted by its cosine
 similarity to the query raised to the power alpha (negative similarities count zero), scaled
@@ -90,3 +92,119 @@ def expand_queries(
     expanded = queries + np.einsum("qm,qmd->qd", weights, neighbour_vectors.astype(np.float64))
     norms = np.linalg.norm(expanded, axis=1, keepdims=True)
     return (expanded / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+DIFFUSION_SHORTLIST = 200
+"""Nearest stored vectors the diffusion re-orders; the rest keep their order after them."""
+DIFFUSION_NEIGHBOURS = 10
+"""Each shortlisted vector's edges: to its nearest shortlisted vectors, kept when mutual."""
+DIFFUSION_ALPHA = 0.9
+"""Share of a vector's score passed on to its neighbours at each step (Iscen et al.: 0.99)."""
+DIFFUSION_SEEDS = 5
+"""The query's nearest vectors that start the diffusion, weighted by similarity^3."""
+DIFFUSION_GAMMA = 3.0
+"""Similarity exponent of the edges and seeds: weak edges count little."""
+DIFFUSION_STEPS = 40
+"""Iterations of f <- alpha * S f + y; 0.9^40 < 0.015 of the first step is left unspread."""
+DIFFUSED_DISTANCE = (
+    "Euclidean distance from the query to the match, as without re-ranking; the order is the "
+    "diffusion's, so distances need not increase down the list"
+)
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """Diffusion on the k-NN graph of the query's shortlist (Iscen et al., CVPR 2017,
+    truncated to the shortlist): a match reached through chains of close photos rises.
+
+    Nothing is stored or precomputed: the graph is made per query from the shortlist's stored
+    vectors, so a photo added to the index takes part in the next search. Settings chosen on
+    calibration halves of five labelled collections (benchmarks/diffusion.py).
+    """
+
+    shortlist: int = DIFFUSION_SHORTLIST
+    neighbours: int = DIFFUSION_NEIGHBOURS
+    alpha: float = DIFFUSION_ALPHA
+    seeds: int = DIFFUSION_SEEDS
+
+    def __post_init__(self) -> None:
+        if self.shortlist < 2 or self.neighbours < 1 or self.seeds < 1:
+            raise ValueError(
+                "diffusion: a shortlist of 2 or more, and 1 or more neighbours and seeds; got "
+                f"{self.shortlist}, {self.neighbours}, {self.seeds}."
+            )
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"diffusion: alpha must lie in [0, 1), got {self.alpha}.")
+
+    @property
+    def is_on(self) -> bool:
+        return True
+
+    def first_search_size(self, k: int) -> int:
+        """How many neighbours the first search fetches: the shortlist, its copies, and k."""
+        return max(k, self.shortlist) + SPARE_NEIGHBOURS
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": "diffusion",
+            "shortlist": self.shortlist,
+            "neighbours": self.neighbours,
+            "alpha": self.alpha,
+            "seeds": self.seeds,
+            "distance": DIFFUSED_DISTANCE,
+        }
+
+
+Reranking = QueryExpansion | Diffusion
+"""One re-ranking per search: `--expand N` or `--diffuse`."""
+
+
+def diffusion_scores(
+    similarities: np.ndarray, vectors: np.ndarray, diffusion: Diffusion
+) -> np.ndarray:
+    """(M,) scores of a query's shortlist: `similarities` (M,) to the query, best first, and
+    the shortlisted (M, D) unit vectors. The graph joins each vector to its `neighbours` most
+    similar others, mutual edges only, weights similarity^gamma, symmetrically normalised (S);
+    the scores solve f = alpha * S f + y, y the `seeds` best similarities^gamma."""
+    count = len(similarities)
+    vectors = np.asarray(vectors, np.float64)
+    gram = vectors @ vectors.T
+    np.fill_diagonal(gram, -np.inf)
+    neighbours = min(diffusion.neighbours, count - 1)
+    weights = np.zeros((count, count))
+    if neighbours > 0:
+        nearest = np.argpartition(-gram, neighbours - 1, axis=1)[:, :neighbours]
+        rows = np.repeat(np.arange(count), neighbours)
+        edges = np.clip(gram[rows, nearest.ravel()], 0.0, 1.0) ** DIFFUSION_GAMMA
+        weights[rows, nearest.ravel()] = edges
+        weights = np.minimum(weights, weights.T)  # mutual neighbours only
+    degrees = weights.sum(axis=1)
+    scale = 1.0 / np.sqrt(np.where(degrees > 0, degrees, 1.0))
+    normalised = weights * scale[:, np.newaxis] * scale[np.newaxis, :]
+    seeds = np.zeros(count)
+    seeds[: diffusion.seeds] = (
+        np.clip(np.asarray(similarities[: diffusion.seeds], np.float64), 0.0, 1.0)
+        ** DIFFUSION_GAMMA
+    )
+    scores = seeds.copy()
+    for _ in range(DIFFUSION_STEPS):
+        scores = diffusion.alpha * (normalised @ scores) + seeds
+    return scores
+
+
+def diffused_order(distances: np.ndarray, vectors: np.ndarray, diffusion: Diffusion) -> np.ndarray:
+    """Positions of one query's neighbours (`distances` (M,) Euclidean, nearest first, non-finite
+    where missing; their (M, D) unit vectors) in diffused order. Neighbours at (almost) zero
+    distance are the query itself or copies: they stay first and stay out of the graph; the
+    next `shortlist` are re-ordered by `diffusion_scores`; the rest keep their order after."""
+    distances = np.asarray(distances, np.float64)
+    positions = np.flatnonzero(np.isfinite(distances))
+    copies = positions[distances[positions] < SAME_VECTOR_DISTANCE]
+    others = positions[distances[positions] >= SAME_VECTOR_DISTANCE]
+    shortlist, rest = others[: diffusion.shortlist], others[diffusion.shortlist :]
+    if len(shortlist) < 2:
+        return np.concatenate([copies, shortlist, rest])
+    similarities = 1.0 - distances[shortlist] ** 2 / 2.0  # unit vectors
+    scores = diffusion_scores(similarities, vectors[shortlist], diffusion)
+    ranked = shortlist[np.argsort(-scores, kind="stable")]
+    return np.concatenate([copies, ranked, rest])

@@ -43,7 +43,7 @@ from foldervision.retrieval.index import (
 from foldervision.retrieval.keeper import FileFacts
 from foldervision.retrieval.photo_metadata import camera_name
 from foldervision.retrieval.photos import PhotoEntry
-from foldervision.retrieval.reranking import QueryExpansion
+from foldervision.retrieval.reranking import Reranking
 from foldervision.retrieval.search import DEFAULT_TOP_K, Match, QueryResult
 from foldervision.retrieval.settings import IndexSettings
 
@@ -205,7 +205,7 @@ class RetrievalService:
         query_paths: Sequence[str | os.PathLike[str]],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> tuple[list[QueryResult], list[SkippedFile]]:
         """Embed query files exactly as the database was embedded, then find their neighbours
         (among the photos `photo_filter` keeps, when given; re-ranked by `expansion`)."""
@@ -225,7 +225,7 @@ class RetrievalService:
         texts: Sequence[str],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> list[QueryResult]:
         """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
         embed_texts = getattr(self.embedder, "embed_texts", None)
@@ -245,7 +245,7 @@ class RetrievalService:
         name: str,
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
@@ -259,7 +259,7 @@ class RetrievalService:
         k: int = DEFAULT_TOP_K,
         folder: Path | None = None,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> QueryResult:
         """Search with a file named by its path relative to `folder` (default: the database).
 
@@ -346,7 +346,7 @@ class RetrievalService:
         query_vectors: np.ndarray,
         k: int,
         photo_filter: PhotoFilter | None = None,
-        expansion: QueryExpansion | None = None,
+        expansion: Reranking | None = None,
     ) -> list[list[Match]]:
         """Ranked matches for each query vector, among the photos the filter keeps."""
         with self._lock:
@@ -439,9 +439,7 @@ class RetrievalService:
         return [read_facts(self.database, path) for path in paths]
 
 
-def _result(
-    query: str, matches: list[Match], expansion: QueryExpansion | None
-) -> QueryResult:
+def _result(query: str, matches: list[Match], expansion: Reranking | None) -> QueryResult:
     """The answer, saying how it was re-ranked when it was (its distances then differ)."""
     reranking = expansion.describe() if expansion is not None and expansion.is_on else None
     return QueryResult(query, matches, reranking)
