@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse
-from query_expansion import read, split
+from query_expansion import read, short_name, split
 
 from foldervision.retrieval.evaluate import LabelledVectors, leave_one_out_scores
 from foldervision.retrieval.reranking import (
@@ -66,11 +65,6 @@ def main() -> None:
             print(f"  {name[-22:]:<22} half {part}: {figures}", flush=True)
     for name, data in collections.items():
         print(f"whole {name[-22:]:<22}: {gains(data, chosen)}", flush=True)
-
-
-def short_name(folder: str) -> str:
-    """The folder and its parent: three seeds' `photo-edits` must not share a name."""
-    return "/".join(Path(folder).resolve().parts[-2:])
 
 
 def setting_from(text: str) -> Diffusion:

@@ -54,7 +54,7 @@ def main() -> None:
     objective = "mean_average_precision" if arguments.choose_by == "map" else "precision_at_4"
     grid = [QueryExpansion(int(n), float(alpha)) for n, alpha in itertools.product(
         arguments.neighbours.split(","), arguments.alphas.split(","))]  # fmt: skip
-    collections = {Path(spec.split("=")[0]).name: read(*spec.split("=", 1))
+    collections = {short_name(spec.split("=")[0]): read(*spec.split("=", 1))
                    for spec in arguments.collections}  # fmt: skip
     for name, data in collections.items():
         print(f"{name}: {len(data.labels)} images, {len(data.class_names)} classes")
@@ -81,6 +81,11 @@ def main() -> None:
             for figure in FIGURES
         )
         print(f"  {name:<14} {spread}")
+
+
+def short_name(folder: str) -> str:
+    """The folder and its parent: three seeds' `photo-edits` folders must not share a name."""
+    return "/".join(Path(folder).resolve().parts[-2:])
 
 
 def read(folder: str, index_path: str) -> LabelledVectors:

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import numpy as np
-from query_expansion import read, split
+from query_expansion import read, short_name, split
 
 METHODS = ("qe", "dba", "dba+qe")
 NEIGHBOURS = (1, 2, 3, 5, 8)
@@ -40,7 +39,7 @@ def main() -> None:
     parser.add_argument("--study", choices=("augmentation", "head"), default="augmentation")
     parser.add_argument("--seeds", type=int, default=3)
     arguments = parser.parse_args()
-    collections = {Path(spec.split("=")[0]).name: read(*spec.split("=", 1))
+    collections = {short_name(spec.split("=")[0]): read(*spec.split("=", 1))
                    for spec in arguments.collections}  # fmt: skip
     if arguments.study == "head":
         study_head(collections)
@@ -126,7 +125,7 @@ def study_augmentation(collections: dict, seeds: int) -> None:
             for name, pair in halves.items():
                 after = ranked(pair[1], chosen)
                 gain = {figure: after[figure] - baseline[(name, 1)][figure] for figure in after}
-                line += f" | {name[:12]} " + " ".join(f"{k} {v:+.4f}" for k, v in gain.items())
+                line += f" | {name[-22:]} " + " ".join(f"{k} {v:+.4f}" for k, v in gain.items())
             print(line, flush=True)
 
 
@@ -152,7 +151,7 @@ def study_head(collections: dict) -> None:
         for label, variant in variants.items():
             result = scores(unit(variant) @ unit(variant).T, data.labels)
             print(
-                f"{name[:14]:<14} {label:<22} "
+                f"{name[-22:]:<22} {label:<22} "
                 + "  ".join(f"{k} {v:.4f}" for k, v in result.items())
             )
 
