@@ -342,3 +342,38 @@ def test_a_listed_candidate_that_misses_on_a_sample_is_not_built_and_the_target_
     assert (listed, easy.quantizer) in built
     for opened in (store, catalogue, easy_store, easy_catalogue):
         opened.close()
+
+
+def test_a_rebuild_read_ahead_in_many_chunks_holds_every_vector_and_a_read_error_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = mixture(300, seed=5)
+    catalogue, store, ids = filled_store(tmp_path, vectors, "exact")
+    monkeypatch.setattr(SQLiteFaissStore, "READ_CHUNK", 7)  # 43 chunks, each read ahead
+    store.flush()
+    distances, found = store.search(vectors, 1)
+    assert found[:, 0].tolist() == ids.tolist()
+    assert np.all(distances[:, 0] < 1e-3)
+
+    decoded: list[int] = []
+    real_decode = faiss_store.decode_blobs
+
+    def failing_decode(blobs):
+        decoded.append(len(blobs))
+        if len(decoded) == 3:
+            raise OSError("disk gone")
+        return real_decode(blobs)
+
+    monkeypatch.setattr(faiss_store, "decode_blobs", failing_decode)
+    store.index_file.unlink()
+    store._drop_index()
+    with pytest.raises(OSError, match="disk gone"):
+        store.flush()
+    assert len(decoded) == 3  # the reader stopped at its error, the caller saw it
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["index.sqlite"]
+
+    monkeypatch.setattr(faiss_store, "decode_blobs", real_decode)
+    store.flush()
+    assert store.search(vectors[:5], 1)[1][:, 0].tolist() == ids[:5].tolist()
+    store.close()
+    catalogue.close()
