@@ -93,7 +93,7 @@ def test_searching_an_indexed_photo_expands_as_the_evaluation_does(angle_folder:
     with RetrievalService.open(IndexSettings(angle_folder / "database")) as service:
         service.update()
         for row, name in enumerate(names):
-            answer = service.search_folder_file(f"{name}.png", len(names), expansion=expansion)
+            answer = service.search_folder_file(f"{name}.png", len(names), reranking=expansion)
             found = {match.path: match.distance for match in answer.matches}
             for other, vector in zip(names, vectors):
                 distance = float(np.linalg.norm(expected[row] - vector))

@@ -131,7 +131,7 @@ def search_command(
     With filters, the nearest among the photos they keep (taken when, by which camera, where).
     """
     check_top_k(top_k)
-    expansion = chosen_reranking(expand, diffuse)
+    reranking = chosen_reranking(expand, diffuse)
     texts = list(text or [])
     query_paths = list(query or [])
     if queries is not None:
@@ -142,11 +142,11 @@ def search_command(
     settings = with_text_model(settings) if texts else settings
     with open_updated_service(settings, rebuild=rebuild, update=not no_update) as service:
         report_filter(service, photo_filter)
-        results = service.search_texts(texts, top_k, photo_filter, expansion) if texts else []
+        results = service.search_texts(texts, top_k, photo_filter, reranking) if texts else []
         skipped: list[SkippedFile] = []
         if query_paths:
             image_results, skipped = service.search_files(
-                query_paths, top_k, photo_filter, expansion
+                query_paths, top_k, photo_filter, reranking
             )
             results += image_results
         results = [result.in_folder(service.database) for result in results]
@@ -197,9 +197,9 @@ def evaluate_retrieval_command(
     the top 4, 0 to 4): each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    expansion = chosen_reranking(expand, diffuse)
+    reranking = chosen_reranking(expand, diffuse)
     with open_updated_service(settings, rebuild=rebuild) as service:
-        report = evaluate_labelled_folder(service.index, top_k, expansion)
+        report = evaluate_labelled_folder(service.index, top_k, reranking)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return

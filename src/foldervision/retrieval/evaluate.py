@@ -172,18 +172,18 @@ def leave_one_out_expansion(vectors: np.ndarray, expansion: QueryExpansion) -> n
 
 
 def evaluate_labelled_folder(
-    image_index: ImageIndex, k: int = 4, expansion: Reranking | None = None
+    image_index: ImageIndex, k: int = 4, reranking: Reranking | None = None
 ) -> dict[str, Any]:
     """Leave-one-out scores of an up-to-date index whose folder has one subfolder per class,
-    with each query re-ranked by `expansion` when given (the store's own figure,
+    with each query re-ranked by `reranking` when given (the store's own figure,
     `index_precision_at_k`, is not diffused: it measures the index, not the re-ranking)."""
     labelled = labelled_vectors(image_index)
     vectors, labels = labelled.vectors, labelled.labels
-    expanded = expansion is not None and expansion.is_on
-    diffusion = expansion if isinstance(expansion, Diffusion) else None
+    reranked = reranking is not None and reranking.is_on
+    diffusion = reranking if isinstance(reranking, Diffusion) else None
     queries = vectors
-    if isinstance(expansion, QueryExpansion) and expanded:
-        queries = leave_one_out_expansion(vectors, expansion)
+    if isinstance(reranking, QueryExpansion) and reranked:
+        queries = leave_one_out_expansion(vectors, reranking)
     scores = leave_one_out_scores(vectors, labels, k, queries, diffusion)
     index_precision, index_kind = precision_through_store(
         image_index, queries, labelled.ids, labels, k
@@ -191,7 +191,7 @@ def evaluate_labelled_folder(
     return {
         "folder": str(image_index.database_folder),
         **scores.to_dict(),
-        "reranking": expansion.describe() if expansion is not None and expanded else None,
+        "reranking": reranking.describe() if reranking is not None and reranked else None,
         "index_kind": index_kind,
         "index_precision_at_k": index_precision,
         "class_names": labelled.class_names,

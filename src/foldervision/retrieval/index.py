@@ -438,12 +438,12 @@ class ImageIndex:
         query_vectors: np.ndarray,
         k: int,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> list[list[tuple[str, float]]]:
         """For each query, up to k (relative path, Euclidean distance) pairs, nearest first.
 
         With a filter, the store searches only the files it keeps: the true top k among them.
-        With an expansion, each query is first expanded with its neighbours among those same
+        With a query expansion, each query is first expanded with its neighbours among those same
         files (`retrieval.reranking`), and the distances are the expanded query's. With a
         diffusion, the nearest `shortlist` are re-ordered (distances still the query's).
         """
@@ -451,11 +451,11 @@ class ImageIndex:
         if ids is not None and not len(ids):
             return [[] for _ in np.atleast_2d(query_vectors)]
         query_vectors = np.atleast_2d(query_vectors)
-        if isinstance(expansion, Diffusion):
-            distances, ids = self.diffused(query_vectors, k, expansion, ids)
+        if isinstance(reranking, Diffusion):
+            distances, ids = self.diffused(query_vectors, k, reranking, ids)
         else:
-            if expansion is not None and expansion.is_on:
-                query_vectors = self.expanded_queries(query_vectors, expansion, ids)
+            if reranking is not None and reranking.is_on:
+                query_vectors = self.expanded_queries(query_vectors, reranking, ids)
             distances, ids = self.store.search(query_vectors, k, ids=ids)
         paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
         return [

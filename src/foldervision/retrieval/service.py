@@ -205,19 +205,19 @@ class RetrievalService:
         query_paths: Sequence[str | os.PathLike[str]],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> tuple[list[QueryResult], list[SkippedFile]]:
         """Embed query files exactly as the database was embedded, then find their neighbours
-        (among the photos `photo_filter` keeps, when given; re-ranked by `expansion`)."""
+        (among the photos `photo_filter` keeps, when given; re-ranked by `reranking`)."""
         self._check_searchable(k)
         results: list[QueryResult] = []
         skipped: list[SkippedFile] = []
         for batch in self.embedder.embed_files(list(query_paths)):
             skipped.extend(batch.skipped)
             if batch.paths:
-                answers = self._search_vectors(batch.vectors, k, photo_filter, expansion)
+                answers = self._search_vectors(batch.vectors, k, photo_filter, reranking)
                 for path, matches in zip(batch.paths, answers):
-                    results.append(_result(str(Path(path)), matches, expansion))
+                    results.append(_result(str(Path(path)), matches, reranking))
         return results, skipped
 
     def search_texts(
@@ -225,7 +225,7 @@ class RetrievalService:
         texts: Sequence[str],
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> list[QueryResult]:
         """Search by words: only a CLIP index has a text side (`embed_texts`) to embed them."""
         embed_texts = getattr(self.embedder, "embed_texts", None)
@@ -236,8 +236,8 @@ class RetrievalService:
             )
         self._check_searchable(k)
         vectors = embed_texts(list(texts))
-        answers = self._search_vectors(vectors, k, photo_filter, expansion)
-        return [_result(text, matches, expansion) for text, matches in zip(texts, answers)]
+        answers = self._search_vectors(vectors, k, photo_filter, reranking)
+        return [_result(text, matches, reranking) for text, matches in zip(texts, answers)]
 
     def search_bytes(
         self,
@@ -245,13 +245,13 @@ class RetrievalService:
         name: str,
         k: int = DEFAULT_TOP_K,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> QueryResult:
         """Search with an image held in memory (a web upload); bad bytes raise ImageLoadError."""
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
-        matches = self._search_vectors(vector[np.newaxis], k, photo_filter, expansion)[0]
-        return _result(name, matches, expansion)
+        matches = self._search_vectors(vector[np.newaxis], k, photo_filter, reranking)[0]
+        return _result(name, matches, reranking)
 
     def search_folder_file(
         self,
@@ -259,7 +259,7 @@ class RetrievalService:
         k: int = DEFAULT_TOP_K,
         folder: Path | None = None,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> QueryResult:
         """Search with a file named by its path relative to `folder` (default: the database).
 
@@ -272,14 +272,14 @@ class RetrievalService:
             with self._lock:
                 vector = self.index.vector_of(relative_path)
             if vector is not None:
-                matches = self._search_vectors(vector, k, photo_filter, expansion)[0]
-                return _result(relative_path, matches, expansion)
+                matches = self._search_vectors(vector, k, photo_filter, reranking)[0]
+                return _result(relative_path, matches, reranking)
         try:
             data = ((folder or self.database) / relative_path).read_bytes()
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise ImageLoadError(f"{relative_path}: cannot read ({reason}).") from None
-        return self.search_bytes(data, relative_path, k, photo_filter, expansion)
+        return self.search_bytes(data, relative_path, k, photo_filter, reranking)
 
     def sample_files(self, count: int, photo_filter: PhotoFilter | None = None) -> list[str]:
         """About `count` indexed files spread evenly over the index (relative paths, in path
@@ -346,11 +346,11 @@ class RetrievalService:
         query_vectors: np.ndarray,
         k: int,
         photo_filter: PhotoFilter | None = None,
-        expansion: Reranking | None = None,
+        reranking: Reranking | None = None,
     ) -> list[list[Match]]:
         """Ranked matches for each query vector, among the photos the filter keeps."""
         with self._lock:
-            neighbours = self.index.search(query_vectors, k, photo_filter, expansion)
+            neighbours = self.index.search(query_vectors, k, photo_filter, reranking)
         return [
             [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
             for row in neighbours
@@ -439,10 +439,10 @@ class RetrievalService:
         return [read_facts(self.database, path) for path in paths]
 
 
-def _result(query: str, matches: list[Match], expansion: Reranking | None) -> QueryResult:
+def _result(query: str, matches: list[Match], reranking: Reranking | None) -> QueryResult:
     """The answer, saying how it was re-ranked when it was (its distances then differ)."""
-    reranking = expansion.describe() if expansion is not None and expansion.is_on else None
-    return QueryResult(query, matches, reranking)
+    described = reranking.describe() if reranking is not None and reranking.is_on else None
+    return QueryResult(query, matches, described)
 
 
 def check_top_k(k: int) -> None:
