@@ -2,10 +2,11 @@
 
 Two kinds of vectors, both measured in one run by default (`--data both`; issue 21: a
 benchmark that measured only the easy kind hid an index returning 18% of the true neighbours):
-- derived: each is a real flowers5 MobileNetV2 vector (read from an index made by
-  `foldervision index ../shared/data/flowers5 --index PATH`) plus Gaussian noise shaped like the
-  flowers5 vectors' own covariance (their top 256 principal directions, scaled by
-  NOISE_SCALE), renormalised; skipped, saying how to make the index, when there is none;
+- derived: each is a real stored vector of `--source-index` (flowers5's MobileNetV2 vectors
+  from `foldervision index ../shared/data/flowers5 --index PATH` in the documented runs) plus
+  Gaussian noise shaped like those vectors' own covariance (their top 256 principal
+  directions, fewer for a source of fewer vectors, scaled by NOISE_SCALE), renormalised;
+  skipped, saying how to make the index, when there is none;
 - synthetic: the hard mixture, 4096 random unit centres with isotropic low-rank noise.
 For each, the recall the index measured on itself while it was built (`stores.tuning`: stored
 vectors as queries) is printed beside the recall against exact search on held-out queries, and
@@ -162,7 +163,8 @@ def run_kind(arguments: argparse.Namespace, folder: Path, kind: str) -> dict:
 
 
 class VectorSource:
-    """Real flowers5 vectors plus covariance-shaped noise, or a synthetic mixture."""
+    """A real index's stored vectors plus noise shaped like their covariance, or a synthetic
+    mixture."""
 
     def __init__(self, source_index: Path, kind: str) -> None:
         random = np.random.default_rng(0)
@@ -183,7 +185,9 @@ class VectorSource:
                 if half
                 else np.stack([np.frombuffer(blob, "<f4") for blob in blobs])
             )
-            self.description = f"{len(rows)} flowers5 vectors from {source_index} + shaped noise"
+            if len(rows) < 2:
+                raise SystemExit(f"{source_index}: {len(rows)} stored vectors; use 2 or more")
+            self.description = f"{len(rows)} stored vectors of {source_index} + shaped noise"
         else:
             centres = random.normal(size=(4096, 1280)).astype(np.float32)
             self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
@@ -191,10 +195,9 @@ class VectorSource:
         self.dimension = self.centres.shape[1]
         centred = self.centres - self.centres.mean(axis=0)
         _, singular, directions = np.linalg.svd(centred, full_matrices=False)
-        scales = singular[:NOISE_RANK] / np.sqrt(len(self.centres))
-        self.noise_basis = (directions[:NOISE_RANK] * scales[:, None] * NOISE_SCALE).astype(
-            np.float32
-        )
+        rank = min(NOISE_RANK, len(singular))  # a source of fewer vectors has fewer directions
+        scales = singular[:rank] / np.sqrt(len(self.centres))
+        self.noise_basis = (directions[:rank] * scales[:, None] * NOISE_SCALE).astype(np.float32)
         if not derived:  # random centres have no structure: use isotropic noise
             self.noise_basis = random.normal(size=(NOISE_RANK, self.dimension)).astype(
                 np.float32
@@ -203,7 +206,8 @@ class VectorSource:
     def chunk(self, seed: int, count: int) -> np.ndarray:
         random = np.random.default_rng(seed)
         centres = self.centres[random.integers(0, len(self.centres), count)]
-        noise = random.standard_normal((count, NOISE_RANK), dtype=np.float32) @ self.noise_basis
+        rank = len(self.noise_basis)
+        noise = random.standard_normal((count, rank), dtype=np.float32) @ self.noise_basis
         vectors = centres + noise
         return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
