@@ -19,9 +19,12 @@ def main() -> None:
     app(
         [
             "search",
-            "--database", str(HERE / "images_database"),
-            "--pick-from", str(HERE / "query_images"),
-            "-k", "4",
+            "--database",
+            str(HERE / "images_database"),
+            "--pick-from",
+            str(HERE / "query_images"),
+            "-k",
+            "4",
         ],  # fmt: skip
         prog_name="image_retrieval.py",
     )

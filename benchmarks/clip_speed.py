@@ -37,11 +37,26 @@ from embedding_speed import SHARED_FLOWERS, Timing, foldervision, run_timed  # n
 
 DEFAULT_MODEL_FOLDER = Path("/tmp/clip-vit-b32-random")
 QUERIES = [
-    "a red flower on grass", "receipt", "a yellow sunflower in a field", "a dog on the beach",
-    "tulips in a vase", "a close-up of a daisy", "a dandelion gone to seed", "roses at night",
-    "a bee on a purple flower", "a bouquet", "white petals", "a garden path", "pink blossom",
-    "a field of poppies", "sunset over flowers", "a flower in the rain", "orange lilies",
-    "a cactus flower", "wild flowers by a road", "a single rose on a table",
+    "a red flower on grass",
+    "receipt",
+    "a yellow sunflower in a field",
+    "a dog on the beach",
+    "tulips in a vase",
+    "a close-up of a daisy",
+    "a dandelion gone to seed",
+    "roses at night",
+    "a bee on a purple flower",
+    "a bouquet",
+    "white petals",
+    "a garden path",
+    "pink blossom",
+    "a field of poppies",
+    "sunset over flowers",
+    "a flower in the rain",
+    "orange lilies",
+    "a cactus flower",
+    "wild flowers by a road",
+    "a single rose on a table",
 ]
 
 
@@ -96,18 +111,32 @@ def benchmark_indexing(database: Path, model: str, rounds: int, environment: dic
             print(timings[name][-1].line(f"{round_number}: {name}", images), flush=True)
     walls = {name: sum(timing.wall for timing in measured) for name, measured in timings.items()}
     default, clip = walls.values()
-    print(f"CLIP ViT-B/32 indexing takes {clip / default:.2f}x MobileNetV2's time "
-          f"({images * rounds / clip:.1f} vs {images * rounds / default:.1f} images/s)")
+    print(
+        f"CLIP ViT-B/32 indexing takes {clip / default:.2f}x MobileNetV2's time "
+        f"({images * rounds / clip:.1f} vs {images * rounds / default:.1f} images/s)"
+    )
 
 
 def benchmark_text_search(database: Path, model: str, runs: int, environment: dict) -> None:
     for extra in ([], ["--no-update"]):
-        command = foldervision("search", "--text", QUERIES[0], "--database", str(database),
-                               "-k", "8", "--model", model, *extra)
+        command = foldervision(
+            "search",
+            "--text",
+            QUERIES[0],
+            "--database",
+            str(database),
+            "-k",
+            "8",
+            "--model",
+            model,
+            *extra,
+        )
         walls = [run_timed(command, environment).wall for _ in range(runs)]
         name = "whole `search --text`" + (" --no-update" if extra else "")
-        print(f"{name:40s} best {min(walls):.2f} s, median {statistics.median(walls):.2f} s "
-              f"over {runs} runs (goal: under 1.5 s)")
+        print(
+            f"{name:40s} best {min(walls):.2f} s, median {statistics.median(walls):.2f} s "
+            f"over {runs} runs (goal: under 1.5 s)"
+        )
 
 
 def benchmark_text_tower(model_folder: Path, count: int) -> None:
@@ -120,8 +149,10 @@ def benchmark_text_tower(model_folder: Path, count: int) -> None:
         started = time.perf_counter()
         embedder.embed_texts([query])
         milliseconds.append(1000 * (time.perf_counter() - started))
-    print(f"text tower, one query per call: median {statistics.median(milliseconds):.1f} ms, "
-          f"best {min(milliseconds):.1f} ms over {count} queries")
+    print(
+        f"text tower, one query per call: median {statistics.median(milliseconds):.1f} ms, "
+        f"best {min(milliseconds):.1f} ms over {count} queries"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ def main() -> None:
     print(f"{arguments.folder}: {len(labelled.paths)} images, {len(labelled.class_names)} "
           f"classes, {arguments.image_size} px; leave-one-out P@{TOP_K} and mAP")  # fmt: skip
     vectors = {
-        decoding: embedded(labelled.paths, arguments.image_size, decoding)
-        for decoding in DECODINGS
+        decoding: embedded(labelled.paths, arguments.image_size, decoding) for decoding in DECODINGS
     }
     scores = {}
     for decoding, values in vectors.items():

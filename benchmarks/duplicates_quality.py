@@ -196,7 +196,8 @@ def by_kind(half: dict, predicted: set) -> dict[str, dict[str, float]]:
             continue
         rows[kind] = {
             "recall": round(len(truth & predicted) / len(truth), 3),
-            "precision": round(len(involved & half["truth"]) / len(involved), 3) if involved
+            "precision": round(len(involved & half["truth"]) / len(involved), 3)
+            if involved
             else 1.0,
             "pairs": len(truth),
         }
@@ -369,6 +370,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
 def scale_quality(groups: list[list[int]], paths: dict[int, str], sources: int) -> dict:
     """Pair precision and recall of the groups: file NUMBER shows photo NUMBER % sources (the
     few photos flowers5 holds twice count as different, so precision is a lower bound)."""
+
     def source(file_id: int) -> int:
         return int(paths[file_id][:6]) % sources
 
@@ -382,8 +384,11 @@ def scale_quality(groups: list[list[int]], paths: dict[int, str], sources: int) 
         hits += sum(pairs(int(count)) for count in counts)
     truth = np.bincount([source(file_id) for file_id in paths])
     true_pairs = sum(pairs(int(count)) for count in truth)
-    return {"pair_precision": round(hits / max(predicted, 1), 4),
-            "pair_recall": round(hits / max(true_pairs, 1), 4), "true_pairs": true_pairs}
+    return {
+        "pair_precision": round(hits / max(predicted, 1), 4),
+        "pair_recall": round(hits / max(true_pairs, 1), 4),
+        "true_pairs": true_pairs,
+    }
 
 
 if __name__ == "__main__":

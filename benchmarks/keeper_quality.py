@@ -132,8 +132,9 @@ def evaluate(folder: Path, groups: list[dict[str, str]]) -> dict:
     count = len(groups)
     return {
         "original_kept_against": {kind: round(hits / count, 3) for kind, hits in kept.items()},
-        "by_canvas_pixels_headers_only": {kind: round(hits / count, 3)
-                                          for kind, hits in canvas.items()},  # fmt: skip
+        "by_canvas_pixels_headers_only": {
+            kind: round(hits / count, 3) for kind, hits in canvas.items()
+        },  # fmt: skip
         "original_kept_in_whole_group": round(whole / count, 3),
         "groups": count,
         "some_wrong": wrong,

@@ -56,9 +56,7 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quality", type=int, default=JPEG_QUALITY, help="JPEG (or HEIC) quality."
-    )
+    parser.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG (or HEIC) quality.")
     parser.add_argument(
         "--format", choices=("jpeg", "heic"), default="jpeg", help="File format of the copies."
     )

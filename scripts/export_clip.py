@@ -120,8 +120,10 @@ def _side(size: Any) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="OpenCLIP model name, e.g. ViT-B-32")
-    parser.add_argument("pretrained", help="OpenCLIP pretrained tag (openai, laion2b_s34b_b79k, "
-                        "...), or none for random weights")
+    parser.add_argument(
+        "pretrained",
+        help="OpenCLIP pretrained tag (openai, laion2b_s34b_b79k, ...), or none for random weights",
+    )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--name", help="the name in config.json (default: MODEL-PRETRAINED)")
     arguments = parser.parse_args()

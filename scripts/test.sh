@@ -10,5 +10,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 .venv/bin/ruff check src tests benchmarks scripts ./*.py
+.venv/bin/ruff format --check src tests benchmarks scripts ./*.py
 .venv/bin/python -m pytest -q "$@"
 .venv/bin/python scripts/check_installed_wheel.py

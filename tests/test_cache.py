@@ -61,9 +61,7 @@ def test_an_onnx_export_is_made_once_under_its_key_and_format_version(monkeypatc
     assert exports[0] != first  # written beside the entry, then moved into place
 
 
-def test_a_failed_onnx_export_leaves_nothing_and_the_next_call_exports_again(
-    monkeypatch, tmp_path
-):
+def test_a_failed_onnx_export_leaves_nothing_and_the_next_call_exports_again(monkeypatch, tmp_path):
     monkeypatch.setenv("FOLDERVISION_CACHE", str(tmp_path))
 
     def fail_half_way(path):

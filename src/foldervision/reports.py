@@ -68,7 +68,6 @@ def classification_metrics(
     }
 
 
-
 MISTAKES_PER_ROW = 6
 
 

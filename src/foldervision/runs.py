@@ -27,6 +27,7 @@ DEFAULT_MISTAKES = 24
 """Mistakes `evaluate` and a run's report show: four rows of six, the most confident first
 (here, not in reports.py, so the CLI can name it without importing matplotlib)."""
 
+
 @dataclass(frozen=True)
 class RunMetrics:
     """What metrics.json records of a run: the settings that repeat it, and how well it did.

@@ -98,12 +98,18 @@ def write_photos(folder: Path) -> None:
 
     folder.mkdir()
     astronaut = Image.fromarray(skimage.data.astronaut()).resize((160, 160))
-    astronaut.save(folder / "astronaut.jpg", quality=90, exif=camera_exif(
-        taken="2019:08:10 11:00:00", make="Canon", model="Canon EOS 5D", position=(48.86, 2.29)))
+    astronaut.save(
+        folder / "astronaut.jpg",
+        quality=90,
+        exif=camera_exif(
+            taken="2019:08:10 11:00:00", make="Canon", model="Canon EOS 5D", position=(48.86, 2.29)
+        ),
+    )
     astronaut.resize((120, 120)).save(folder / "astronaut small.png")
     Image.fromarray(skimage.data.chelsea()).resize((160, 120)).save(
-        folder / "chelsea.jpg", exif=camera_exif(taken="2023:06:02 09:15:00", make="Apple",
-                                                 model="iPhone 12"))
+        folder / "chelsea.jpg",
+        exif=camera_exif(taken="2023:06:02 09:15:00", make="Apple", model="iPhone 12"),
+    )
     Image.fromarray(skimage.data.coffee()).resize((160, 120)).save(folder / "coffee.jpg")
     (folder / "broken.jpg").write_bytes((folder / "chelsea.jpg").read_bytes()[:300])
     for path in folder.iterdir():

@@ -54,8 +54,18 @@ def test_search_by_words_ranks_by_the_text_vector(database, tiny_embedder):
     assert (database / ".foldervision" / "index.tiny-clip.sqlite").is_file()
     assert "(12 images)" in indexed.stderr
     [answer] = json_lines(
-        run_cli("search", "--text", "a red flower on grass", "--database", database, "-k", "8",
-                "--model", MODEL, "--json")
+        run_cli(
+            "search",
+            "--text",
+            "a red flower on grass",
+            "--database",
+            database,
+            "-k",
+            "8",
+            "--model",
+            MODEL,
+            "--json",
+        )
     )
     assert answer["query"] == "a red flower on grass"
     found = [(Path(match["path"]).name, match["distance"]) for match in answer["results"]]
@@ -66,13 +76,25 @@ def test_search_by_words_ranks_by_the_text_vector(database, tiny_embedder):
 
 def test_text_search_draws_a_sheet_and_image_queries_use_clip_vectors_too(database, tmp_path):
     sheet = tmp_path / "sheet.png"
-    result = run_cli("search", "--text", "receipt", "--database", database, "-k", "3",
-                     "--model", MODEL, "--sheet", sheet)
+    result = run_cli(
+        "search",
+        "--text",
+        "receipt",
+        "--database",
+        database,
+        "-k",
+        "3",
+        "--model",
+        MODEL,
+        "--sheet",
+        sheet,
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3 and sheet.stat().st_size > 1000
     query = sorted(database.glob("1_*.png"))[0]
-    [answer] = json_lines(run_cli("search", query, "--database", database, "-k", "1",
-                                  "--model", MODEL, "--json"))
+    [answer] = json_lines(
+        run_cli("search", query, "--database", database, "-k", "1", "--model", MODEL, "--json")
+    )
     assert Path(answer["results"][0]["path"]).name == query.name
     assert answer["results"][0]["distance"] < 1e-3
 
@@ -82,8 +104,15 @@ def test_clip_vectors_sit_beside_the_default_ones(database):
     assert run_cli("index", database, "--model", MODEL).returncode == 0
     names = {path.name for path in (database / ".foldervision").iterdir()}
     assert {"index.sqlite", "index.tiny-clip.sqlite"} <= names
-    by_example = run_cli("search", sorted(database.glob("*.png"))[0], "--database", database,
-                         "-k", "2", "--no-update")
+    by_example = run_cli(
+        "search",
+        sorted(database.glob("*.png"))[0],
+        "--database",
+        database,
+        "-k",
+        "2",
+        "--no-update",
+    )
     assert by_example.returncode == 0, by_example.stderr
     assert len(by_example.stdout.splitlines()) == 2
     with RetrievalService.open(IndexSettings(database)) as default:
@@ -100,8 +129,9 @@ def test_predict_labels_gives_clips_probabilities(database, tiny_embedder):
     predictions = json_lines(
         run_cli("predict", "--labels", "zero, one,two", *files, "--model", MODEL, "--json")
     )
-    prompts = tiny_embedder.embed_texts(["a photo of a zero.", "a photo of a one.",
-                                         "a photo of a two."])
+    prompts = tiny_embedder.embed_texts(
+        ["a photo of a zero.", "a photo of a one.", "a photo of a two."]
+    )
     images = np.concatenate([batch.vectors for batch in tiny_embedder.embed_files(files)])
     logits = tiny_embedder.model.config.logit_scale * images @ prompts.T
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -130,28 +160,45 @@ def test_no_tensorflow_and_no_torch_on_the_clip_paths(database):
     script = (
         "import sys\n"
         "from foldervision.cli import main\n"
-        "for arguments in " + repr([
-            ["index", str(database), "--model", MODEL],
-            ["search", "--text", "a cat", "--database", str(database), "--model", MODEL],
-            ["predict", "--labels", "a,b", str(database), "--model", MODEL],
-        ]) + ":\n"
+        "for arguments in "
+        + repr(
+            [
+                ["index", str(database), "--model", MODEL],
+                ["search", "--text", "a cat", "--database", str(database), "--model", MODEL],
+                ["predict", "--labels", "a,b", str(database), "--model", MODEL],
+            ]
+        )
+        + ":\n"
         "    try:\n"
         "        main(arguments)\n"
         "    except SystemExit as exit:\n"
         "        assert not exit.code, exit.code\n"
         "print(sorted(name for name in ('tensorflow', 'keras', 'torch') if name in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=user_environment(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=user_environment(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
 
 
 def test_pull_offline_is_one_line(tmp_path):
-    env = {**user_environment(), "FOLDERVISION_CACHE": str(tmp_path),
-           "FOLDERVISION_MODELS_URL": "http://127.0.0.1:9/{repository}/{path}"}
-    result = subprocess.run([sys.executable, "-m", "foldervision", "models", "pull",
-                             "clip-vit-b32"], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **user_environment(),
+        "FOLDERVISION_CACHE": str(tmp_path),
+        "FOLDERVISION_MODELS_URL": "http://127.0.0.1:9/{repository}/{path}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "foldervision", "models", "pull", "clip-vit-b32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot reach 127.0.0.1:9")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -20,8 +20,11 @@ TOLERANCE = 1e-4
 def test_token_ids_are_openclips_on_every_fixture_string(fixture_strings, reference):
     tokens = ClipTokenizer()(fixture_strings)
     expected = reference["tokens_openai"]
-    differing = [text for text, row, want in zip(fixture_strings, tokens, expected)
-                 if not np.array_equal(row, want)]
+    differing = [
+        text
+        for text, row, want in zip(fixture_strings, tokens, expected)
+        if not np.array_equal(row, want)
+    ]
     assert len(fixture_strings) >= 1000
     assert differing == []
 

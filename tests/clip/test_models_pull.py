@@ -44,7 +44,9 @@ class PinnedSourceServer(ThreadingHTTPServer):
 
     @property
     def commit_template(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/api/models/{{repository}}/revision/{{revision}}"
+        return (
+            f"http://127.0.0.1:{self.server_port}/api/models/{{repository}}/revision/{{revision}}"
+        )
 
 
 class RangeHandler(BaseHTTPRequestHandler):

@@ -44,8 +44,9 @@ def test_only_listed_groups_move_and_only_this_servers_journals_undo(
         moved = client.post("/api/duplicates/move", json={"destination": destination,
                                                           "groups": [group]})  # fmt: skip
         assert moved.status_code == 200, moved.text
-        assert moved.json()["moved"] == [{"from": "coffee bright.jpg",
-                                          "to": str(tmp_path / "out" / "coffee bright.jpg")}]
+        assert moved.json()["moved"] == [
+            {"from": "coffee bright.jpg", "to": str(tmp_path / "out" / "coffee bright.jpg")}
+        ]
         assert not (folder / "coffee bright.jpg").exists()
         undone = client.post("/api/duplicates/undo", json={"journal": moved.json()["journal"]})
         assert undone.json() == {"moved_back": 1} and (folder / "coffee bright.jpg").exists()

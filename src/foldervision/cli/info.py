@@ -50,13 +50,22 @@ def summary_lines(summary: LibrarySummary) -> list[tuple[str, list[str]]]:
         ("places", [f"{summary.with_position} of {summary.images} with GPS coordinates"]),
         ("model", [summary.model or "none yet"]),
         ("store", _stores(summary)),
-        ("disk", [_counts({name.replace("_", " "): _size(bytes_) for name, bytes_ in
-                           summary.disk_bytes.items()})]),  # fmt: skip
+        (
+            "disk",
+            [
+                _counts(
+                    {
+                        name.replace("_", " "): _size(bytes_)
+                        for name, bytes_ in summary.disk_bytes.items()
+                    }
+                )
+            ],
+        ),  # fmt: skip
     ]
 
 
 def _counts(counts: dict[str, object], prefix: str = "") -> str:
-    """"a 3, b 1" (with `prefix` before it when there is anything)."""
+    """ "a 3, b 1" (with `prefix` before it when there is anything)."""
     text = ", ".join(f"{name} {count}" for name, count in counts.items())
     return f"{prefix}{text}" if text else ""
 

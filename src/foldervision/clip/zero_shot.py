@@ -44,7 +44,7 @@ class ClipPreprocessor(Preprocessor):
 
 
 def parse_labels(text: str) -> list[str]:
-    """"daisy, tulip,sunflower" -> the labels, in order; at least two, no repeats."""
+    """ "daisy, tulip,sunflower" -> the labels, in order; at least two, no repeats."""
     labels = [label.strip() for label in text.split(",") if label.strip()]
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise FoldervisionError(

@@ -61,9 +61,7 @@ class JournalEntry:
     sha256: str
 
 
-def plan_moves(
-    database: Path, groups: Iterable[tuple[str, ...]], destination: Path
-) -> list[Move]:
+def plan_moves(database: Path, groups: Iterable[tuple[str, ...]], destination: Path) -> list[Move]:
     """One move per file of `groups` (paths relative to `database`) into `destination`, at the
     same relative path. Refuses a destination inside the database (the files would be indexed
     and found again) unless it is hidden, and any target that exists already."""

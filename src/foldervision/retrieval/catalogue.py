@@ -52,7 +52,8 @@ migration's VACUUM too; a catalogue made with smaller pages keeps them."""
 IN_CHUNK = 500
 """Values per `IN (...)` query: SQLite limits the number of parameters of one statement."""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +64,9 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL
 );
-""" + PHOTOS_SCHEMA
+"""
+    + PHOTOS_SCHEMA
+)
 
 
 @dataclass(frozen=True)

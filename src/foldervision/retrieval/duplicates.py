@@ -195,9 +195,7 @@ def vector_candidates(
     return pairs
 
 
-def signature_candidates(
-    ids: np.ndarray, signatures: np.ndarray
-) -> dict[tuple[int, int], float]:
+def signature_candidates(ids: np.ndarray, signatures: np.ndarray) -> dict[tuple[int, int], float]:
     """{(id_a, id_b): similarity} of each signature's nearest, in four orientations."""
     import faiss
 

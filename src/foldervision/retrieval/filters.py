@@ -94,7 +94,7 @@ def photo_filter(
 
 
 def parse_date(text: str, option: str) -> str:
-    """"2023", "2023-06", "2023-06-01" or a time on that day, as the start it names."""
+    """ "2023", "2023-06", "2023-06-01" or a time on that day, as the start it names."""
     for layout in DATE_LAYOUTS:
         try:
             return datetime.strptime(text.strip(), layout).strftime(TAKEN_FORMAT)

@@ -124,7 +124,7 @@ def _skip_reasons(skipped: list[tuple[str, str]]) -> list[SkipReason]:
 
 
 def _without_path(reason: str, path: str) -> str:
-    """"a/b.jpg: cannot decode image (... file '/x/a/b.jpg')." -> "cannot decode image (...
+    """ "a/b.jpg: cannot decode image (... file '/x/a/b.jpg')." -> "cannot decode image (...
     file)." : the loader and Pillow both name the file; grouping needs the reason alone."""
     prefix, separator, why = reason.partition(": ")
     if separator and prefix.replace("\\", "/").endswith(path):

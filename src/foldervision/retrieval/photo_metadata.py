@@ -75,7 +75,7 @@ class PhotoMetadata:
 
 
 def camera_name(make: str | None, model: str | None) -> str | None:
-    """"make model", without repeating a make the model already starts with."""
+    """ "make model", without repeating a make the model already starts with."""
     if make and model and model.lower().startswith(make.split()[0].lower()):
         return model
     return " ".join(part for part in (make, model) if part) or None

@@ -164,7 +164,7 @@ class PhotoRecords:
 
 
 def where_clause(photo_filter: PhotoFilter) -> tuple[str, list[object]]:
-    """" WHERE ..." over `files f` joined with `photos p`, and its parameters ("" for none)."""
+    """ " WHERE ..." over `files f` joined with `photos p`, and its parameters ("" for none)."""
     clauses: list[str] = []
     parameters: list[object] = []
     if photo_filter.taken_after:

@@ -396,8 +396,11 @@ class RetrievalService:
 
         protected = self.folders_in_database(keep_under)
         to_move = [
-            tuple(path for path in group.files
-                  if path != group.keep and not is_protected(path, protected))  # fmt: skip
+            tuple(
+                path
+                for path in group.files
+                if path != group.keep and not is_protected(path, protected)
+            )  # fmt: skip
             for group in groups
         ]
         return plan_moves(self.database, to_move, Path(destination))

@@ -59,9 +59,7 @@ class SignatureCache:
                 found[path] = None if blob is None else np.frombuffer(blob, np.float32)
         return found
 
-    def store(
-        self, states: dict[str, FileState], signatures: dict[str, np.ndarray | None]
-    ) -> None:
+    def store(self, states: dict[str, FileState], signatures: dict[str, np.ndarray | None]) -> None:
         """Record new signatures and forget files that are no longer in the index."""
         if self._connection is None:
             return

@@ -347,6 +347,4 @@ class _EventNotes(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         target = os.fsdecode(event.dest_path) if event.dest_path else None
-        self.watcher.note(
-            event.event_type, os.fsdecode(event.src_path), event.is_directory, target
-        )
+        self.watcher.note(event.event_type, os.fsdecode(event.src_path), event.is_directory, target)

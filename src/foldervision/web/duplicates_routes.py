@@ -86,8 +86,9 @@ def move_duplicates(request: Request, service: Service, choice: MoveRequest) -> 
         state.journals.add(str(journal))
         state.groups = {}
     return {
-        "moved": [{"from": relative(service, move.source), "to": str(move.target)}
-                  for move in moves],  # fmt: skip
+        "moved": [
+            {"from": relative(service, move.source), "to": str(move.target)} for move in moves
+        ],  # fmt: skip
         "journal": str(journal),
     }
 

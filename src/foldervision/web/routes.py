@@ -225,4 +225,3 @@ def upload_name(filename: str | None) -> str:
     """The uploaded file's base name, as messages call it (never a path of the server's)."""
     name = " ".join((filename or "").replace("\\", "/").split("/")[-1].split())
     return name[:120] or "upload"
-
