@@ -23,6 +23,7 @@ from serve_fixtures import folder_snapshot, live_server, noise_bmp, post_streami
 from typer.testing import CliRunner
 
 from foldervision.cli import app as cli_app
+from foldervision.retrieval.reranking import Diffusion, QueryExpansion
 from foldervision.retrieval.service import MAX_TOP_K, RetrievalService
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.web.app import MAX_UPLOAD_BYTES, create_app, default_query_folder
@@ -387,3 +388,47 @@ def test_50_concurrent_searches_match_the_cli(
         np.testing.assert_allclose(
             [r["distance"] for r in results], [d for _, d in expected[name]], atol=1e-3
         )
+
+
+@pytest.mark.parametrize("reranking", [Diffusion(), QueryExpansion(2)], ids=["diffuse", "expand"])
+def test_serve_with_a_reranking_reranks_every_search_as_search_does_and_says_so(
+    photo_folder: Path, query_folder: Path, reranking
+):
+    service = RetrievalService.open(IndexSettings(photo_folder), embedder=colour_layout_embedder())
+    service.update()
+    web_app = create_app(service, default_query_folder(photo_folder), reranking=reranking)
+    with service, live_server(web_app) as url:
+        by_path = httpx.get(url + "/api/search", params={"path": "chelsea.jpeg", "k": 5})
+        upload = httpx.post(
+            url + "/api/search",
+            files={"file": ("r.jpg", (query_folder / "rocket.jpg").read_bytes())},
+            data={"k": "5"},
+        )
+        expected_path = service.search_folder_file("chelsea.jpeg", 5, reranking=reranking)
+        expected_upload = service.search_bytes(
+            (query_folder / "rocket.jpg").read_bytes(), "r.jpg", 5, reranking=reranking
+        )
+        plain = service.search_folder_file("chelsea.jpeg", 5)
+
+    assert by_path.status_code == upload.status_code == 200
+    for answer, expected in ((by_path.json(), expected_path), (upload.json(), expected_upload)):
+        assert answer["reranking"] == reranking.describe()
+        assert [match["path"] for match in answer["results"]] == [
+            match.path for match in expected.matches
+        ]
+        np.testing.assert_allclose(
+            [match["distance"] for match in answer["results"]],
+            [match.distance for match in expected.matches],
+            atol=1e-6,
+        )
+    if isinstance(reranking, QueryExpansion):  # distances from the expanded query, not the query
+        assert [m["distance"] for m in by_path.json()["results"]] != [
+            m.distance for m in plain.matches
+        ]
+
+
+def test_serve_refuses_two_rerankings_in_one_line(photo_folder: Path):
+    result = CliRunner().invoke(cli_app, ["serve", str(photo_folder), "--expand", "2", "--diffuse"])
+    assert result.exit_code != 0
+    assert "choose one re-ranking" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,8 +13,19 @@ from pathlib import Path
 import typer
 
 from foldervision.cli.app import app, console
-from foldervision.cli.options import WatchOption, takes_index_settings, takes_photo_filter
-from foldervision.cli.retrieval import open_updated_service, report_filter, start_watching
+from foldervision.cli.options import (
+    DiffuseOption,
+    ExpandOption,
+    WatchOption,
+    takes_index_settings,
+    takes_photo_filter,
+)
+from foldervision.cli.retrieval import (
+    chosen_reranking,
+    open_updated_service,
+    report_filter,
+    start_watching,
+)
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService, check_top_k
@@ -39,6 +50,8 @@ def serve_command(
         "DATABASE when it exists.",
     ),
     watch: WatchOption = False,
+    expand: ExpandOption = 0,
+    diffuse: DiffuseOption = False,
     text_model: str | None = typer.Option(
         None,
         "--text-model",
@@ -54,13 +67,15 @@ def serve_command(
     first; with --watch, kept current while serving).
 
     Filters given here are the page's starting filters, and apply to every API request that
-    names no filter of its own. Where the folder has a CLIP index (or --text-model), the page
+    names no filter of its own. --expand or --diffuse re-ranks every search the page and the
+    API make, as `search` does. Where the folder has a CLIP index (or --text-model), the page
     also searches by words."""
     from foldervision.clip.models import is_clip_model
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
     check_top_k(top_k)
+    reranking = chosen_reranking(expand, diffuse)
     if text_model is not None and not is_clip_model(text_model):
         raise ValueError(
             f"--text-model {text_model}: not a CLIP model; pass clip-vit-b32 (after "
@@ -88,6 +103,7 @@ def serve_command(
                 queries or default_query_folder(database),
                 top_k,
                 photo_filter=photo_filter,
+                reranking=reranking,
                 watching=watch,
                 text_service=text_service,
                 text_hint=text_hint,

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException
 from foldervision.errors import EmptyIndexError, FoldervisionError
 from foldervision.images import ImageLoadError
 from foldervision.retrieval.filters import PhotoFilter
+from foldervision.retrieval.reranking import Reranking
 from foldervision.retrieval.search import DEFAULT_TOP_K
 from foldervision.retrieval.service import RetrievalService
 from foldervision.web.duplicates_routes import router as duplicates_router
@@ -73,12 +74,14 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     thumbs: Path | None = None,
     photo_filter: PhotoFilter | None = None,
+    reranking: Reranking | None = None,
     watching: bool = False,
     text_service: RetrievalService | None = None,
     text_hint: str = "",
 ) -> FastAPI:
     """The app over an open (and updated) service; it never writes into the database folder.
 
+    `reranking`: `serve --expand/--diffuse`, applied to every search.
     `watching`: a `FolderWatcher` keeps the index current (the page then says so).
     `text_service`: an open service over a CLIP index of the same folder, which searches by
     words (the page then shows its text box); without one, `text_hint` says how to make one
@@ -97,6 +100,7 @@ def create_app(
         default_k=default_k,
         max_upload_bytes=max_upload_bytes,
         default_filter=photo_filter or PhotoFilter(),
+        reranking=reranking,
         watching=watching,
         text_hint="" if text_service is not None else text_hint,
     )

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from foldervision.images import ImageLoadError
 from foldervision.retrieval.filters import PhotoFilter, photo_filter
+from foldervision.retrieval.reranking import Reranking
 from foldervision.retrieval.search import QueryResult
 from foldervision.retrieval.service import RetrievalService
 from foldervision.web.files import resolve_inside, thumbnail
@@ -52,6 +53,8 @@ class WebSettings:
     max_upload_bytes: int
     default_filter: PhotoFilter = PhotoFilter()
     """`serve --camera ...`: the filter of every search that names none of its own."""
+    reranking: Reranking | None = None
+    """`serve --expand N` or `--diffuse`: how every search is re-ranked (None: not)."""
     watching: bool = False
     """`serve --watch`: the index follows the folder while serving."""
     text_hint: str = ""
@@ -141,7 +144,8 @@ def search_by_path(
     settings.image_of(root, path)  # 404 before anything else for what a URL may not reach
     started = time.perf_counter()
     folder = None if root == DATABASE_ROOT else settings.roots[root]
-    result = service.search_folder_file(path, settings.k_or_default(k), folder, photos)
+    k = settings.k_or_default(k)
+    result = service.search_folder_file(path, k, folder, photos, settings.reranking)
     return search_response(result, started)
 
 
@@ -159,7 +163,7 @@ def search_upload(
         raise HTTPException(413, too_large_message(settings.max_upload_bytes))
     started = time.perf_counter()
     k = settings.k_or_default(k)
-    result = service.search_bytes(data, upload_name(file.filename), k, photos)
+    result = service.search_bytes(data, upload_name(file.filename), k, photos, settings.reranking)
     return search_response(result, started)
 
 
@@ -183,7 +187,8 @@ def search_by_words(
     if text_service is None:
         raise HTTPException(409, settings.text_hint or "this server has no CLIP index")
     started = time.perf_counter()
-    [result] = text_service.search_texts([words], settings.k_or_default(k), photos)
+    k = settings.k_or_default(k)
+    [result] = text_service.search_texts([words], k, photos, settings.reranking)
     return search_response(result, started)
 
 

@@ -173,7 +173,8 @@ async function search(request, queryImage, queryName) {
   showMessage(answer.results.length ? "" : "No photos match these filters.", false);
   render(answer, queryImage, queryName);
   const ms = response.headers.get("X-Search-Ms");
-  $("timing").textContent = ms ? `searched in ${ms} ms on the server` : "";
+  const reranked = answer.reranking ? ` · re-ranked (${answer.reranking.method}): ${answer.reranking.distance}` : "";
+  $("timing").textContent = (ms ? `searched in ${ms} ms on the server` : "") + reranked;
 }
 
 function render(answer, queryImage, queryName) {
