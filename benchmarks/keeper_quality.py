@@ -134,7 +134,7 @@ def evaluate(folder: Path, groups: list[dict[str, str]]) -> dict:
         "original_kept_against": {kind: round(hits / count, 3) for kind, hits in kept.items()},
         "by_canvas_pixels_headers_only": {
             kind: round(hits / count, 3) for kind, hits in canvas.items()
-        },  # fmt: skip
+        },
         "original_kept_in_whole_group": round(whole / count, 3),
         "groups": count,
         "some_wrong": wrong,
@@ -148,9 +148,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--calibration-only", action="store_true",
+        "--calibration-only",
+        action="store_true",
         help="Score the calibration half instead (to set the band constants by hand).",
-    )  # fmt: skip
+    )
     arguments = parser.parse_args()
     files = list_image_files(arguments.folder)
     order = np.random.default_rng(arguments.seed).permutation(len(files))

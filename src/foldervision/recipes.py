@@ -137,7 +137,7 @@ for _lite in ("efficientnet-lite0", "efficientnet-lite2"):
             phases=(
                 TrainingPhase(
                     "head", epochs=30, learning_rate=1e-3, trainable="head", feature_views=2
-                ),  # fmt: skip
+                ),
                 TrainingPhase("fine_tune", epochs=4, learning_rate=3e-4, trainable="top:6"),
             ),
             batch_size=32,

@@ -60,7 +60,7 @@ def summary_lines(summary: LibrarySummary) -> list[tuple[str, list[str]]]:
                     }
                 )
             ],
-        ),  # fmt: skip
+        ),
     ]
 
 

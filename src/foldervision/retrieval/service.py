@@ -400,7 +400,7 @@ class RetrievalService:
                 path
                 for path in group.files
                 if path != group.keep and not is_protected(path, protected)
-            )  # fmt: skip
+            )
             for group in groups
         ]
         return plan_moves(self.database, to_move, Path(destination))

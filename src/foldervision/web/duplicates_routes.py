@@ -88,7 +88,7 @@ def move_duplicates(request: Request, service: Service, choice: MoveRequest) -> 
     return {
         "moved": [
             {"from": relative(service, move.source), "to": str(move.target)} for move in moves
-        ],  # fmt: skip
+        ],
         "journal": str(journal),
     }
 
