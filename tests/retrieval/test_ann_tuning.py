@@ -377,3 +377,37 @@ def test_a_rebuild_read_ahead_in_many_chunks_holds_every_vector_and_a_read_error
     assert store.search(vectors[:5], 1)[1][:, 0].tolist() == ids[:5].tolist()
     store.close()
     catalogue.close()
+
+
+def test_held_vectors_answer_as_sqlite_does_without_reading_rows_and_a_write_drops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = mixture(3000, seed=7)
+    catalogue, store, ids = filled_store(tmp_path, vectors, "approximate")
+    store.flush()
+    assert store.index_kind() == "approximate"
+    queries, some = mixture(40, seed=9), ids[::7]
+    from_sqlite = store.search(queries, 5), store.vectors(some)
+
+    def no_rows(*arguments, **options):
+        raise AssertionError("read SQLite rows while the vectors were held")
+
+    with store.holding_vectors():
+        with monkeypatch.context() as patched:
+            patched.setattr(store._space, "select_in", no_rows)
+            held = store.search(queries, 5), store.vectors(some)
+        changed = mixture(1, seed=11)
+        with catalogue.transaction():
+            store.upsert(ids[:1], changed)  # the held copy is stale now: dropped
+        np.testing.assert_allclose(store.vectors(ids[:1]), changed, atol=1e-3)
+    np.testing.assert_array_equal(held[0][1], from_sqlite[0][1])
+    np.testing.assert_array_equal(held[0][0], from_sqlite[0][0])
+    np.testing.assert_array_equal(held[1], from_sqlite[1])
+
+    monkeypatch.setattr(faiss_store, "HELD_BYTES_MAX", 1000)  # too many bytes to hold
+    with store.holding_vectors(), monkeypatch.context() as patched:
+        patched.setattr(store._space, "select_in", no_rows)
+        with pytest.raises(AssertionError, match="read SQLite rows"):
+            store.vectors(some)
+    store.close()
+    catalogue.close()

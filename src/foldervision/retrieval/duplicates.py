@@ -244,12 +244,16 @@ def read_signatures(
 def candidate_pairs(
     index: ImageIndex, threshold: float, among: np.ndarray | None = None
 ) -> list[PairEvidence]:
-    """Pairs proposed by the vectors or the signatures, with their vector distance."""
-    by_vector = vector_candidates(index, threshold, among)
-    signature_ids, signatures = read_signatures(index, _ids_among(index, among))
-    by_signature = signature_candidates(signature_ids, signatures)
-    keys = sorted(by_vector.keys() | by_signature.keys())
-    distances = _vector_distances(index, [key for key in keys if key not in by_vector])
+    """Pairs proposed by the vectors or the signatures, with their vector distance.
+
+    Every image asks the store for its neighbours, so the store holds the vectors in memory
+    meanwhile where it can (`VectorStore.holding_vectors`)."""
+    with index.store.holding_vectors():
+        by_vector = vector_candidates(index, threshold, among)
+        signature_ids, signatures = read_signatures(index, _ids_among(index, among))
+        by_signature = signature_candidates(signature_ids, signatures)
+        keys = sorted(by_vector.keys() | by_signature.keys())
+        distances = _vector_distances(index, [key for key in keys if key not in by_vector])
     similarities = _signature_similarities(keys, signature_ids, signatures)
     return [
         PairEvidence(a, b, by_vector.get((a, b), distances.get((a, b), np.inf)), similarity)

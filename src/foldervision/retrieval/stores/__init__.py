@@ -20,6 +20,7 @@ and subclasses it for the defaults, so callers use one interface and never probe
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -136,6 +137,11 @@ class VectorStore(Protocol):
     def index_description(self) -> dict[str, Any]:
         """What the store reports about its search structure, for people and benchmarks."""
         return {"kind": self.index_kind()}
+
+    def holding_vectors(self) -> contextlib.AbstractContextManager[None]:
+        """While open, the store may serve `vectors` and its searches' re-ranking from memory:
+        for many searches over the whole collection (`duplicates`). Default: nothing held."""
+        return contextlib.nullcontext()
 
 
 StoreFactory = Callable[[StoreLocation, "Catalogue", "EmbedderSpec"], VectorStore]

@@ -40,6 +40,9 @@ blobs must never be read, or migrated, as float32. No row: float32 vectors of an
 RERANK_GROUP = 16
 """Queries re-ranked together: their candidates' vectors are read in one pass (84 MB of float32
 at 1024 candidates each)."""
+HELD_BYTES_MAX = 1 << 30
+"""`holding_vectors` holds the stored vectors in memory only up to this many bytes of float16
+(about 4 * 10^5 1280-d vectors); a larger collection is re-ranked from SQLite as usual."""
 EXACT_SUBSET_MAX = 2048
 """A filtered search of the approximate index that matches at most this many ids computes exact
 distances to just their vectors (read from SQLite): exact, and less work than probing lists for
@@ -95,6 +98,8 @@ class SQLiteFaissStore(VectorStore):
         """The catalogue generation the in-memory index reflects (-1: none)."""
         self._writable = False
         self._dirty = False
+        self._held: tuple[np.ndarray, np.ndarray] | None = None
+        """(sorted ids, their float16 rows) while `holding_vectors` is open."""
 
     def _adopt_older_layouts(self) -> None:
         """Schema 1 kept vectors in `images` by path; schema 2 kept `--ann` as the catalogue's."""
@@ -160,6 +165,7 @@ class SQLiteFaissStore(VectorStore):
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(ids):
             return
+        self._held = None  # a held copy would be stale: read SQLite from now on
         index = self._index_to_change()
         stored = _as_stored(vectors)
         id_list = [int(i) for i in ids]
@@ -185,6 +191,7 @@ class SQLiteFaissStore(VectorStore):
     def remove(self, ids: Sequence[int] | np.ndarray) -> None:
         if not len(ids):
             return
+        self._held = None
         index = self._index_to_change()
         self._space.executemany("DELETE FROM vectors WHERE id = ?", [(int(i),) for i in ids])
         generation = self._bump_generation()
@@ -241,12 +248,51 @@ class SQLiteFaissStore(VectorStore):
         return summary
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
+        held = self._held_rows(ids)
+        if held is not None:
+            return held
         id_list = [int(i) for i in ids]
         query = "SELECT id, vector FROM vectors WHERE id IN ({marks})"
         found: dict[int, bytes] = dict(self._space.select_in(query, id_list))
         if not id_list:
             return np.zeros((0, 0), np.float32)
         return decode_blobs([found[i] for i in id_list])
+
+    @contextlib.contextmanager
+    def holding_vectors(self) -> Iterator[None]:
+        """Every stored vector held in memory (float16, as stored) while open, when they fit in
+        `HELD_BYTES_MAX`: `vectors` and the approximate index's re-ranking then read no rows.
+
+        For asking every image for its neighbours (`duplicates`): each query re-ranks the
+        candidates tuning chose (up to 1024) from their stored rows, so each row was read from
+        SQLite as many times as it was a candidate (docs/benchmarks.md, Near-duplicates).
+        Writes drop the held copy.
+        """
+        if self._held is not None or len(self) * self._dimension() * 2 > HELD_BYTES_MAX:
+            yield
+            return
+        chunks = [(ids, _as_stored(vectors)) for ids, vectors in self._all_vectors()]
+        if chunks:  # float16 -> float32 -> float16 is exact
+            self._held = (
+                np.concatenate([ids for ids, _ in chunks]),
+                np.concatenate([rows for _, rows in chunks]),
+            )
+        del chunks
+        try:
+            yield
+        finally:
+            self._held = None
+
+    def _held_rows(self, ids: np.ndarray) -> np.ndarray | None:
+        """The held float32 vectors of `ids` when every one is held; else None (read SQLite)."""
+        if self._held is None or not len(ids):
+            return None
+        held_ids, rows = self._held
+        ids = np.asarray(ids, np.int64)
+        positions = np.minimum(np.searchsorted(held_ids, ids), len(held_ids) - 1)
+        if not np.array_equal(held_ids[positions], ids):
+            return None
+        return _as_float32_exactly(rows[positions])
 
     def search(
         self, queries: np.ndarray, k: int, ids: np.ndarray | None = None
