@@ -126,3 +126,15 @@ def test_unreadable_files_give_no_picture_and_no_signature(tmp_path: Path) -> No
     assert verify.signature_of_file(tmp_path / "broken.jpg") is None
     assert verify.read_picture(tmp_path / "tiny.png") is None  # nothing to find keypoints in
     assert verify.signature_of_file(tmp_path / "tiny.png") is None  # one colour: no contrast
+
+
+@pytest.mark.parametrize("least_share", [0.05, 0.1, 0.3, 0.5, 0.9])
+def test_ransac_draws_find_an_acceptable_fit_but_for_the_stated_chance(least_share: float) -> None:
+    draws = verify.ransac_draws(least_share)
+
+    # Each draw takes two matches; both are inliers with chance least_share^2 at worst.
+    missed = (1 - least_share**2) ** draws
+    assert missed <= verify.MISSED_FIT_CHANCE or draws == verify.MAX_RANSAC_DRAWS
+    assert (1 - least_share**2) ** (draws - 1) > verify.MISSED_FIT_CHANCE or draws == 1
+    assert verify.ransac_draws(0.0) == verify.MAX_RANSAC_DRAWS
+    assert verify.ransac_draws(DuplicateSettings().min_inlier_ratio) < verify.MAX_RANSAC_DRAWS

@@ -78,7 +78,9 @@ QUERY_CHUNK = 2048
 PICTURE_CACHE_BYTES = 1_200_000_000
 """Memory for the pictures (reduced pixels and keypoints, about 80 kB each at 256 px) kept
 while checking pairs: about 15,000 of them. Pictures dropped are read again when a later pair
-needs them (2,048 pictures read 10^5 files 195,396 times at 10^5 in the scale benchmark)."""
+needs them (2,048 pictures read 10^5 files 195,396 times at 10^5 in the scale benchmark; 2 GB
+instead of 1.2 took the check at 10^5 from 476.6 to 472.6 s, for 2,955 MB at peak instead of
+2,117: not worth it)."""
 CHECK_BATCH = 256
 
 
@@ -308,15 +310,13 @@ def check_pairs(
     pixels of a fit with too few inliers are not correlated. Without, every pair gets all its
     evidence (to score other settings afterwards)."""
     import cv2
-    import faiss
 
+    cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the threads below already use every core
-    faiss_threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # each small keypoint search on its own core, as cv2's
     try:
         return _check_pairs(index, pairs, needs_check, workers, settings)
     finally:
-        faiss.omp_set_num_threads(faiss_threads)
+        cv2.setNumThreads(cv2_threads)
 
 
 def _check_pairs(
@@ -331,7 +331,7 @@ def _check_pairs(
     checked: dict[tuple[int, int], PairEvidence] = {}
     batches = _CheckBatches([pair for pair in _locality_order(pairs) if needs_check(pair)],
                             skip_joined=settings is not None)  # fmt: skip
-    with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+    with ThreadPoolExecutor(workers or _workers(), initializer=_one_faiss_thread) as pool:
         for batch in batches:
             pictures.load({i for pair in batch for i in (pair.first, pair.second)}, pool)
             results = list(pool.map(pictures.compare, batch))
@@ -449,6 +449,16 @@ class PictureCache:
                 self.bytes += verify.features_bytes(second.mirrored_features)
         return replace(pair, inliers=evidence.inliers, matches=evidence.matches,
                        correlation=evidence.correlation, mirrored=evidence.mirrored)  # fmt: skip
+
+
+def _one_faiss_thread() -> None:
+    """Each checking thread's keypoint searches on that thread alone. FAISS's OpenMP setting
+    is per thread: set in the caller, it never reached these threads, and each tiny search
+    woke a team of OpenMP threads (from two threads a pair's search took 3.2x as long; the
+    check at 10^4 took 0.72x the time once this was fixed, docs/benchmarks.md)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 def _locality_order(pairs: list[PairEvidence]) -> list[PairEvidence]:
