@@ -26,7 +26,9 @@ checked by eye, and they count as the same photo.
 --scale N times `find_duplicates` on N images (flowers5 photos and edited copies of them until
 there are N; the folder is made once and kept with --keep): wall time and peak memory of the
 proposals and of the checks, with their counts (the checks grow with the proposals, which grow
-with N, never with N^2).
+with N, never with N^2), the seconds of the proposing stages, the pictures read and the
+keypoint searches. --picture-mb, --keypoint-mb and --exact-signatures change the caches and
+the signature search, to compare them in one session.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from duplicate_edits import ALL_EDITS, HARD_EDITS, LIGHT_EDITS
@@ -87,6 +91,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="With --keep: use them again.")
     parser.add_argument("--scale", type=int, help="Time find_duplicates on this many images.")
     parser.add_argument("--false-pairs", type=int, default=10, help="How many to list.")
+    parser.add_argument("--picture-mb", type=int, help="With --scale: the picture cache, MB.")
+    parser.add_argument("--keypoint-mb", type=int, help="With --scale: the keypoint cache, MB.")
+    parser.add_argument("--exact-signatures", action="store_true",
+                        help="With --scale: exact signature search at any size.")  # fmt: skip
     arguments = parser.parse_args()
     if arguments.scale:
         return run_scale(arguments)
@@ -340,6 +348,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
         make_scale_folder(folder, arguments.folder, arguments.scale)
     embedder = mobilenetv2_embedder()
     index_settings = IndexSettings(folder, index_path=folder.parent / f"{folder.name}.sqlite")
+    stages = time_stages(arguments)
     with ImageIndex.open(index_settings, embedder.spec) as index:
         index.update(embedder)
         settings = DuplicateSettings()
@@ -364,7 +373,48 @@ def run_scale(arguments: argparse.Namespace) -> None:
         "propose_seconds": round(proposed - started, 1),
         "check_seconds": round(finished - proposed, 1),
         "peak_memory_mb": round(peak_mb), "python": sys.version.split()[0], **quality,
+        **{name: round(value, 1) if isinstance(value, float) else value
+           for name, value in stages.items()},
     }))  # fmt: skip
+
+
+def time_stages(arguments: argparse.Namespace) -> dict[str, float | int]:
+    """Apply the --scale options, and count (filled in as the run goes) the seconds of each
+    stage of proposing, the pictures read while checking and the keypoint searches (ORB runs,
+    a mirror image's included)."""
+    from foldervision.retrieval import verify
+
+    if arguments.picture_mb is not None:
+        duplicates.PICTURE_CACHE_BYTES = arguments.picture_mb * 10**6
+    if arguments.keypoint_mb is not None:
+        duplicates.KEYPOINT_CACHE_BYTES = arguments.keypoint_mb * 10**6
+    if arguments.exact_signatures:
+        duplicates.SIGNATURE_LISTS_FROM = sys.maxsize
+    stages: dict[str, float | int] = {"pictures_read": 0, "keypoint_searches": 0}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                key = f"{name}_seconds"
+                stages[key] = stages.get(key, 0.0) + time.perf_counter() - started
+
+        return run
+
+    def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            stages[name] += 1
+            return function(*args, **kwargs)
+
+        return run
+
+    for stage in ("vector_candidates", "read_signatures", "signature_candidates"):
+        setattr(duplicates, stage, timed(stage, getattr(duplicates, stage)))
+    verify.read_picture = counted("pictures_read", verify.read_picture)
+    verify._features = counted("keypoint_searches", verify._features)
+    return stages
 
 
 def scale_quality(groups: list[list[int]], paths: dict[int, str], sources: int) -> dict:

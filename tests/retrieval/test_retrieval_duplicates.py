@@ -224,6 +224,39 @@ def test_signature_candidates_propose_turned_and_mirrored_copies(tmp_path: Path)
         assert (100 + number, 100 + len(greys) + number) in pairs
 
 
+def test_signature_lists_of_a_large_collection_still_propose_turned_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above SIGNATURE_LISTS_FROM the signatures are searched through inverted lists: a copy
+    turned or mirrored must still be proposed, as the exact search proposes it."""
+    import numpy as np
+
+    import foldervision.retrieval.duplicates as duplicates
+    from foldervision.retrieval.verify import signature
+
+    names = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick")
+    random = np.random.default_rng(7)
+    greys = []
+    for name in names:  # 150 views of each photo: different crops are different pictures
+        grey = np.asarray(photo(name, side=400).convert("L"))
+        for _ in range(150):
+            side = int(random.integers(60, min(grey.shape)))
+            top = int(random.integers(0, grey.shape[0] - side + 1))
+            left = int(random.integers(0, grey.shape[1] - side + 1))
+            greys.append(grey[top : top + side, left : left + side + int(random.integers(0, 20))])
+    copies = [np.rot90(greys[0]), greys[200][:, ::-1], np.rot90(greys[400], 2),
+              np.rot90(greys[600], 3)]  # fmt: skip
+    signatures = np.stack([signature(grey) for grey in greys + copies]).astype(np.float32)
+    ids = np.arange(len(signatures))
+    monkeypatch.setattr(duplicates, "SIGNATURE_LISTS_FROM", 500)
+
+    pairs = signature_candidates(ids, signatures)
+
+    assert duplicates._signature_index(signatures).nlist > 1
+    for original, copy in zip((0, 200, 400, 600), range(len(greys), len(signatures))):
+        assert (original, copy) in pairs
+
+
 def test_signatures_are_decoded_once_until_a_file_changes(
     planted_folder: tuple[Path, list[list[str]]],
     embedder: Embedder,
@@ -293,6 +326,43 @@ def test_a_burst_of_copies_is_grouped_whole_with_fewer_comparisons(
     assert [sorted(group.files) for group in groups] == [
         [f"astronaut {number}.jpg" for number in range(8)]
     ]
+
+
+def test_a_picture_read_again_keeps_its_keypoints_and_its_verdicts(
+    hard_folder: tuple[Path, list[list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache too small for two pictures reads files again, but never searches a picture's
+    keypoints twice, and every pair compares as when both pictures are read afresh."""
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import combinations
+
+    import foldervision.retrieval.duplicates as duplicates
+    import foldervision.retrieval.verify as verify
+
+    folder, _ = hard_folder
+    paths = dict(enumerate(sorted(path.name for path in folder.iterdir())))
+    fresh = {
+        pair: verify.compare(
+            verify.read_picture(folder / paths[pair[0]]),
+            verify.read_picture(folder / paths[pair[1]]),
+        )
+        for pair in combinations(paths, 2)
+    }
+    searches: list[int] = []
+    find_features = verify._features
+    monkeypatch.setattr(verify, "_features", lambda grey: searches.append(1) or find_features(grey))
+    monkeypatch.setattr(duplicates, "CHECK_BATCH", 1)  # keep no more than two pictures
+    cache = duplicates.PictureCache(folder, paths, max_bytes=0, keypoint_bytes=10**9)
+
+    with ThreadPoolExecutor(1) as pool:
+        for first, second in fresh:
+            cache.load([first, second], pool)
+            pair = cache.compare(PairEvidence(first, second, 0.5, 1.0))
+            evidence = verify.Evidence(pair.inliers, pair.matches, pair.correlation, pair.mirrored)
+            assert evidence == fresh[(first, second)], (paths[first], paths[second])
+
+    assert cache.reads > 2 * len(paths)
+    assert len(searches) <= 2 * len(paths)  # a picture's keypoints and its mirror's, once each
 
 
 def test_proposals_neither_close_nor_alike_are_not_checked() -> None:

@@ -43,6 +43,7 @@ import numpy as np
 import foldervision.retrieval.verify as verify
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.search import path_in
+from foldervision.retrieval.stores import ann
 
 DEFAULT_THRESHOLD = 0.9
 """Largest distance between the global vectors of two copies (Euclidean, unit vectors: 0 is
@@ -74,6 +75,13 @@ SIGNATURE_NEIGHBOURS = 3
 """Neighbours each image asks the signature index for, in each of its four orientations."""
 MIN_SIGNATURE_SIMILARITY = 0.6
 """Signature pairs less alike than this (cosine) are not proposed."""
+SIGNATURE_LISTS_FROM = 20_000
+"""From this many signatures on, they are searched through inverted lists (`_signature_index`)
+rather than one by one: four exact searches of 10^5 signatures took 40 s, over half of
+proposing, and grow with N^2."""
+SIGNATURE_PROBES = 16
+TRAINING_POINTS_PER_LIST = 39
+"""FAISS's k-means wants at least this many points per list."""
 QUERY_CHUNK = 2048
 PICTURE_CACHE_BYTES = 1_200_000_000
 """Memory for the pictures (reduced pixels and keypoints, about 80 kB each at 256 px) kept
@@ -81,6 +89,10 @@ while checking pairs: about 15,000 of them. Pictures dropped are read again when
 needs them (2,048 pictures read 10^5 files 195,396 times at 10^5 in the scale benchmark; 2 GB
 instead of 1.2 took the check at 10^5 from 476.6 to 472.6 s, for 2,955 MB at peak instead of
 2,117: not worth it)."""
+KEYPOINT_CACHE_BYTES = 1_000_000_000
+"""Memory for the keypoints of pictures dropped from the cache above (about 40 kB each with
+their mirror image's): a picture read again then skips its keypoint search, two thirds of
+reading it."""
 CHECK_BATCH = 256
 
 
@@ -199,12 +211,10 @@ def vector_candidates(
 
 def signature_candidates(ids: np.ndarray, signatures: np.ndarray) -> dict[tuple[int, int], float]:
     """{(id_a, id_b): similarity} of each signature's nearest, in four orientations."""
-    import faiss
 
     if len(ids) < 2:
         return {}
-    search = faiss.IndexFlatIP(signatures.shape[1])
-    search.add(signatures)
+    search = _signature_index(signatures)
     pairs: dict[tuple[int, int], float] = {}
     queries = {"as it is": signatures, **verify.turned_signatures(signatures)}
     for turned in queries.values():
@@ -216,6 +226,29 @@ def signature_candidates(ids: np.ndarray, signatures: np.ndarray) -> dict[tuple[
                 key = _key(int(ids[row]), int(ids[other]))
                 pairs[key] = max(float(similarity), pairs.get(key, -1.0))
     return pairs
+
+
+def _signature_index(signatures: np.ndarray) -> Any:
+    """A FAISS inner-product index of the signatures: exact for a few, else inverted lists
+    (about 4 sqrt(N), SIGNATURE_PROBES of them scanned per query). A copy's signature is
+    nearly its original's, so the two share a list; at 10^5 the lists found 99% of the pairs
+    alike at CHECK_SIMILARITY that the exact search found (the rest: ties among a large group's
+    copies) in a sixth of its time (docs/benchmarks.md)."""
+    import faiss
+
+    count, dimension = signatures.shape
+    if count < SIGNATURE_LISTS_FROM:
+        index = faiss.IndexFlatIP(dimension)
+    else:
+        lists = min(4 * ann.list_count(count), count // TRAINING_POINTS_PER_LIST)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists,
+                                   faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+        sample_size = min(count, 2 * TRAINING_POINTS_PER_LIST * lists)
+        sample = np.random.default_rng(0).choice(count, sample_size, replace=False)
+        index.train(signatures[np.sort(sample)])
+        index.nprobe = SIGNATURE_PROBES
+    index.add(signatures)
+    return index
 
 
 def read_signatures(
@@ -327,7 +360,8 @@ def _check_pairs(
     settings: DuplicateSettings | None,
 ) -> tuple[list[PairEvidence], int]:
     paths = index.catalogue.paths_of({i for pair in pairs for i in (pair.first, pair.second)})
-    pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE_BYTES, settings)
+    pictures = PictureCache(index.database_folder, paths, PICTURE_CACHE_BYTES, settings,
+                            keypoint_bytes=KEYPOINT_CACHE_BYTES)  # fmt: skip
     checked: dict[tuple[int, int], PairEvidence] = {}
     batches = _CheckBatches([pair for pair in _locality_order(pairs) if needs_check(pair)],
                             skip_joined=settings is not None)  # fmt: skip
@@ -408,10 +442,14 @@ class PictureCache:
 
     def __init__(
         self, folder: Path, paths: dict[int, str], max_bytes: int,
-        settings: DuplicateSettings | None = None,
+        settings: DuplicateSettings | None = None, keypoint_bytes: int = 0,
     ) -> None:  # fmt: skip
         self.folder, self.paths, self.max_bytes = folder, paths, max_bytes
         self.bytes = 0
+        self.max_keypoint_bytes, self.keypoint_bytes = keypoint_bytes, 0
+        self._keypoints: OrderedDict[int, verify.Keypoints] = OrderedDict()
+        """Keypoints of pictures dropped, the least recently dropped first out beyond
+        `max_keypoint_bytes`: a picture read again is then only decoded."""
         self.fit_needs = (
             (settings.min_inliers, settings.min_inlier_ratio, settings.min_correlation)
             if settings
@@ -427,16 +465,34 @@ class PictureCache:
     def load(self, ids: Iterable[int], pool: ThreadPoolExecutor) -> None:
         wanted = [i for i in ids if i not in self._pictures]
         self.reads += len(wanted)
-        for i, picture in zip(wanted, pool.map(self._read, wanted)):
+        known = [self._kept_keypoints(i) for i in wanted]
+        for i, picture in zip(wanted, pool.map(self._read, wanted, known)):
             self._pictures[i] = picture
             self.bytes += verify.picture_bytes(picture)
         for i in ids:
             self._pictures.move_to_end(i)
         while self.bytes > self.max_bytes and len(self._pictures) > CHECK_BATCH * 2:
-            self.bytes -= verify.picture_bytes(self._pictures.popitem(last=False)[1])
+            dropped_id, dropped = self._pictures.popitem(last=False)
+            self.bytes -= verify.picture_bytes(dropped)
+            if dropped is not None:
+                self._keep_keypoints(dropped_id, dropped.keypoints())
 
-    def _read(self, file_id: int) -> verify.Picture | None:
-        return verify.read_picture(self.folder / self.paths[file_id])
+    def _keep_keypoints(self, file_id: int, keypoints: verify.Keypoints) -> None:
+        if keypoints.nbytes > self.max_keypoint_bytes:
+            return
+        self._keypoints[file_id] = keypoints
+        self.keypoint_bytes += keypoints.nbytes
+        while self.keypoint_bytes > self.max_keypoint_bytes:
+            self.keypoint_bytes -= self._keypoints.popitem(last=False)[1].nbytes
+
+    def _kept_keypoints(self, file_id: int) -> verify.Keypoints | None:
+        keypoints = self._keypoints.pop(file_id, None)
+        if keypoints is not None:
+            self.keypoint_bytes -= keypoints.nbytes
+        return keypoints
+
+    def _read(self, file_id: int, known: verify.Keypoints | None) -> verify.Picture | None:
+        return verify.read_picture(self.folder / self.paths[file_id], known)
 
     def compare(self, pair: PairEvidence) -> PairEvidence:
         first, second = self._pictures.get(pair.first), self._pictures.get(pair.second)

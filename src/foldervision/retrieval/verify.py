@@ -108,6 +108,24 @@ class Picture:
     def has_mirrored_features(self) -> bool:
         return "_mirrored_features" in self.__dict__
 
+    def keypoints(self) -> Keypoints:
+        """What took longest to find here: kept when the pixels are dropped, it spares a
+        picture read again its keypoint search (`read_picture`)."""
+        return Keypoints(self.features, self.__dict__.get("_mirrored_features"))
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """A picture's keypoints, and those of its mirror image where they were found."""
+
+    features: Features
+    mirrored: Features | None
+
+    @property
+    def nbytes(self) -> int:
+        mirrored = 0 if self.mirrored is None else features_bytes(self.mirrored)
+        return features_bytes(self.features) + mirrored
+
 
 def read_grey(path: str | os.PathLike[str], side: int) -> np.ndarray | None:
     """The file in grey, EXIF orientation applied, decoded at a reduced scale where the format
@@ -231,15 +249,16 @@ def features_bytes(features: Features) -> int:
     return features.points.nbytes + descriptors
 
 
-def read_picture(path: str | os.PathLike[str]) -> Picture | None:
-    """The file reduced for verification; None when it cannot be read or is too small."""
+def read_picture(path: str | os.PathLike[str], known: Keypoints | None = None) -> Picture | None:
+    """The file reduced for verification; None when it cannot be read or is too small.
+    `known`: its keypoints found before (ORB finds the same ones in the same pixels)."""
     grey = read_grey(path, WORK_SIDE)
     if grey is None or min(grey.shape) < 8:
         return None
-    return picture_from_grey(grey)
+    return picture_from_grey(grey, known)
 
 
-def picture_from_grey(grey: np.ndarray) -> Picture:
+def picture_from_grey(grey: np.ndarray, known: Keypoints | None = None) -> Picture:
     import cv2
 
     height, width = grey.shape
@@ -249,11 +268,14 @@ def picture_from_grey(grey: np.ndarray) -> Picture:
     interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     reduced = cv2.resize(grey, size, interpolation=interpolation)
     top, bottom, left, right = (round(value * scale) for value in box)
-    return Picture(
+    picture = Picture(
         grey=reduced,
         content=(top, bottom, left, right),
-        features=_features(reduced),
+        features=_features(reduced) if known is None else known.features,
     )
+    if known is not None and known.mirrored is not None:
+        picture.__dict__["_mirrored_features"] = known.mirrored
+    return picture
 
 
 def _features(grey: np.ndarray) -> Features:
@@ -397,12 +419,12 @@ def aligned_correlation(
     flags = cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(second.astype(np.float32), transform, (width, height),
                             flags=cv2.INTER_LINEAR | flags)  # fmt: skip
-    inside = cv2.warpAffine(np.ones(second.shape, np.uint8), transform, (width, height),
+    # One warp tells both where the second picture lands (label 1 or 2; 0 outside, the border
+    # value) and where its content does (2).
+    labels = cv2.warpAffine(second_content + 1, transform, (width, height),
                             flags=cv2.INTER_NEAREST | flags)  # fmt: skip
-    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) > 0
-    content = cv2.warpAffine(second_content, transform, (width, height),
-                             flags=cv2.INTER_NEAREST | flags)  # fmt: skip
-    both = inside & (first_content > 0) & (content > 0)
+    inside = cv2.erode(labels, np.ones((5, 5), np.uint8)) > 0
+    both = inside & (first_content > 0) & (labels > 1)
     mask = both if both.sum() >= 0.25 * inside.sum() else inside
     if not mask.any():
         return 0.0
@@ -415,29 +437,35 @@ def aligned_correlation(
 
 def _block_correlations(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> list[float]:
     """Pearson correlation of `first` and `second` over the mask, in each of BLOCKS x BLOCKS
-    blocks of the mask's extent that it covers well and where both vary. The blocks' sums are
-    taken all at once (one pass per moment), which is what makes checking 10^5 pairs cheap."""
+    blocks of the mask's extent that it covers well and where both vary. Every block's sums
+    come from summed-area tables (four lookups a block), which is what makes checking 10^5
+    pairs cheap: 2.8x faster than summing each block's rows and columns (docs/benchmarks.md)."""
+    import cv2
+
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     row_edges = np.linspace(rows[0], rows[-1] + 1, BLOCKS + 1).astype(int)
     column_edges = np.linspace(columns[0], columns[-1] + 1, BLOCKS + 1).astype(int)
     if np.any(np.diff(row_edges) == 0) or np.any(np.diff(column_edges) == 0):
         row_edges, column_edges = np.unique(row_edges), np.unique(column_edges)
-    window = (slice(row_edges[0], row_edges[-1]), slice(column_edges[0], column_edges[-1]))
-    inside = mask[window].astype(np.float64)
-    a = first[window].astype(np.float64) * inside
-    b = second[window].astype(np.float64) * inside
+    a = np.where(mask, first, 0).astype(np.float64)
+    b = np.where(mask, second, 0).astype(np.float64)
 
-    def block_sums(values: np.ndarray) -> np.ndarray:
-        by_rows = np.add.reduceat(values, row_edges[:-1] - row_edges[0], axis=0)
-        return np.add.reduceat(by_rows, column_edges[:-1] - column_edges[0], axis=1)
+    def block_sums(table: np.ndarray) -> np.ndarray:
+        corners = table[np.ix_(row_edges, column_edges)]
+        return corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
 
-    count = block_sums(inside)
+    sum_a, sum_aa = (block_sums(table) for table in cv2.integral2(a, sdepth=cv2.CV_64F,
+                                                                  sqdepth=cv2.CV_64F))  # fmt: skip
+    sum_b, sum_bb = (block_sums(table) for table in cv2.integral2(b, sdepth=cv2.CV_64F,
+                                                                  sqdepth=cv2.CV_64F))  # fmt: skip
+    sum_ab = block_sums(cv2.integral(a * b, sdepth=cv2.CV_64F))
+    count = block_sums(cv2.integral(mask.view(np.uint8), sdepth=cv2.CV_64F))
     area = np.outer(np.diff(row_edges), np.diff(column_edges))
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_a, mean_b = block_sums(a) / count, block_sums(b) / count
-        spread_a = block_sums(a * a) - count * mean_a**2
-        spread_b = block_sums(b * b) - count * mean_b**2
-        covariance = block_sums(a * b) - count * mean_a * mean_b
+        mean_a, mean_b = sum_a / count, sum_b / count
+        spread_a = sum_aa - count * mean_a**2
+        spread_b = sum_bb - count * mean_b**2
+        covariance = sum_ab - count * mean_a * mean_b
         varies = (spread_a >= count * MIN_BLOCK_STD**2) & (spread_b >= count * MIN_BLOCK_STD**2)
         usable = (count >= MIN_BLOCK_COVERAGE * area) & (count > 0) & varies
         scores = covariance / np.sqrt(spread_a * spread_b)
