@@ -211,7 +211,6 @@ def vector_candidates(
 
 def signature_candidates(ids: np.ndarray, signatures: np.ndarray) -> dict[tuple[int, int], float]:
     """{(id_a, id_b): similarity} of each signature's nearest, in four orientations."""
-
     if len(ids) < 2:
         return {}
     search = _signature_index(signatures)
