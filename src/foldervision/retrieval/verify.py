@@ -240,8 +240,7 @@ def picture_bytes(picture: Picture | None) -> int:
     """Memory the picture's arrays take (what a cache of pictures counts)."""
     if picture is None:
         return 0
-    mirrored = features_bytes(picture.mirrored_features) if picture.has_mirrored_features else 0
-    return picture.grey.nbytes + features_bytes(picture.features) + mirrored
+    return picture.grey.nbytes + picture.keypoints().nbytes
 
 
 def features_bytes(features: Features) -> int:
