@@ -35,9 +35,8 @@ def local_ray(weights_cache: Path) -> Iterator[object]:
     from foldervision.retrieval.ray_embedding import connect_ray
 
     assert not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield connect_ray()
+        yield connect_ray(cpus=2)
     finally:
         ray.shutdown()
 
@@ -227,3 +226,32 @@ def test_ray_option_without_ray_installed_is_one_line(
     assert "exit 2" in stdout
     [line] = stderr.strip().splitlines()
     assert line.startswith("error: --ray needs Ray") and "foldervision[cluster]" in line
+
+
+RAY_START_TIMES_OUT = """
+import atexit, subprocess, ray
+strays = []
+def start_that_times_out(**options):
+    # What Ray 2.60 does when its raylet misses the 30 s window: processes left, bare Exception.
+    strays.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+    raise Exception("The current node timed out during startup. This could happen because ...")
+ray.init = start_that_times_out
+stopped = lambda: all(process.poll() is not None for process in strays)
+atexit.register(lambda: print("strays", len(strays), "stopped", stopped()))
+"""
+
+
+def test_a_local_ray_that_never_starts_is_tried_three_times_then_one_line(
+    photo_folder: Path, weights_cache: Path
+) -> None:
+    """Ray's start-up timeout is a bare Exception: it must become a one-line error, not a
+    traceback, after the half-started processes of every try are stopped."""
+    stdout, stderr = run_cli_in_subprocess(
+        weights_cache, "index", str(photo_folder), "--ray", setup=RAY_START_TIMES_OUT
+    )
+
+    assert "exit 2" in stdout, stderr
+    assert "strays 3 stopped True" in stdout
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: cannot start a local Ray (3 tries): The current node")

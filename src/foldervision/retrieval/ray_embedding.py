@@ -23,6 +23,7 @@ docs/deployment.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -46,10 +47,16 @@ from foldervision.retrieval.embedder import (
 if TYPE_CHECKING:
     from foldervision.retrieval.settings import IndexSettings
 
+logger = logging.getLogger(__name__)
+
 CPUS_PER_WORKER = 1
 """One core per actor, its network pinned to one thread: N actors use N cores without
 oversubscribing them (ONNX Runtime and TensorFlow would otherwise start a thread per core of the
 node in every actor)."""
+
+LOCAL_RAY_START_TRIES = 3
+"""Starts of a local Ray before giving up: Ray's raylet has a fixed 30 s to come up, which a
+busy machine can miss once (CI did, 2026-12-04)."""
 
 WORKER_BATCH_SIZE = 128
 """Paths per Ray task: each actor decodes them in threads while its network runs
@@ -213,8 +220,8 @@ def _batch_from_rows(rows: dict[str, np.ndarray]) -> EmbeddedBatch:
     return batch
 
 
-def connect_ray(address: str | None = None) -> Any:
-    """Join the cluster at `address`, or start a local Ray on this machine's cores (once)."""
+def connect_ray(address: str | None = None, cpus: int | None = None) -> Any:
+    """Join the cluster at `address`, or start a local Ray on `cpus` cores (default: all), once."""
     try:
         import ray
     except ImportError as error:
@@ -223,19 +230,63 @@ def connect_ray(address: str | None = None) -> Any:
         ) from error
     if not ray.is_initialized():
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        try:
-            if address:
+        if address:
+            try:
                 ray.init(address=address, **options)
-            else:
-                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **options)
-        except (ConnectionError, RuntimeError, TimeoutError) as error:
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise FoldervisionError(f"cannot start or reach {where}: {error}") from error
+            except (ConnectionError, RuntimeError, TimeoutError) as error:
+                raise FoldervisionError(
+                    f"cannot reach the Ray cluster at {address}: {error}"
+                ) from error
+        else:
+            _start_local_ray(ray, cpus or os.cpu_count() or 1, options)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same ids as a single-process run
     context.enable_progress_bars = False  # the CLI draws its own
     return ray
+
+
+def _start_local_ray(ray: Any, cpus: int, options: dict[str, Any]) -> None:
+    """Start Ray here, trying again if the machine was too busy for Ray's own start-up wait.
+
+    Ray gives its raylet a fixed 30 s to register and then raises a bare `Exception`, leaving
+    the processes it had started running; a loaded machine (a CI runner, a laptop mid-build)
+    can miss that window once and make it the next time. The stray processes are stopped
+    before each new try.
+    """
+    import psutil  # Ray's own dependency: importing ray puts its copy on the path
+
+    for attempt in range(1, LOCAL_RAY_START_TRIES + 1):
+        already_running = {child.pid for child in psutil.Process().children(recursive=True)}
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, **options)
+            return
+        except Exception as error:  # noqa: BLE001 - Ray's start-up timeout is a bare Exception
+            ray.shutdown()
+            _stop_processes_started_since(psutil, already_running)
+            if attempt == LOCAL_RAY_START_TRIES:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise FoldervisionError(
+                    f"cannot start a local Ray ({attempt} tries): {reason} "
+                    "Close other heavy programs and try again, or index without --ray."
+                ) from error
+            logger.warning("a local Ray did not start (%s); trying again", error)
+
+
+def _stop_processes_started_since(psutil: Any, already_running: set[int]) -> None:
+    """Terminate (then kill) this process's children that were not running before a try."""
+    strays = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if child.pid not in already_running
+    ]
+    for child in strays:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(strays, timeout=5)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def ray_embedder(
