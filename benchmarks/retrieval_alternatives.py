@@ -1,6 +1,7 @@
-"""Levers tried for issue 23 and not built: database-side augmentation and the ImageNet head.
+"""Levers tried for issue 23 and not built: database-side augmentation, the ImageNet head,
+and normalising the stored vectors.
 
-Reads the vectors an index already holds (no embedding). Two studies:
+Reads the vectors an index already holds (no embedding). Three studies:
 
 1. `--study augmentation`: database-side augmentation (DBA: each stored vector replaced by
    itself plus its n nearest stored vectors weighted by similarity^alpha, unit length), alone
@@ -13,9 +14,15 @@ Reads the vectors an index already holds (no embedding). Two studies:
 2. `--study head`: the ImageNet classifier of MobileNetV2 applied to the stored GeM vectors:
    its logits' direction, centred logits, the vector with the logits appended (weights 0.5-2),
    and the square root of its softmax at three temperatures; whole collections, leave-one-out.
+3. `--study normalisation`: every vector (query and stored) transformed before the cosine:
+   its square root (power normalisation; GeM vectors are not negative), the stored vectors'
+   mean subtracted (centring, as SimpleShot's CL2N), both, and half the mean subtracted; each
+   unit length again. Scored as `graph_diffusion.py` scores: for each seed, half of each class
+   queries the other half (the mean from the stored half), then the whole collection
+   leave-one-out (the mean of all).
 
 Run:  python benchmarks/retrieval_alternatives.py FOLDER=INDEX [FOLDER=INDEX ...]
-          [--study augmentation|head] [--seeds 3]
+          [--study augmentation|head|normalisation] [--seeds 3]
 (each index made first with `foldervision evaluate-retrieval FOLDER --index INDEX --scales 1`,
 as in docs/benchmarks.md: the figures there were taken on one-scale vectors).
 """
@@ -26,6 +33,7 @@ import argparse
 import itertools
 
 import numpy as np
+from graph_diffusion import figures, protocol_rows
 from query_expansion import read, short_name, split
 
 METHODS = ("qe", "dba", "dba+qe")
@@ -36,13 +44,17 @@ ALPHAS = (1.0, 3.0)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("collections", nargs="+", help="FOLDER=INDEX of a labelled folder.")
-    parser.add_argument("--study", choices=("augmentation", "head"), default="augmentation")
+    parser.add_argument(
+        "--study", choices=("augmentation", "head", "normalisation"), default="augmentation"
+    )
     parser.add_argument("--seeds", type=int, default=3)
     arguments = parser.parse_args()
     collections = {short_name(spec.split("=")[0]): read(*spec.split("=", 1))
                    for spec in arguments.collections}  # fmt: skip
     if arguments.study == "head":
         study_head(collections)
+    elif arguments.study == "normalisation":
+        study_normalisation(collections, arguments.seeds)
     else:
         study_augmentation(collections, arguments.seeds)
 
@@ -154,6 +166,80 @@ def study_head(collections: dict) -> None:
                 f"{name[-22:]:<22} {label:<22} "
                 + "  ".join(f"{k} {v:.4f}" for k, v in result.items())
             )
+
+
+NORMALISATIONS = {
+    "square root": lambda vectors, stored: unit(np.sqrt(np.clip(vectors, 0.0, None))),
+    "centred": lambda vectors, stored: unit(vectors - vectors[stored].mean(axis=0)),
+    "half centred": lambda vectors, stored: unit(vectors - 0.5 * vectors[stored].mean(axis=0)),
+    "square root, centred": lambda vectors, stored: NORMALISATIONS["centred"](
+        NORMALISATIONS["square root"](vectors, stored), stored
+    ),
+}
+
+
+def study_normalisation(collections: dict, seeds: int) -> None:
+    protocols = [("split", seed) for seed in range(seeds)] + [("loo", 0)]
+    for protocol, seed in protocols:
+        print(f"{protocol}" + (f" seed {seed}" if protocol == "split" else ""), flush=True)
+        for name, data in collections.items():
+            queries, stored, leave_out = protocol_rows(data.labels, protocol, seed)
+            vectors = data.vectors.astype(np.float64)
+            rows = (queries, stored, leave_out)
+            plain = normalised_figures(vectors, data.labels, *rows)
+            cells = [f"plain {'/'.join(f'{value:.4f}' for value in plain.values())}"]
+            for label, normalise in NORMALISATIONS.items():
+                result = normalised_figures(normalise(vectors, stored), data.labels, *rows)
+                gains = "/".join(f"{result[key] - plain[key]:+.4f}" for key in plain)
+                cells.append(f"{label} {gains}")
+            for shortlist, local in ((200, False), (200, True), (400, True)):
+                result = rescored_figures(vectors, data.labels, *rows, shortlist, local)
+                gains = "/".join(f"{result[key] - plain[key]:+.4f}" for key in plain)
+                mean = f"the {shortlist} nearest's mean" if local else "the stored mean"
+                cells.append(f"{shortlist} nearest re-scored, {mean} {gains}")
+            print(f"  {name[-22:]:<22} (P@1/P@4/mAP) " + " | ".join(cells), flush=True)
+
+
+def normalised_figures(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    queries: np.ndarray,
+    stored: np.ndarray,
+    leave_out: bool,
+) -> dict[str, float]:
+    similarities = vectors[queries] @ vectors[stored].T
+    if leave_out:
+        np.fill_diagonal(similarities, -np.inf)
+    return figures(similarities, labels[queries], labels[stored], leave_out)
+
+
+def rescored_figures(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    queries: np.ndarray,
+    stored: np.ndarray,
+    leave_out: bool,
+    shortlist: int,
+    local: bool,
+) -> dict[str, float]:
+    """ "Square root, centred" as a re-ranker: only each query's `shortlist` nearest by the plain
+    cosine re-scored (the rest after them, in plain order), centred on the stored vectors' mean
+    or on the mean of that query's shortlist (`local`, which needs no collection-wide state)."""
+    similarities = vectors[queries] @ vectors[stored].T
+    if leave_out:
+        np.fill_diagonal(similarities, -np.inf)
+    rooted = NORMALISATIONS["square root"](vectors, stored)
+    scores = similarities - 10.0
+    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :shortlist]
+    collection_mean = rooted[stored].mean(axis=0)
+    for row, query in enumerate(queries):
+        candidates = rooted[stored[nearest[row]]]
+        mean = candidates.mean(axis=0) if local else collection_mean
+        query_vector = unit((rooted[query] - mean)[np.newaxis])[0]
+        scores[row, nearest[row]] = unit(candidates - mean) @ query_vector
+    if leave_out:
+        np.fill_diagonal(scores, -np.inf)
+    return figures(scores, labels[queries], labels[stored], leave_out)
 
 
 if __name__ == "__main__":
