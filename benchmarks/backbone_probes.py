@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from photo_training import DEFAULT_DATA, class_files
+from photo_training import DEFAULT_DATA, balanced_accuracy, class_files, embed
 
 BACKBONES = ("mobilenetv2", "efficientnet-lite0", "efficientnet-lite2")
 COMBINATIONS = {
@@ -56,7 +56,7 @@ def main() -> None:
         started = time.perf_counter()
         train, test = draw(arguments.data, seed, arguments.uneven)
         vectors = {
-            name: tuple(embed(embedder, [path for path, _ in side]) for side in (train, test))
+            name: tuple(embed([path for path, _ in side], embedder) for side in (train, test))
             for name, embedder in embedders.items()
         }
         labels = tuple(np.array([label for _, label in side]) for side in (train, test))
@@ -104,13 +104,6 @@ def draw(
     return train, test
 
 
-def embed(embedder: object, paths: list[Path]) -> np.ndarray:
-    batches = list(embedder.embed_files(paths))  # type: ignore[attr-defined]
-    if any(batch.skipped for batch in batches):
-        raise SystemExit(f"cannot embed {next(b for b in batches if b.skipped).skipped[0].path}")
-    return np.concatenate([batch.vectors for batch in batches])
-
-
 def probe_accuracy(
     train_vectors: np.ndarray,
     test_vectors: np.ndarray,
@@ -128,10 +121,7 @@ def probe_accuracy(
             Cs=np.logspace(-2, 3, 11), cv=4, max_iter=3000, random_state=seed,
             class_weight=class_weight,
         ).fit(train_vectors, train_labels)  # fmt: skip
-        predicted = probe.predict(test_vectors)
-        recalls = [np.mean(predicted[test_labels == label] == label)
-                   for label in np.unique(test_labels)]  # fmt: skip
-        best = max(best, float(np.mean(recalls)))
+        best = max(best, balanced_accuracy(test_labels, probe.predict(test_vectors)))
     return best
 
 

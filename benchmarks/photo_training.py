@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,10 +119,11 @@ def run_train(data: Path, out: Path, test: Path | None, extra: list[str]) -> dic
     }
 
 
-def embed(paths: list[Path]) -> np.ndarray:
+def embed(paths: list[Path], embedder: Any = None) -> np.ndarray:
+    """The vectors of `paths` by `embedder` (default: the index's MobileNetV2 embedder)."""
     from foldervision.retrieval.embedder import mobilenetv2_embedder
 
-    embedder = mobilenetv2_embedder()
+    embedder = embedder or mobilenetv2_embedder()
     vectors = []
     for batch in embedder.embed_files(paths):
         if batch.skipped:
