@@ -12,12 +12,13 @@ photo-edits   Instance retrieval, like UKBench: each class is one base photo, an
               sample_data and scikit-learn's sample images (BASE_PHOTOS; 21 photos, so 21
               classes).
 mnist-digits  Category retrieval on a very different domain: the first N test digits of each
-              class 0-9 from the MNIST IDX files (../shared/data/mnist), as 28 x 28 PNGs.
+              class 0-9 from the MNIST IDX files (../shared/data/mnist), as 28 x 28 PNGs
+              (`--digits-skip S`: the N after the first S, a fresh set of digits).
 
 Nothing is downloaded; nothing is written inside the repository.
 
 Run:  python benchmarks/labelled_collections.py --out /tmp/q/collections [--copies 8]
-          [--digits-per-class 100] [--seed 0] [--mnist ../shared/data/mnist]
+          [--digits-per-class 100] [--digits-skip 0] [--seed 0] [--mnist ../shared/data/mnist]
 Then: foldervision evaluate-retrieval /tmp/q/collections/photo-edits --index /tmp/q/edits.sqlite
 """
 
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="A folder outside the repository.")
     parser.add_argument("--copies", type=int, default=8, help="Edited copies per base photo.")
     parser.add_argument("--digits-per-class", type=int, default=100)
+    parser.add_argument(
+        "--digits-skip", type=int, default=0, help="Skip this many test digits of each class."
+    )
     parser.add_argument("--mnist", default=str(SHARED_MNIST), help="Folder of MNIST IDX files.")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
@@ -80,7 +84,9 @@ def main() -> None:
     rng = np.random.default_rng(arguments.seed)
     photos = base_photos()
     edits = write_photo_edits(out / "photo-edits", photos, arguments.copies, rng)
-    digits = write_digits(out / "mnist-digits", arguments.mnist, arguments.digits_per_class)
+    digits = write_digits(
+        out / "mnist-digits", arguments.mnist, arguments.digits_per_class, arguments.digits_skip
+    )
     print(f"{out / 'photo-edits'}: {len(photos)} classes, {edits} images")
     print(f"{out / 'mnist-digits'}: 10 classes, {digits} images")
 
@@ -141,12 +147,12 @@ def edit(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
     return edited.resize(size, Image.Resampling.LANCZOS)
 
 
-def write_digits(folder: Path, mnist: str, per_class: int) -> int:
-    """The first `per_class` MNIST test images of each digit, one class folder each."""
+def write_digits(folder: Path, mnist: str, per_class: int, skip: int = 0) -> int:
+    """`per_class` MNIST test images of each digit after its first `skip`, a folder each."""
     images, labels = read_mnist(mnist)["test"]
     written = 0
     for digit in range(10):
-        for index in np.flatnonzero(labels == digit)[:per_class]:
+        for index in np.flatnonzero(labels == digit)[skip : skip + per_class]:
             save_image_atomic(images[index], folder / str(digit) / f"test_{index:05d}.png")
             written += 1
     return written

@@ -1,5 +1,6 @@
-"""Diffusion re-ranking: the order by hand on a chain, and `search --diffuse` on a real folder
-agreeing with `evaluate-retrieval --diffuse` (the query itself left out of both)."""
+"""Diffusion re-ranking: the order by hand on a chain, and `search --diffuse` (and
+`--centre`) on a real folder agreeing with `evaluate-retrieval` given the same option (the
+query itself left out of both)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from foldervision.cli import app
-from foldervision.retrieval.reranking import DIFFUSED_DISTANCE, Diffusion, diffused_order
+from foldervision.retrieval.reranking import (
+    CENTRED_DISTANCE,
+    DIFFUSED_DISTANCE,
+    Diffusion,
+    diffused_order,
+)
 
 SIZE_OPTION = ["--image-size", "96"]
 
@@ -65,29 +71,36 @@ def labelled_digits(digits_folder: Path) -> Path:
     return labelled
 
 
-def test_search_diffuse_leaves_one_out_as_evaluate_retrieval_does(
-    digits_folder: Path, cli_uses_session_embedder
+@pytest.mark.parametrize(
+    ("option", "method", "distance"),
+    [("--diffuse", "diffusion", DIFFUSED_DISTANCE), ("--centre", "centred", CENTRED_DISTANCE)],
+)
+def test_search_reranked_leaves_one_out_as_evaluate_retrieval_does(
+    digits_folder: Path, cli_uses_session_embedder, option: str, method: str, distance: str
 ) -> None:
     folder = labelled_digits(digits_folder)
     runner = CliRunner()
     evaluated = runner.invoke(
-        app, ["evaluate-retrieval", str(folder), "--diffuse", "--json", *SIZE_OPTION]
+        app, ["evaluate-retrieval", str(folder), option, "--json", *SIZE_OPTION]
     )
     plain = runner.invoke(app, ["evaluate-retrieval", str(folder), "--json", *SIZE_OPTION])
     searched = runner.invoke(
         app,
         ["search", "--queries", str(folder), "--database", str(folder), "-k", "5",
-         "--diffuse", "--json", *SIZE_OPTION],
+         option, "--json", *SIZE_OPTION],
     )  # fmt: skip
 
     assert evaluated.exit_code == 0 and searched.exit_code == 0, evaluated.stderr + searched.stderr
     report = json.loads(evaluated.stdout)
     assert report["queries"] == 90
-    assert report["reranking"]["method"] == "diffusion"
+    assert report["reranking"]["method"] == method
     precisions = []
     for line in searched.stdout.splitlines():
         answer = json.loads(line)
-        assert answer["reranking"]["distance"] == DIFFUSED_DISTANCE
+        assert answer["reranking"]["distance"] == distance
+        if method == "centred":  # the centred distance orders the list; diffusion's need not
+            distances = [match["distance"] for match in answer["results"]]
+            assert distances == sorted(distances)
         query = Path(answer["query"])
         found = [Path(match["path"]) for match in answer["results"]]
         others = [path for path in found if path != query][:4]

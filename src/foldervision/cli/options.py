@@ -157,6 +157,17 @@ DiffuseOption = Annotated[
         "default; not with --expand.",
     ),
 ]
+CentreOption = Annotated[
+    bool,
+    typer.Option(
+        "--centre",
+        help="Re-rank by centring: the 200 nearest photos re-scored after the square root of "
+        "each vector, less the collection's mean, so what all photos share counts less; "
+        "distances are then the centred ones. Raised P@4 on 26 of 27 split halves of nine "
+        "labelled collections and mAP on all; leave-one-out P@4 on 7 of 9. Off by default; one "
+        "re-ranking at a time.",
+    ),
+]
 WatchOption = Annotated[
     bool,
     typer.Option(

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from foldervision.cli.app import app, console, plural
 from foldervision.cli.options import (
+    CentreOption,
     DiffuseOption,
     ExpandOption,
     RebuildOption,
@@ -41,6 +42,7 @@ from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.index import IndexUpdate, follow_existing_index
 from foldervision.retrieval.reranking import (
     DEFAULT_NEIGHBOURS,
+    Centring,
     Diffusion,
     QueryExpansion,
     Reranking,
@@ -109,6 +111,7 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query on stdout."),
     expand: ExpandOption = DEFAULT_NEIGHBOURS,
     diffuse: DiffuseOption = False,
+    centre: CentreOption = False,
     sheet: Path | None = typer.Option(None, "--sheet", help="Write a contact-sheet PNG here."),
     pick_from: Path = typer.Option(
         DEFAULT_QUERY_FOLDER,
@@ -131,7 +134,7 @@ def search_command(
     With filters, the nearest among the photos they keep (taken when, by which camera, where).
     """
     check_top_k(top_k)
-    reranking = chosen_reranking(expand, diffuse)
+    reranking = chosen_reranking(expand, diffuse, centre)
     texts = list(text or [])
     query_paths = list(query or [])
     if queries is not None:
@@ -160,11 +163,13 @@ def search_command(
         console.print(f"contact sheet: {write_contact_sheet(results, sheet)}")
 
 
-def chosen_reranking(expand: int, diffuse: bool) -> Reranking:
-    """The one re-ranking asked for: `--expand N` or `--diffuse` (or neither)."""
-    if diffuse and expand:
-        raise ValueError("--expand and --diffuse: choose one re-ranking, not both.")
-    return Diffusion() if diffuse else QueryExpansion(expand)
+def chosen_reranking(expand: int, diffuse: bool, centre: bool) -> Reranking:
+    """The one re-ranking asked for: `--expand N`, `--diffuse` or `--centre` (or none)."""
+    if sum([expand > 0, diffuse, centre]) > 1:
+        raise ValueError("--expand, --diffuse and --centre: choose one re-ranking, not two.")
+    if diffuse:
+        return Diffusion()
+    return Centring() if centre else QueryExpansion(expand)
 
 
 def with_text_model(settings: IndexSettings) -> IndexSettings:
@@ -189,6 +194,7 @@ def evaluate_retrieval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     expand: ExpandOption = DEFAULT_NEIGHBOURS,
     diffuse: DiffuseOption = False,
+    centre: CentreOption = False,
     *,
     settings: IndexSettings,
     rebuild: RebuildOption = False,
@@ -197,7 +203,7 @@ def evaluate_retrieval_command(
     the top 4, 0 to 4): each image queries all the others of the folder."""
     from foldervision.retrieval.evaluate import evaluate_labelled_folder
 
-    reranking = chosen_reranking(expand, diffuse)
+    reranking = chosen_reranking(expand, diffuse, centre)
     with open_updated_service(settings, rebuild=rebuild) as service:
         report = evaluate_labelled_folder(service.index, top_k, reranking)
     if as_json:

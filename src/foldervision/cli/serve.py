@@ -14,6 +14,7 @@ import typer
 
 from foldervision.cli.app import app, console
 from foldervision.cli.options import (
+    CentreOption,
     DiffuseOption,
     ExpandOption,
     WatchOption,
@@ -52,6 +53,7 @@ def serve_command(
     watch: WatchOption = False,
     expand: ExpandOption = 0,
     diffuse: DiffuseOption = False,
+    centre: CentreOption = False,
     text_model: str | None = typer.Option(
         None,
         "--text-model",
@@ -67,15 +69,15 @@ def serve_command(
     first; with --watch, kept current while serving).
 
     Filters given here are the page's starting filters, and apply to every API request that
-    names no filter of its own. --expand or --diffuse re-ranks every search the page and the
-    API make, as `search` does. Where the folder has a CLIP index (or --text-model), the page
-    also searches by words."""
+    names no filter of its own. --expand, --diffuse or --centre re-ranks every search the page
+    and the API make, as `search` does. Where the folder has a CLIP index (or --text-model),
+    the page also searches by words."""
     from foldervision.clip.models import is_clip_model
     from foldervision.web.app import create_app, default_query_folder
     from foldervision.web.server import listen, listens_everywhere, run_server, url_of
 
     check_top_k(top_k)
-    reranking = chosen_reranking(expand, diffuse)
+    reranking = chosen_reranking(expand, diffuse, centre)
     if text_model is not None and not is_clip_model(text_model):
         raise ValueError(
             f"--text-model {text_model}: not a CLIP model; pass clip-vit-b32 (after "

@@ -230,6 +230,16 @@ class Catalogue:
         with self.transaction():
             self.set_setting("updated_at", str(time.time()))
 
+    def count_changes(self, files: int) -> None:
+        """Add `files` embedded, re-embedded or dropped to the running count (in the caller's
+        transaction): what tells a search how far the collection moved since it last looked."""
+        if files:
+            self.set_setting("changes", str(self.changes() + files))
+
+    def changes(self) -> int:
+        """Files embedded, re-embedded or dropped since the index was made."""
+        return int(self.setting("changes") or 0)
+
     def updated_at(self) -> float | None:
         value = self.setting("updated_at")
         return float(value) if value else None

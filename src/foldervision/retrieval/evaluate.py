@@ -15,9 +15,11 @@ import numpy as np
 
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.reranking import (
+    Centring,
     Diffusion,
     QueryExpansion,
     Reranking,
+    centred_vectors,
     diffused_order,
     expand_queries,
 )
@@ -51,13 +53,15 @@ def leave_one_out_scores(
     k: int = 4,
     query_vectors: np.ndarray | None = None,
     diffusion: Diffusion | None = None,
+    centring: tuple[Centring, np.ndarray] | None = None,
 ) -> RetrievalScores:
     """P@k and mAP with each row of `vectors` as a query against all other rows.
 
     Rows are ranked by Euclidean distance (ties broken by row order, so results repeat);
     average precision is taken over the full ranking. `query_vectors` (row i standing for
     image i) lets a benchmark try query-side tricks such as query expansion; `diffusion`
-    re-orders each query's nearest others as `search --diffuse` would.
+    re-orders each query's nearest others as `search --diffuse` would, and `centring` (with
+    the collection's mean of rooted vectors) re-scores them as `search --centre` would.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
@@ -65,10 +69,13 @@ def leave_one_out_scores(
     tops = {"k": k, "1": 1, "4": NS_TOP}
     hits: dict[str, list[np.ndarray]] = {name: [] for name in tops}
     average_precisions: list[np.ndarray] = []
+    rescoring = None
+    if centring is not None:
+        rescoring = (centring[0].shortlist, centred_vectors(vectors, centring[1]))
     for start in range(0, len(vectors), QUERY_CHUNK_SIZE):
         rows = np.arange(start, min(start + QUERY_CHUNK_SIZE, len(vectors)))
         queries = (vectors if query_vectors is None else query_vectors)[rows]
-        relevant = _ranked_relevance(queries, vectors, labels, rows, diffusion)
+        relevant = _ranked_relevance(queries, vectors, labels, rows, diffusion, rescoring)
         relevant = relevant[relevant.any(axis=1)]
         for name, top in tops.items():
             # Precision over `top` ranks even where fewer other images exist (they count as misses).
@@ -97,8 +104,12 @@ def _ranked_relevance(
     labels: np.ndarray,
     rows: np.ndarray,
     diffusion: Diffusion | None = None,
+    rescoring: tuple[int, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """(len(rows), N - 1) booleans: is the j-th nearest other image of the query's class?"""
+    """(len(rows), N - 1) booleans: is the j-th nearest other image of the query's class?
+
+    `rescoring` (shortlist, centred vectors of every row) re-orders each query's shortlist by
+    the centred vectors' similarity, as `Centring` does."""
     squared_distances = squared_euclidean(queries, vectors)
     squared_distances[np.arange(len(rows)), rows] = np.inf  # the query itself comes last
     order = np.argsort(squared_distances, axis=1, kind="stable")[:, :-1]
@@ -107,6 +118,13 @@ def _ranked_relevance(
         distances = np.sqrt(np.take_along_axis(squared_distances, head, axis=1))
         for row in range(len(order)):
             head[row] = head[row, diffused_order(distances[row], vectors[head[row]], diffusion)]
+        order[:, : head.shape[1]] = head
+    if rescoring is not None:
+        shortlist, centred = rescoring
+        head = order[:, :shortlist]
+        for row in range(len(order)):
+            similarities = centred[head[row]] @ centred[rows[row]]
+            head[row] = head[row, np.argsort(-similarities, kind="stable")]
         order[:, : head.shape[1]] = head
     return labels[order] == labels[rows][:, np.newaxis]
 
@@ -179,19 +197,22 @@ def evaluate_labelled_folder(
     `index_precision_at_k`, is not diffused: it measures the index, not the re-ranking)."""
     labelled = labelled_vectors(image_index)
     vectors, labels = labelled.vectors, labelled.labels
-    reranked = reranking is not None and reranking.is_on
+    reranking = image_index.applied(reranking)
     diffusion = reranking if isinstance(reranking, Diffusion) else None
+    centring = None
+    if isinstance(reranking, Centring):
+        centring = (reranking, image_index.centring_mean())
     queries = vectors
-    if isinstance(reranking, QueryExpansion) and reranked:
+    if isinstance(reranking, QueryExpansion):
         queries = leave_one_out_expansion(vectors, reranking)
-    scores = leave_one_out_scores(vectors, labels, k, queries, diffusion)
+    scores = leave_one_out_scores(vectors, labels, k, queries, diffusion, centring)
     index_precision, index_kind = precision_through_store(
         image_index, queries, labelled.ids, labels, k
     )
     return {
         "folder": str(image_index.database_folder),
         **scores.to_dict(),
-        "reranking": reranking.describe() if reranking is not None and reranked else None,
+        "reranking": reranking.describe() if reranking is not None else None,
         "index_kind": index_kind,
         "index_precision_at_k": index_precision,
         "class_names": labelled.class_names,

@@ -17,10 +17,13 @@ index, never while files are decoded and embedded.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import json
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -42,18 +45,29 @@ from foldervision.retrieval.embedder import (
 from foldervision.retrieval.filters import PhotoFilter
 from foldervision.retrieval.photo_metadata import PhotoMetadata, read_photo_metadata
 from foldervision.retrieval.reranking import (
+    Centring,
     Diffusion,
     QueryExpansion,
     Reranking,
+    centred_order,
     diffused_order,
     expand_queries,
+    rooted,
 )
 from foldervision.retrieval.settings import IndexSettings
 from foldervision.retrieval.spec import DEFAULT_DECODING
 from foldervision.retrieval.stores import VectorStore, open_store
 
 DIFFUSION_CHUNK = 32
-"""Queries diffused at once (`ImageIndex.diffused`)."""
+"""Queries diffused (or centred) at once (`ImageIndex.diffused`, `ImageIndex.centred`)."""
+CENTRING_SAMPLE = 10_000
+"""Stored vectors the centring mean is taken over, a seeded sample in larger collections: the
+mean of 20,000 differs from the whole's by far less than photos differ from one another."""
+CENTRING_DRIFT = 0.01
+"""Share of the files a centring mean was taken over that may change before it is taken again:
+1% of photos moves the mean by about 1% of the way to theirs, far less than photos differ."""
+CENTRING_SETTING = "centring_mean"
+"""The catalogue setting that keeps the mean, with the count of changes it was taken at."""
 
 INDEX_FOLDER_NAME = ".foldervision"
 INDEX_FILE_NAME = "index.sqlite"
@@ -158,6 +172,7 @@ class ImageIndex:
         self.catalogue = catalogue
         self.store = store
         self.spec = spec
+        self._centring: dict[str, Any] | None = None
 
     @classmethod
     def open(
@@ -217,6 +232,7 @@ class ImageIndex:
             with self.catalogue.transaction():
                 self.store.remove(sorted(store_ids - catalogue_ids))
                 self.catalogue.remove_ids(sorted(catalogue_ids - store_ids))
+                self.catalogue.count_changes(len(store_ids ^ catalogue_ids))
         if store_summary is not None:  # equal sets, yet the summaries differed: count again
             self.catalogue.recount_ids()
 
@@ -308,6 +324,7 @@ class ImageIndex:
         update.removed = sorted(set(known) - set(current))
         with guard, self.catalogue.transaction():
             self.store.remove(self.catalogue.remove_paths(update.removed))
+            self.catalogue.count_changes(len(update.removed))
         to_embed = [path for path, state in current.items() if known.get(path) != state]
         update.unchanged = len(current) - len(to_embed)
         if progress is not None:
@@ -393,6 +410,7 @@ class ImageIndex:
             for skip in skipped
         ]
         with self.catalogue.transaction():
+            self.catalogue.count_changes(len(file_rows) + len(skipped_rows))
             if file_rows:
                 ids = self.catalogue.record_files(file_rows)
                 self.store.upsert(ids, vectors)
@@ -445,16 +463,21 @@ class ImageIndex:
         With a filter, the store searches only the files it keeps: the true top k among them.
         With a query expansion, each query is first expanded with its neighbours among those same
         files (`retrieval.reranking`), and the distances are the expanded query's. With a
-        diffusion, the nearest `shortlist` are re-ordered (distances still the query's).
+        diffusion, the nearest `shortlist` are re-ordered (distances still the query's); with
+        centring, re-scored, and the distances are the centred ones (plain where centring does
+        not apply: `applied`).
         """
         ids = self.matching_ids(photo_filter)
         if ids is not None and not len(ids):
             return [[] for _ in np.atleast_2d(query_vectors)]
         query_vectors = np.atleast_2d(query_vectors)
+        reranking = self.applied(reranking)
         if isinstance(reranking, Diffusion):
             distances, ids = self.diffused(query_vectors, k, reranking, ids)
+        elif isinstance(reranking, Centring):
+            distances, ids = self.centred(query_vectors, k, reranking, ids)
         else:
-            if reranking is not None and reranking.is_on:
+            if isinstance(reranking, QueryExpansion):
                 query_vectors = self.expanded_queries(query_vectors, reranking, ids)
             distances, ids = self.store.search(query_vectors, k, ids=ids)
         paths = self.catalogue.paths_of(np.unique(ids[ids >= 0]))
@@ -488,6 +511,97 @@ class ImageIndex:
                 kept_distances[start + offset, : len(order)] = distances[offset, order]
                 kept_ids[start + offset, : len(order)] = found[offset, order]
         return kept_distances, kept_ids
+
+    def centred(
+        self, query_vectors: np.ndarray, k: int, centring: Centring, ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) centred distances and ids among `ids` (None: all), nearest first."""
+        mean = self.centring_mean()
+        kept_distances = np.full((len(query_vectors), k), np.inf, np.float32)
+        kept_ids = np.full((len(query_vectors), k), -1, np.int64)
+        for start in range(0, len(query_vectors), DIFFUSION_CHUNK):
+            chunk = query_vectors[start : start + DIFFUSION_CHUNK]
+            distances, found, vectors = self.neighbours_with_vectors(
+                chunk, centring.first_search_size(k), ids
+            )
+            for offset in range(len(found)):
+                order, centred = centred_order(
+                    chunk[offset], distances[offset], vectors[offset], mean
+                )
+                kept_distances[start + offset, : len(order[:k])] = centred[:k]
+                kept_ids[start + offset, : len(order[:k])] = found[offset, order[:k]]
+        return kept_distances, kept_ids
+
+    def applied(self, reranking: Reranking | None) -> Reranking | None:
+        """The re-ranking a search really applies: None for none, or for centring on vectors
+        it does not suit (negative values, as CLIP's) or an empty index."""
+        if reranking is None or not reranking.is_on:
+            return None
+        if isinstance(reranking, Centring) and self.centring_mean() is None:
+            return None
+        return reranking
+
+    def centring_mean(self) -> np.ndarray | None:
+        """The collection's mean of rooted vectors (`reranking.Centring`), or None when its
+        vectors have negative values or there are none.
+
+        Kept in the catalogue, and in memory, with the count of files changed when it was
+        taken (`Catalogue.changes`): taken again, over at most `CENTRING_SAMPLE` vectors, once
+        more than `CENTRING_DRIFT` of the files it was taken over have changed since, so a
+        library where photos keep arriving does not pay for it on every search. An index that
+        cannot be written (a read-only folder) keeps it in memory only.
+        """
+        changes = self.catalogue.changes()
+        kept = self._centring or self._stored_centring()
+        if kept is None or not self._centring_still_holds(kept, changes):
+            kept = {
+                "spec": self.spec.to_dict(),
+                "changes": changes,
+                "files": len(self.catalogue),
+                "mean": self._take_centring_mean(),
+            }
+            self._keep_centring(kept)
+        self._centring = kept
+        return kept["mean"] if len(kept["mean"]) else None
+
+    def _centring_still_holds(self, kept: dict[str, Any], changes: int) -> bool:
+        if kept["spec"] != self.spec.to_dict() or changes < kept["changes"]:
+            return False
+        return changes - kept["changes"] <= CENTRING_DRIFT * max(kept["files"], 1)
+
+    def _stored_centring(self) -> dict[str, Any] | None:
+        value = self.catalogue.setting(CENTRING_SETTING)
+        if not value:
+            return None
+        try:
+            stored = json.loads(value)
+            stored["mean"] = np.frombuffer(base64.b64decode(stored["mean"]), np.float64)
+            if {"spec", "changes", "files"} <= set(stored):
+                return stored
+        except (ValueError, TypeError, KeyError):  # not a mean this version wrote
+            pass
+        return None
+
+    def _take_centring_mean(self) -> np.ndarray:
+        """The mean over a seeded sample; empty when the vectors cannot be rooted."""
+        ids = np.sort(self.catalogue.ids())
+        if len(ids) > CENTRING_SAMPLE:
+            ids = np.sort(np.random.default_rng(0).choice(ids, CENTRING_SAMPLE, replace=False))
+        if not len(ids):
+            return np.zeros(0)
+        vectors = self.store.vectors(ids)
+        if float(vectors.min()) < 0.0:
+            return np.zeros(0)
+        return rooted(vectors).mean(axis=0)
+
+    def _keep_centring(self, kept: dict[str, Any]) -> None:
+        mean = base64.b64encode(np.asarray(kept["mean"], np.float64).tobytes()).decode()
+        value = json.dumps({**kept, "mean": mean})
+        try:
+            with self.catalogue.transaction():
+                self.catalogue.set_setting(CENTRING_SETTING, value)
+        except sqlite3.Error:  # a read-only or busy index: the mean stays in memory
+            pass
 
     def neighbours_with_vectors(
         self, query_vectors: np.ndarray, count: int, ids: np.ndarray | None

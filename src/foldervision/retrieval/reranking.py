@@ -1,4 +1,5 @@
-"""Re-ranking: query expansion (alpha-QE, `--expand N`) or diffusion (`--diffuse`, below).
+"""Re-ranking: query expansion (alpha-QE, `--expand N`), diffusion (`--diffuse`) or centring
+(`--centre`), the last two below.
 
 Query expansion searches again with the query averaged with its first neighbours.
 
@@ -155,8 +156,74 @@ class Diffusion:
         }
 
 
-Reranking = QueryExpansion | Diffusion
-"""One re-ranking per search: `--expand N` or `--diffuse`."""
+CENTRING_SHORTLIST = 200
+"""Nearest stored vectors (by the plain distance) that centring re-scores; with k above it,
+the k nearest are re-scored, so every distance shown is a centred one."""
+CENTRED_DISTANCE = (
+    "Euclidean distance between the query and the match after the square root of each vector, "
+    "less the collection's mean of those, made unit length; the matches are the nearest by it "
+    "among the 200 nearest by the plain distance"
+)
+
+
+@dataclass(frozen=True)
+class Centring:
+    """Power normalisation and centring, as a re-ranker of the query's shortlist.
+
+    GeM vectors are not negative and a few dimensions are large in every photo; the square root
+    evens their weight, and subtracting the collection's mean of the rooted vectors leaves
+    what tells photos apart rather than what all photos share. Only the shortlist is
+    re-scored, so the stored vectors (and the duplicate finder's thresholds on them) stay as
+    they are; the mean is the index's (`ImageIndex.centring_mean`), kept with it and taken again
+    when its photos change. Vectors with negative values (CLIP's) are searched plain.
+    """
+
+    shortlist: int = CENTRING_SHORTLIST
+
+    def __post_init__(self) -> None:
+        if self.shortlist < 1:
+            raise ValueError(f"centring: a shortlist of 1 or more, got {self.shortlist}.")
+
+    @property
+    def is_on(self) -> bool:
+        return True
+
+    def first_search_size(self, k: int) -> int:
+        """How many neighbours the first search fetches: the shortlist, or k if larger."""
+        return max(k, self.shortlist)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "centred", "shortlist": self.shortlist, "distance": CENTRED_DISTANCE}
+
+
+def rooted(vectors: np.ndarray) -> np.ndarray:
+    """The element-wise square root of (not negative) vectors, in float64."""
+    return np.sqrt(np.maximum(np.asarray(vectors, np.float64), 0.0))
+
+
+def centred_vectors(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(N, D) vectors rooted, less `mean` (the collection's mean of rooted vectors), unit length."""
+    centred = rooted(vectors) - np.asarray(mean, np.float64)
+    return centred / np.maximum(np.linalg.norm(centred, axis=-1, keepdims=True), 1e-12)
+
+
+def centred_order(
+    query: np.ndarray, distances: np.ndarray, vectors: np.ndarray, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's neighbours (`distances` (M,) plain, non-finite where missing; their (M, D)
+    vectors) ordered by centred distance: (positions, their centred distances), nearest first."""
+    positions = np.flatnonzero(np.isfinite(np.asarray(distances, np.float64)))
+    if not len(positions):
+        return positions, np.zeros(0)
+    query_centred = centred_vectors(query[np.newaxis], mean)[0]
+    similarities = centred_vectors(vectors[positions], mean) @ query_centred
+    centred_distances = np.sqrt(np.maximum(2.0 - 2.0 * similarities, 0.0))
+    order = np.argsort(centred_distances, kind="stable")
+    return positions[order], centred_distances[order]
+
+
+Reranking = QueryExpansion | Diffusion | Centring
+"""One re-ranking per search: `--expand N`, `--diffuse` or `--centre`."""
 
 
 def diffusion_scores(

@@ -217,7 +217,7 @@ class RetrievalService:
             if batch.paths:
                 answers = self._search_vectors(batch.vectors, k, photo_filter, reranking)
                 for path, matches in zip(batch.paths, answers):
-                    results.append(_result(str(Path(path)), matches, reranking))
+                    results.append(_result(str(Path(path)), matches, self._applied(reranking)))
         return results, skipped
 
     def search_texts(
@@ -237,7 +237,8 @@ class RetrievalService:
         self._check_searchable(k)
         vectors = embed_texts(list(texts))
         answers = self._search_vectors(vectors, k, photo_filter, reranking)
-        return [_result(text, matches, reranking) for text, matches in zip(texts, answers)]
+        applied = self._applied(reranking)
+        return [_result(text, matches, applied) for text, matches in zip(texts, answers)]
 
     def search_bytes(
         self,
@@ -251,7 +252,7 @@ class RetrievalService:
         self._check_searchable(k)
         vector = self.embedder.embed_bytes(data, name)
         matches = self._search_vectors(vector[np.newaxis], k, photo_filter, reranking)[0]
-        return _result(name, matches, reranking)
+        return _result(name, matches, self._applied(reranking))
 
     def search_folder_file(
         self,
@@ -273,7 +274,7 @@ class RetrievalService:
                 vector = self.index.vector_of(relative_path)
             if vector is not None:
                 matches = self._search_vectors(vector, k, photo_filter, reranking)[0]
-                return _result(relative_path, matches, reranking)
+                return _result(relative_path, matches, self._applied(reranking))
         try:
             data = ((folder or self.database) / relative_path).read_bytes()
         except OSError as error:
@@ -355,6 +356,11 @@ class RetrievalService:
             [Match(rank, path, distance) for rank, (path, distance) in enumerate(row, start=1)]
             for row in neighbours
         ]
+
+    def _applied(self, reranking: Reranking | None) -> Reranking | None:
+        """The re-ranking the index really applied (centring is not, to CLIP's vectors)."""
+        with self._lock:
+            return self.index.applied(reranking)
 
     def _check_searchable(self, k: int) -> None:
         check_top_k(k)
@@ -444,7 +450,7 @@ class RetrievalService:
 
 def _result(query: str, matches: list[Match], reranking: Reranking | None) -> QueryResult:
     """The answer, saying how it was re-ranked when it was (its distances then differ)."""
-    described = reranking.describe() if reranking is not None and reranking.is_on else None
+    described = reranking.describe() if reranking is not None else None
     return QueryResult(query, matches, described)
 
 

@@ -81,7 +81,7 @@ def create_app(
 ) -> FastAPI:
     """The app over an open (and updated) service; it never writes into the database folder.
 
-    `reranking`: `serve --expand/--diffuse`, applied to every search.
+    `reranking`: `serve --expand/--diffuse/--centre`, applied to every search.
     `watching`: a `FolderWatcher` keeps the index current (the page then says so).
     `text_service`: an open service over a CLIP index of the same folder, which searches by
     words (the page then shows its text box); without one, `text_hint` says how to make one
