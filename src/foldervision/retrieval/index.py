@@ -62,7 +62,7 @@ DIFFUSION_CHUNK = 32
 """Queries diffused (or centred) at once (`ImageIndex.diffused`, `ImageIndex.centred`)."""
 CENTRING_SAMPLE = 10_000
 """Stored vectors the centring mean is taken over, a seeded sample in larger collections: the
-mean of 20,000 differs from the whole's by far less than photos differ from one another."""
+mean of 10,000 differs from the whole's by far less than photos differ from one another."""
 CENTRING_DRIFT = 0.01
 """Share of the files a centring mean was taken over that may change before it is taken again:
 1% of photos moves the mean by about 1% of the way to theirs, far less than photos differ."""
@@ -555,7 +555,7 @@ class ImageIndex:
         kept = self._centring or self._stored_centring()
         if kept is None or not self._centring_still_holds(kept, changes):
             kept = {
-                "spec": self.spec.to_dict(),
+                "spec": json.loads(json.dumps(self.spec.to_dict())),
                 "changes": changes,
                 "files": len(self.catalogue),
                 "mean": self._take_centring_mean(),
@@ -565,7 +565,8 @@ class ImageIndex:
         return kept["mean"] if len(kept["mean"]) else None
 
     def _centring_still_holds(self, kept: dict[str, Any], changes: int) -> bool:
-        if kept["spec"] != self.spec.to_dict() or changes < kept["changes"]:
+        spec = json.loads(json.dumps(self.spec.to_dict()))  # as the catalogue keeps it
+        if kept["spec"] != spec or changes < kept["changes"]:
             return False
         return changes - kept["changes"] <= CENTRING_DRIFT * max(kept["files"], 1)
 
