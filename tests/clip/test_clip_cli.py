@@ -74,6 +74,16 @@ def test_search_by_words_ranks_by_the_text_vector(database, tiny_embedder):
     assert np.allclose([d for _, d in found], [d for _, d in expected], atol=1e-3)
 
 
+def test_centring_leaves_clip_vectors_plain_and_says_so(database):
+    search = ["search", "--text", "receipt", "--database", database, "-k", "5", "--model", MODEL]
+    centred = run_cli(*search, "--json", "--centre")
+    [plain] = json_lines(run_cli(*search, "--json"))
+
+    [answer] = json_lines(centred)
+    assert "reranking" not in answer and answer["results"] == plain["results"]
+    assert "--centre: this index's vectors have negative values" in centred.stderr
+
+
 def test_text_search_draws_a_sheet_and_image_queries_use_clip_vectors_too(database, tmp_path):
     sheet = tmp_path / "sheet.png"
     result = run_cli(

@@ -156,6 +156,12 @@ def search_command(
     report_skipped(skipped, "query")
     if not results:
         raise ValueError(f"{query_paths[0]}: no query image could be read; pass a readable image.")
+    if isinstance(reranking, Centring) and any(result.reranking is None for result in results):
+        console.print(
+            "--centre: this index's vectors have negative values (CLIP's), which centring "
+            "does not suit; searched without re-ranking.",
+            markup=False,
+        )
     print_results(results, as_json)
     if sheet is not None:
         from foldervision.retrieval.sheet import write_contact_sheet
