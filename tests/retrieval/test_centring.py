@@ -99,7 +99,7 @@ def test_a_change_within_the_drift_keeps_the_mean_the_index_has(
     def not_again(self) -> np.ndarray:
         raise AssertionError("the mean was taken again")
 
-    monkeypatch.setattr(index_module.ImageIndex, "_take_centring_mean", not_again)
+    monkeypatch.setattr(index_module.ImageIndex, "take_centring_mean", not_again)
     with RetrievalService.open(settings) as service:  # a new process would open it so
         service.update()  # one file of many: the index's mean is used, not taken again
         [result], _ = service.search_files([query], 4, reranking=Centring())

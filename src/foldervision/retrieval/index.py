@@ -558,7 +558,7 @@ class ImageIndex:
                 "spec": json.loads(json.dumps(self.spec.to_dict())),
                 "changes": changes,
                 "files": len(self.catalogue),
-                "mean": self._take_centring_mean(),
+                "mean": self.take_centring_mean(),
             }
             self._keep_centring(kept)
         self._centring = kept
@@ -583,7 +583,7 @@ class ImageIndex:
             pass
         return None
 
-    def _take_centring_mean(self) -> np.ndarray:
+    def take_centring_mean(self) -> np.ndarray:
         """The mean over a seeded sample; empty when the vectors cannot be rooted."""
         ids = np.sort(self.catalogue.ids())
         if len(ids) > CENTRING_SAMPLE:
