@@ -555,7 +555,7 @@ class ImageIndex:
         kept = self._centring or self._stored_centring()
         if kept is None or not self._centring_still_holds(kept, changes):
             kept = {
-                "spec": json.loads(json.dumps(self.spec.to_dict())),
+                "spec": self._stored_spec_form(),
                 "changes": changes,
                 "files": len(self.catalogue),
                 "mean": self.take_centring_mean(),
@@ -565,10 +565,13 @@ class ImageIndex:
         return kept["mean"] if len(kept["mean"]) else None
 
     def _centring_still_holds(self, kept: dict[str, Any], changes: int) -> bool:
-        spec = json.loads(json.dumps(self.spec.to_dict()))  # as the catalogue keeps it
-        if kept["spec"] != spec or changes < kept["changes"]:
+        if kept["spec"] != self._stored_spec_form() or changes < kept["changes"]:
             return False
         return changes - kept["changes"] <= CENTRING_DRIFT * max(kept["files"], 1)
+
+    def _stored_spec_form(self) -> Any:
+        """The spec as JSON gives it back (tuples become lists), to compare with a kept one."""
+        return json.loads(json.dumps(self.spec.to_dict()))
 
     def _stored_centring(self) -> dict[str, Any] | None:
         value = self.catalogue.setting(CENTRING_SETTING)
@@ -585,7 +588,7 @@ class ImageIndex:
 
     def take_centring_mean(self) -> np.ndarray:
         """The mean over a seeded sample; empty when the vectors cannot be rooted."""
-        ids = np.sort(self.catalogue.ids())
+        ids = self.catalogue.ids()  # in id order
         if len(ids) > CENTRING_SAMPLE:
             ids = np.sort(np.random.default_rng(0).choice(ids, CENTRING_SAMPLE, replace=False))
         if not len(ids):
