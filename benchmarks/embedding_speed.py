@@ -17,8 +17,9 @@
    `foldervision index` does), each setting in its own process.
 
 Run:  python benchmarks/embedding_speed.py [--files 1000] [--rounds 2]
-          [--variants fp32,int8,keras,one-scale,lite0,lite2 (one-scale: --scales 1;
-          lite: --model efficientnet-lite0/-lite2)]
+          [--variants fp32,int8,keras,one-scale,lite0,lite2,mobilenetv2+lite0,all-three
+          (one-scale: --scales 1; lite: --model efficientnet-lite0/-lite2; the last two:
+          backbones side by side, --model mobilenetv2+efficientnet-lite0[+efficientnet-lite2])]
           [--ort-threads 1,2] [--quality 1000] [--memory 10000] [--model-only 6]
 The folder is only read: its files are symlinked into a temporary folder, where the index goes.
 Timings on a shared machine are noisy: read the ratios, measured in the same run.
@@ -134,6 +135,8 @@ INDEX_VARIANTS: dict[str, list[str]] = {
     "one-scale": ["--scales", "1"],
     "lite0": ["--model", "efficientnet-lite0"],
     "lite2": ["--model", "efficientnet-lite2"],
+    "mobilenetv2+lite0": ["--model", "mobilenetv2+efficientnet-lite0"],
+    "all-three": ["--model", "mobilenetv2+efficientnet-lite0+efficientnet-lite2"],
 }
 """`--variants` names -> extra `foldervision index` options."""
 

@@ -41,7 +41,9 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         help="mobilenetv2 (ImageNet features), efficientnet-lite2 or efficientnet-lite0 (ImageNet "
-        "features, weights via `foldervision weights install --model NAME`), a run folder of a "
+        "features, weights via `foldervision weights install --model NAME`), two or three of "
+        "them side by side joined by + (mobilenetv2+efficientnet-lite0+efficientnet-lite2: "
+        "better neighbours for the sum of their indexing times), a run folder of a "
         "trained classifier "
         "(searches with its 'features' layer, adapted to its domain), or a CLIP model that "
         "also searches by words: clip-vit-b32 (get it with `foldervision models pull "

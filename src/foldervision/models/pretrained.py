@@ -115,6 +115,25 @@ def get_pretrained(name: str) -> PretrainedBackbone:
     return PRETRAINED.get(name)
 
 
+COMBINED_SEPARATOR = "+"
+"""Joins backbones' names into one `--model` that embeds with them side by side
+(`mobilenetv2+efficientnet-lite0`, see `retrieval.embedder.CombinedEmbedder`)."""
+
+
+def pretrained_backbones(model: str) -> tuple[PretrainedBackbone, ...]:
+    """The pretrained backbones a `--model` name stands for: one registered name, or two or
+    more different ones joined by "+"; () for anything else (a run folder, a CLIP model, a
+    misspelt name)."""
+    if model in PRETRAINED:
+        return (PRETRAINED.get(model),)
+    parts = model.split(COMBINED_SEPARATOR)
+    if len(parts) < 2 or len(set(parts)) != len(parts) or Path(model).exists():
+        return ()
+    if not all(part in PRETRAINED for part in parts):
+        return ()
+    return tuple(PRETRAINED.get(part) for part in parts)
+
+
 register_pretrained(
     PretrainedBackbone(
         name="mobilenetv2",

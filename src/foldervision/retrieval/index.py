@@ -84,16 +84,17 @@ def default_index_path(
 
     A CLIP model's vectors get their own file beside it (`index.clip-vit-b32.sqlite`), so a
     folder can be searched by example with the default vectors and by words with CLIP's; so do
-    another pretrained backbone's (`index.efficientnet-lite2.sqlite`), so trying it leaves the
-    default index as it was."""
-    from foldervision.models.pretrained import PRETRAINED
+    another pretrained backbone's (`index.efficientnet-lite2.sqlite`) or backbones side by side
+    (`index.mobilenetv2+efficientnet-lite0.sqlite`), so trying one leaves the default index as
+    it was."""
+    from foldervision.models.pretrained import pretrained_backbones
     from foldervision.retrieval.settings import DEFAULT_MODEL
 
     folder = Path(database_folder) / INDEX_FOLDER_NAME
     if spec is not None and spec.model.startswith(CLIP_MODEL_PREFIX):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", spec.model.removeprefix(CLIP_MODEL_PREFIX))
         return folder / f"index.{name}.sqlite"
-    if spec is not None and spec.model != DEFAULT_MODEL and spec.model in PRETRAINED:
+    if spec is not None and spec.model != DEFAULT_MODEL and pretrained_backbones(spec.model):
         return folder / f"index.{spec.model}.sqlite"
     return folder / INDEX_FILE_NAME
 

@@ -151,10 +151,13 @@ def technical_details(overview: LibraryOverview, described: str, index_path: str
 
 
 def model_in_words(spec: EmbedderSpec) -> str:
-    from foldervision.models.pretrained import PRETRAINED
+    from foldervision.models.pretrained import pretrained_backbones
 
-    if spec.model in PRETRAINED:
-        return PRETRAINED.get(spec.model).description
+    backbones = pretrained_backbones(spec.model)
+    if len(backbones) == 1:
+        return backbones[0].description
+    if backbones:
+        return " + ".join(backbone.title for backbone in backbones) + " (ImageNet, side by side)"
     if spec.model.startswith("clip:"):
         return f"CLIP {spec.model.removeprefix('clip:')}"
     return f"{Path(spec.model).name} (trained here)"
