@@ -11,6 +11,8 @@ slightly (one decoding at the largest input size, resized in the graph for the o
 figures come from `foldervision evaluate-retrieval FOLDER --model A+B+C`.
 
 Run:  python benchmarks/side_by_side.py FOLDER=MOBILENETV2_INDEX=LITE0_INDEX=LITE2_INDEX ...
+      python benchmarks/side_by_side.py FOLDER=I1=I2=I3 ... --names a,b,c --combinations "a;a+b;b+c"
+(the first combination is the one the others are compared with).
 """
 
 from __future__ import annotations
@@ -27,41 +29,42 @@ from foldervision.retrieval.catalogue import Catalogue
 from foldervision.retrieval.index import ImageIndex
 from foldervision.retrieval.settings import IndexSettings
 
-BACKBONES = ("mobilenetv2", "lite0", "lite2")
-COMBINATIONS = {
-    "mobilenetv2": ("mobilenetv2",),
-    "lite0": ("lite0",),
-    "lite2": ("lite2",),
-    "mobilenetv2+lite0": ("mobilenetv2", "lite0"),
-    "mobilenetv2+lite2": ("mobilenetv2", "lite2"),
-    "all three": BACKBONES,
-}
+BACKBONES = "mobilenetv2,lite0,lite2"
+COMBINATIONS = "mobilenetv2;lite0;lite2;mobilenetv2+lite0;mobilenetv2+lite2;mobilenetv2+lite0+lite2"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("collections", nargs="+", help="FOLDER=INDEX=INDEX=INDEX")
+    parser.add_argument("collections", nargs="+", help="FOLDER=INDEX=INDEX=...")
+    parser.add_argument("--names", default=BACKBONES, help="One name per index, in order.")
+    parser.add_argument("--combinations", default=COMBINATIONS, help="';'-separated, '+' joins.")
+    parser.add_argument("--plain", action="store_true", help="Leave out the centred variants.")
     arguments = parser.parse_args()
+    names = arguments.names.split(",")
+    combinations = [combination.split("+") for combination in arguments.combinations.split(";")]
     for spec in arguments.collections:
         folder, *index_paths = spec.split("=")
-        if len(index_paths) != len(BACKBONES):
-            raise SystemExit(f"{spec}: give FOLDER and one index per backbone ({BACKBONES}).")
-        stored = {name: read(folder, path) for name, path in zip(BACKBONES, index_paths)}
+        if len(index_paths) != len(names):
+            raise SystemExit(f"{spec}: give FOLDER and one index per name ({', '.join(names)}).")
+        stored = {name: read(folder, path) for name, path in zip(names, index_paths)}
         labelled = scan_labelled_folder(Path(folder))
         label_of = dict(zip(map(labelled.relative, labelled.paths), labelled.labels.tolist()))
         files = sorted(set(label_of).intersection(*map(set, stored.values())))
         labels = np.array([label_of[file] for file in files])
-        print(f"{folder}: {len(files)} images", flush=True)
+        print(f"{folder}: {len(files)} images (changes against {'+'.join(combinations[0])})")
         baseline = None
-        for combination, names in COMBINATIONS.items():
-            parts = [unit(np.stack([stored[name][file] for file in files])) for name in names]
+        for parts_named in combinations:
+            parts = [unit(np.stack([stored[name][file] for file in files])) for name in parts_named]
             vectors = unit(np.hstack(parts))
-            for label, transformed in (("", vectors), (", centred", centred(vectors))):
+            variants = [("", vectors)]
+            if not arguments.plain:
+                variants.append((", centred", centred(vectors)))
+            for label, transformed in variants:
                 result = leave_one_out(transformed, labels)
                 baseline = baseline or result
                 cells = "  ".join(f"{key} {value:.4f} ({value - baseline[key]:+.4f})"
                                   for key, value in result.items())  # fmt: skip
-                print(f"  {combination + label:<28} {cells}", flush=True)
+                print(f"  {'+'.join(parts_named) + label:<34} {cells}", flush=True)
 
 
 def read(folder: str, index_path: str) -> dict[str, np.ndarray]:
