@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,20 @@ def short_name(folder: str) -> str:
 
 def read(folder: str, index_path: str) -> LabelledVectors:
     """The stored vectors of a labelled folder's index, opened without building its network."""
+    with opened_index(folder, index_path) as image_index:
+        return labelled_vectors(image_index)
+
+
+@contextlib.contextmanager
+def opened_index(folder: str, index_path: str) -> Iterator[ImageIndex]:
+    """A folder's index as it is (its stored spec), without building its network."""
     with contextlib.closing(Catalogue.open(index_path)) as catalogue:
         spec = catalogue.stored_spec()
     if spec is None:
-        raise SystemExit(f"{index_path}: no vectors yet; run foldervision evaluate-retrieval.")
+        raise SystemExit(f"{index_path}: no vectors yet; run foldervision index first.")
     settings = IndexSettings(Path(folder), index_path=Path(index_path))
     with ImageIndex.open(settings, spec) as image_index:
-        return labelled_vectors(image_index)
+        yield image_index
 
 
 def split(data: LabelledVectors, seed: int) -> tuple[LabelledVectors, LabelledVectors]:

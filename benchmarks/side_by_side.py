@@ -18,16 +18,13 @@ Run:  python benchmarks/side_by_side.py FOLDER=MOBILENETV2_INDEX=LITE0_INDEX=LIT
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import numpy as np
 from graph_diffusion import figures
+from query_expansion import opened_index
 
 from foldervision.datasets import scan_labelled_folder
-from foldervision.retrieval.catalogue import Catalogue
-from foldervision.retrieval.index import ImageIndex
-from foldervision.retrieval.settings import IndexSettings
 
 BACKBONES = "mobilenetv2,lite0,lite2"
 COMBINATIONS = "mobilenetv2;lite0;lite2;mobilenetv2+lite0;mobilenetv2+lite2;mobilenetv2+lite0+lite2"
@@ -69,12 +66,7 @@ def main() -> None:
 
 def read(folder: str, index_path: str) -> dict[str, np.ndarray]:
     """{file relative to the folder: its stored vector}."""
-    with contextlib.closing(Catalogue.open(index_path)) as catalogue:
-        spec = catalogue.stored_spec()
-    if spec is None:
-        raise SystemExit(f"{index_path}: no vectors yet; run foldervision index first.")
-    settings = IndexSettings(Path(folder), index_path=Path(index_path))
-    with ImageIndex.open(settings, spec) as image_index:
+    with opened_index(folder, index_path) as image_index:
         indexed = image_index.vectors()
         files = [image_index.relative(path) for path in indexed.paths]
         return dict(zip(files, indexed.vectors.astype(np.float64)))
