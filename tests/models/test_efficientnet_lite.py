@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
+from sample_photos import four_photos_and_a_coffee_crop
 from user_process import run_cli
 
 from foldervision.errors import WeightsError
@@ -167,12 +168,7 @@ def test_index_and_search_with_efficientnet_lite2(tmp_path: Path) -> None:
     """`index --model efficientnet-lite2` on real photos, in its own file beside the default;
     a crop of the coffee photo finds the coffee photo first."""
     checkpoint_or_skip("efficientnet-lite2")
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(folder / f"{name}.jpg")
-    query = tmp_path / "coffee crop.png"
-    Image.fromarray(skimage.data.coffee()[60:340, 150:450]).save(query)
+    folder, query = four_photos_and_a_coffee_crop(tmp_path)
 
     indexed = run_cli("index", folder, "--model", "efficientnet-lite2")
     assert indexed.returncode == 0, indexed.stderr

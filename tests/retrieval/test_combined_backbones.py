@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
+from sample_photos import four_photos_and_a_coffee_crop
 from user_process import run_cli
 
 from foldervision.models.pretrained import get_pretrained, pretrained_backbones
@@ -67,12 +68,7 @@ def test_index_and_search_side_by_side_in_their_own_file(tmp_path: Path) -> None
     """`index --model A+B` on real photos writes its own index beside the default one; a crop
     of the coffee photo finds the coffee photo first, and `serve`'s words for it name both."""
     weights_or_skip("mobilenetv2", "efficientnet-lite0")
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(folder / f"{name}.jpg")
-    query = tmp_path / "coffee crop.png"
-    Image.fromarray(skimage.data.coffee()[60:340, 150:450]).save(query)
+    folder, query = four_photos_and_a_coffee_crop(tmp_path)
 
     indexed = run_cli("index", folder, "--model", PAIR)
     assert indexed.returncode == 0, indexed.stderr
