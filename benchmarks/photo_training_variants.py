@@ -9,8 +9,16 @@ argmax as averaged logits), and the model the run's validation split picks. This
 calibrating the recipe on some seeds; report the defaults on other seeds with
 photo_training.py.
 
+With --ensembles, also the mean of the default model's probabilities (the 3/4 average with the
+mirror) and a linear probe's (logistic regression, C by 4-fold CV on the split's training part,
+balanced class weights when the largest class has over 3x the smallest's photos): "ens_m2" with
+the MobileNetV2 probe (photo_training.py's fair probe), "ens_all3" with the probe on the
+vectors of MobileNetV2, EfficientNet-Lite0 and Lite2 side by side (`--model
+mobilenetv2+efficientnet-lite0+efficientnet-lite2`'s embedder), and "probe_all3" that probe alone.
+
     python benchmarks/photo_training_variants.py --train-per-class 64 --seeds 0,1,2
     python benchmarks/photo_training_variants.py --train-per-class 64 --uneven 2:10 --seeds 0
+    python benchmarks/photo_training_variants.py --train-per-class 64 --seeds 0 --ensembles
 
 One JSON line per seed. Test folders are balanced (50 photos per class by default): the
 figures are test accuracy, equal to balanced accuracy there, in percent.
@@ -28,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from photo_training import DEFAULT_DATA, linear_probe, make_subsets  # noqa: E402
+from photo_training import DEFAULT_DATA, embed, linear_probe, make_subsets  # noqa: E402
 
 MIXES = (0.5, 0.75)
 """WiSE-FT mixing weights: the share of the fine-tuned weights in the average."""
@@ -129,7 +137,46 @@ def one_seed(arguments: argparse.Namespace, seed: int) -> dict:
         figures["probe"] = round(100 * probe["test_accuracy"], 1)
         if "balanced_test_accuracy" in probe:
             figures["balanced_probe"] = round(100 * probe["balanced_test_accuracy"], 1)
+        if arguments.ensembles:
+            average = candidates[f"wise{DEFAULT_MIX}"]
+            mean_log = (log_probabilities(average, False) + log_probabilities(average, True)) / 2
+            default = np.exp(mean_log - mean_log.max(axis=1, keepdims=True))
+            default /= default.sum(axis=1, keepdims=True)
+            split = json.loads((out / "split.json").read_text())
+            train_paths = [data / path for path, _ in split["train"]]
+            train_labels = np.array([label for _, label in split["train"]])
+            for name, model_name in ENSEMBLE_PROBES.items():
+                probabilities = probe_probabilities(
+                    model_name, train_paths, train_labels, loaded.paths, seed
+                )
+                figures["test"][f"ens_{name}"] = accuracy(np.log((default + probabilities) / 2))
+                figures["test"][f"probe_{name}"] = accuracy(np.log(probabilities + 1e-12))
     return figures
+
+
+ENSEMBLE_PROBES = {"m2": "mobilenetv2", "all3": "mobilenetv2+efficientnet-lite0+efficientnet-lite2"}
+DEFAULT_MIX = 0.75
+
+
+def probe_probabilities(
+    model: str, train_paths: list[Path], train_labels: np.ndarray, test_paths: list, seed: int
+) -> np.ndarray:
+    """The test photos' class probabilities from photo_training.py's probe on `model`'s vectors."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    from foldervision.retrieval.embedder import load_embedder
+    from foldervision.retrieval.settings import IndexSettings
+
+    embedder = load_embedder(IndexSettings(train_paths[0].parent, model=model))
+    counts = np.bincount(train_labels)
+    probe = LogisticRegressionCV(
+        Cs=np.logspace(-2, 3, 11),
+        cv=4,
+        max_iter=3000,
+        random_state=seed,
+        class_weight="balanced" if counts.max() > 3 * counts.min() else None,
+    ).fit(embed(train_paths, embedder), train_labels)
+    return probe.predict_proba(embed([Path(path) for path in test_paths], embedder))
 
 
 def main() -> None:
@@ -140,6 +187,7 @@ def main() -> None:
     parser.add_argument("--val-split", type=float, default=0.2, help="train's default")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--uneven", help="SMALL:COUNT, as in photo_training.py")
+    parser.add_argument("--ensembles", action="store_true", help="also the probe ensembles")
     arguments = parser.parse_args()
     arguments.files = None
     for seed in (int(seed) for seed in arguments.seeds.split(",")):
