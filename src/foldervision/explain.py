@@ -48,10 +48,12 @@ class GradCam:
     def __init__(self, model: Any) -> None:
         import keras
 
-        from foldervision.models.classifier import without_flip_average
+        from foldervision.models.classifier import trained_part, without_flip_average
 
-        # A flip-averaged photo model is explained on the photo's own pass (not its mirror's).
-        model = without_flip_average(model)
+        # A probe ensemble is explained by its trained model (the probe's frozen vectors have
+        # no map of their own); a flip-averaged model on the photo's own pass.
+        model = without_flip_average(trained_part(model))
+        self.input_side = int(model.input_shape[1])
         nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
         self.final = model.layers[-1]
         if not isinstance(self.final, keras.layers.Dense):
@@ -77,6 +79,8 @@ class GradCam:
         import tensorflow as tf
 
         inputs = tf.convert_to_tensor(pixels, dtype=tf.float32)
+        if inputs.shape[1] != self.input_side:  # an ensemble's pixels, as its graph resizes them
+            inputs = tf.image.resize(inputs, (self.input_side, self.input_side))
         with tf.GradientTape() as tape:
             feature_map, x = self.mapping(inputs, training=False)
             for layer in self.after:

@@ -49,6 +49,10 @@ class Recipe:
     None: the best validation epoch."""
     flip_average: bool = False
     """Predictions average the logits of an image and its mirror (saved in model.keras)."""
+    ensemble_backbones: str | None = None
+    """Pretrained backbones (an `index --model` name, "a+b" side by side) whose frozen
+    retrieval vectors get a linear probe on the training photos; the saved model averages the
+    trained model's class probabilities with the probe's (`training.ensemble`). None: none."""
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
@@ -119,9 +123,12 @@ register_recipe(
         "cached features of two views (logistic regression, C by cross-validation), then the "
         "top 6 blocks fine-tuned from it; the kept model averages the weights of the head "
         "alone (1/4) and the last fine-tuned epoch (3/4), and predicts from each photo and its "
-        "mirror (LP-FT, WiSE-FT, flip averaging; benchmarks/photo_training_variants.py).",
+        "mirror (LP-FT, WiSE-FT, flip averaging), its probabilities averaged with a linear "
+        "probe's on MobileNetV2, EfficientNet-Lite0 and Lite2 vectors side by side "
+        "(benchmarks/photo_training_variants.py).",
         fine_tuned_share=0.75,
         flip_average=True,
+        ensemble_backbones="mobilenetv2+efficientnet-lite0+efficientnet-lite2",
     )
 )
 

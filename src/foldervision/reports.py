@@ -207,6 +207,8 @@ def write_run_report(metrics: RunMetrics, path: str | os.PathLike) -> None:
         lines.append(f"- head: {metrics.head_choice}")
     if metrics.flip_average:
         lines.append("- predictions: each image's and its mirror's logits averaged")
+    if metrics.ensemble is not None:
+        lines.append(f"- ensemble: {metrics.ensemble}")
     if metrics.class_weights is not None:
         weights = ", ".join(f"{name} {value:.2f}" for name, value in metrics.class_weights.items())
         lines.append(f"- class weights (uneven classes): {weights}")

@@ -84,6 +84,9 @@ class RunMetrics:
     epoch was kept; None for heads trained by epochs."""
     flip_average: bool = False
     """The model predicts from the mean of each image's and its mirror's features."""
+    ensemble: str | None = None
+    """How the saved model averages the trained model with a probe on frozen pretrained
+    vectors (`training.ensemble`), in words; None: the trained model alone."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +114,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "mistakes": [],
     "head_choice": None,
     "flip_average": False,
+    "ensemble": None,
 }
 """The keys metrics.json gained after its first version, as older runs read."""
 

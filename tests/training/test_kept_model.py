@@ -33,7 +33,15 @@ def averaged_run(photo_classes, tmp_path_factory, request):  # noqa: F811
     out = tmp_path_factory.mktemp("runs") / "photo"
     try:
         settings = resolve_settings(
-            TrainingConfig(data=photo_classes, out=out, image_size=32, epochs=2, seed=1, verbose=0)
+            TrainingConfig(
+                data=photo_classes,
+                out=out,
+                image_size=32,
+                epochs=2,
+                seed=1,
+                verbose=0,
+                ensemble=False,  # the trained model alone (test_probe_ensemble.py: with it)
+            )
         )
         metrics = train(settings)
     finally:

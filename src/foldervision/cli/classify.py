@@ -67,6 +67,13 @@ def train(
         help="auto: weight the loss by class when the largest class has over 3x the images of "
         "the smallest; weights: always; none: never.",
     ),
+    ensemble: bool = typer.Option(
+        None,
+        "--ensemble/--no-ensemble",
+        help="Average the trained model's probabilities with a linear probe's on frozen "
+        "MobileNetV2 + EfficientNet-Lite0 + Lite2 vectors (default: on with the photo recipe "
+        "when their weights are installed; predictions then cost about 4 networks).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     test: Path = typer.Option(
         None,
@@ -98,6 +105,7 @@ def train(
         flip=flip,
         overwrite=overwrite,
         class_balance=class_balance,
+        ensemble=ensemble,
     )
     settings = resolve_settings(config)
     print(settings.recipe_line, file=sys.stderr)

@@ -5,6 +5,7 @@ serves them."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from foldervision.models import BuiltModel
@@ -76,6 +77,46 @@ def without_flip_average(model: keras.Model) -> keras.Model:
     inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
     features = find_backbone(model)(inputs, training=False)
     return _with_head_after(model, names.index(FLIP_AVERAGE_LAYER), inputs, features)
+
+
+ENSEMBLE_LAYER = "ensemble"
+"""The layer averaging a trained model's and a probe's probabilities (`with_probe`)."""
+
+TRAINED_MODEL_LAYER = "trained_model"
+"""The trained classifier inside an ensemble, as a nested model."""
+
+PROBE_LAYER = "probe"
+
+
+def with_probe(
+    trained: keras.Model, embedding: keras.Model, kernel: np.ndarray, bias: np.ndarray
+) -> keras.Model:
+    """One graph: pixels at `embedding`'s input size -> the mean of `trained`'s class
+    probabilities (its pixels resized in the graph to its own size) and a softmax probe's
+    (`kernel`, `bias`) on `embedding`'s vectors (`training.ensemble`)."""
+    size = int(embedding.input_shape[1])
+    trained_size = int(trained.input_shape[1])
+    name = trained.name
+    pixels = keras.Input((size, size, 3), name="pixels")
+    resized = pixels
+    if trained_size != size:
+        resized = keras.ops.image.resize(pixels, (trained_size, trained_size))
+    trained.name = TRAINED_MODEL_LAYER
+    embedding.name = "frozen_embedding"
+    embedding.trainable = False
+    dense = layers.Dense(kernel.shape[1], activation="softmax", name=PROBE_LAYER)
+    probe_probabilities = dense(embedding(pixels))
+    dense.set_weights([kernel, bias])
+    averaged = layers.Average(name=ENSEMBLE_LAYER)([trained(resized), probe_probabilities])
+    return keras.Model(pixels, averaged, name=f"{name}_probe_ensemble")
+
+
+def trained_part(model: keras.Model) -> keras.Model:
+    """The trained classifier inside a `with_probe` ensemble (what Grad-CAM and a classifier's
+    features read); any other model as it is."""
+    if ENSEMBLE_LAYER not in [layer.name for layer in model.layers]:
+        return model
+    return model.get_layer(TRAINED_MODEL_LAYER)
 
 
 def _with_head_after(

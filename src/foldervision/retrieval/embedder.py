@@ -389,10 +389,12 @@ def classifier_embedder(
 
     from foldervision.cache import sha256_of
     from foldervision.models import get_model_entry
+    from foldervision.models.classifier import trained_part
     from foldervision.models.saving import load_classifier, resolve_model_path
 
     model_path = resolve_model_path(run_dir)
     model, preprocessor = load_classifier(model_path)
+    model = trained_part(model)  # a probe ensemble searches with its trained model's features
     feature_layer = get_model_entry(preprocessor.model_name).feature_layer
     try:
         features = model.get_layer(feature_layer).output
@@ -405,7 +407,7 @@ def classifier_embedder(
     spec = EmbedderSpec(
         model=f"classifier:{preprocessor.model_name}",
         weights=f"{model_path.name} sha256:{sha256_of(model_path)}",
-        image_size=preprocessor.image_size,
+        image_size=int(model.input_shape[1]),
         color_mode=preprocessor.color_mode,
         layer=feature_layer,
         pooling="none",

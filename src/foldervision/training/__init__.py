@@ -14,12 +14,15 @@ reason come back in the metrics (Keras' progress goes to stderr).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import keras
 import tensorflow as tf
 
 from foldervision.models.classifier import with_flip_average
 from foldervision.runs import RunFolder, RunMetrics
 from foldervision.training.data import load_splits, make_preprocessor, split_record, training_data
+from foldervision.training.ensemble import probe_ensemble
 from foldervision.training.fitting import build_model, fit
 from foldervision.training.outputs import evaluate_validation, run_metrics, write_run
 from foldervision.training.settings import Settings, TrainingConfig, resolve_settings
@@ -45,7 +48,19 @@ def _train_into(run: RunFolder, settings: Settings) -> RunMetrics:
     data = training_data(splits, preprocessor, settings)
     fitted = fit(built.model, settings, data, run.best_checkpoint_path)
     model = with_flip_average(built.model) if settings.flip_average else built.model
-    validation = evaluate_validation(model, data, settings.folder.class_names)
-    metrics = run_metrics(settings, splits, built, fitted, validation)
+    ensemble_description = None
+    if settings.ensemble_backbones is not None:
+        ensemble = probe_ensemble(
+            model,
+            settings.ensemble_backbones,
+            splits.train.paths,
+            splits.train.labels,
+            settings.class_weights,
+            settings.seed,
+        )
+        model, ensemble_description = ensemble.model, ensemble.description
+        preprocessor = replace(preprocessor, image_size=ensemble.image_size)
+    validation = evaluate_validation(model, data, settings.folder.class_names, preprocessor)
+    metrics = run_metrics(settings, splits, built, fitted, validation, ensemble_description)
     write_run(run, model, preprocessor, metrics, fitted.phase_boundaries)
     return metrics

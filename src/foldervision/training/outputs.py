@@ -22,17 +22,25 @@ from foldervision.training.data import Splits, TrainingData
 from foldervision.training.fitting import FitResult
 from foldervision.training.settings import Settings
 
+VALIDATION_FILES_PER_BATCH = 32
+
 
 def evaluate_validation(
-    model: keras.Model, data: TrainingData, class_names: list[str]
+    model: keras.Model, data: TrainingData, class_names: list[str], preprocessor: Preprocessor
 ) -> dict[str, Any]:
-    """Validation metrics of the final model, batch by batch (bounded memory), and its most
-    confident mistakes."""
+    """Validation metrics of the saved model, batch by batch (bounded memory), and its most
+    confident mistakes. A model whose input size is not the training size (a probe ensemble)
+    gets the files decoded at its own size, as `predict` will decode them."""
     forward = traced_inference(model)
-    probabilities = np.concatenate(
-        [np.asarray(forward(pixels)) for pixels, _ in data.validation_dataset()]
-    )
     validation = data.splits.validation
+    if preprocessor.image_size == data.preprocessor.image_size:
+        batches = (pixels for pixels, _ in data.validation_dataset())
+    else:
+        batches = (
+            preprocessor.load(validation.paths[start : start + VALIDATION_FILES_PER_BATCH]).pixels
+            for start in range(0, len(validation.paths), VALIDATION_FILES_PER_BATCH)
+        )
+    probabilities = np.concatenate([np.asarray(forward(pixels)) for pixels in batches])
     metrics = classification_metrics(validation.labels, probabilities, class_names)
     metrics["mistakes"] = find_mistakes(
         validation.paths, validation.labels, probabilities, class_names
@@ -46,6 +54,7 @@ def run_metrics(
     built: BuiltModel,
     fitted: FitResult,
     validation: dict[str, Any],
+    ensemble: str | None = None,
 ) -> RunMetrics:
     """Everything metrics.json records: the settings (to repeat the run) and the results."""
     return RunMetrics(
@@ -87,6 +96,7 @@ def run_metrics(
         mistakes=validation["mistakes"],
         head_choice=fitted.head_choice,
         flip_average=settings.flip_average,
+        ensemble=ensemble,
     )
 
 

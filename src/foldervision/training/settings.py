@@ -55,6 +55,9 @@ class TrainingConfig:
     class_balance: str = "auto"
     """"auto": weight the loss when classes are uneven (see recipes.class_weights_for);
     "weights": always; "none": never."""
+    ensemble: bool | None = None
+    """None: the recipe's choice (the photo recipe averages with a probe on frozen pretrained
+    vectors when their weights are installed); False: never; True: required."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class Settings:
     """Keras' progress: 1 (a bar) on a terminal, 2 (a line per epoch) in a log, 0 none."""
     class_weights: dict[int, float] | None = None
     """Loss weight per class index, from the training split's counts; None: unweighted."""
+    ensemble_backbones: str | None = None
+    """The recipe's `ensemble_backbones` when the run uses them (weights installed, not
+    --no-ensemble); None: the saved model is the trained model alone."""
 
     @property
     def flip_average(self) -> bool:
@@ -119,6 +125,9 @@ def resolve_settings(config: TrainingConfig) -> Settings:
     class_weights, balance = class_weights_for(counts.tolist(), config.class_balance)
     if balance:
         reason = f"{reason}; {balance}"
+    ensemble_backbones, ensemble_note = ensemble_for(recipe, config.ensemble)
+    if ensemble_note:
+        reason = f"{reason}; {ensemble_note}"
     return Settings(
         folder=folder,
         train_indices=train_indices,
@@ -138,7 +147,40 @@ def resolve_settings(config: TrainingConfig) -> Settings:
         seed=config.seed,
         verbose=_progress_verbosity(config.verbose),
         class_weights=class_weights,
+        ensemble_backbones=ensemble_backbones,
     )
+
+
+def ensemble_for(recipe: Recipe, ensemble: bool | None) -> tuple[str | None, str]:
+    """The backbones the run's probe ensemble uses (None: no ensemble), and a note for the
+    recipe line when the choice is not the recipe's plain default."""
+    from foldervision.errors import WeightsError
+    from foldervision.models.pretrained import pretrained_backbones
+
+    if ensemble is False:
+        return None, "no probe ensemble (--no-ensemble)" if recipe.ensemble_backbones else ""
+    if recipe.ensemble_backbones is None:
+        if ensemble:
+            raise ValueError(
+                f"--ensemble: the {recipe.name} recipe has no probe ensemble; "
+                "use the photo recipe (--recipe photo) or leave --ensemble out."
+            )
+        return None, ""
+    missing = []
+    for backbone in pretrained_backbones(recipe.ensemble_backbones):
+        try:
+            backbone.resolve("auto")
+        except WeightsError:
+            missing.append(backbone.name)
+    if not missing:
+        return recipe.ensemble_backbones, ""
+    install = f"foldervision weights install --model {recipe.ensemble_backbones}"
+    if ensemble:
+        raise ValueError(
+            f"--ensemble needs the pretrained weights of {', '.join(missing)}; "
+            f"install them with: {install}"
+        )
+    return None, f"no probe ensemble ({', '.join(missing)} weights not installed: {install})"
 
 
 def phases_for(recipe: Recipe, config: TrainingConfig) -> tuple[TrainingPhase, ...]:
