@@ -104,6 +104,12 @@ def probe_ensemble(
 
     embedder = load_embedder(IndexSettings(train_paths[0].parent, model=backbones))
     vectors, labels = _embedded(embedder, train_paths, train_labels)
+    missing = sorted(set(train_labels.tolist()) - set(labels.tolist()))
+    if missing:
+        raise FoldervisionError(
+            f"the probe ensemble could not read any training image of class index {missing[0]}; "
+            "check those files, or train with --no-ensemble."
+        )
     probe = fit_vector_probe(vectors, labels, class_weights, seed)
     embedding = embedder.build_embedding_model()
     model = with_probe(trained, embedding, probe.kernel, probe.bias)
