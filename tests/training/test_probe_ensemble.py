@@ -54,6 +54,7 @@ def test_the_probe_is_fitted_on_the_training_photos_vectors_only(ensemble_run, p
     np.testing.assert_allclose(kernel, expected.kernel, atol=1e-5)
     np.testing.assert_allclose(bias, expected.bias, atol=1e-5)
     assert f"C={expected.C:.3g} by cross-validation" in metrics.ensemble
+    assert f"held-out score {expected.cv_accuracy:.1%}" in metrics.ensemble
     assert f"- ensemble: {metrics.ensemble}" in (run / "report.md").read_text()
 
 

@@ -24,25 +24,18 @@ import numpy as np
 
 from foldervision.errors import FoldervisionError
 from foldervision.models.classifier import with_probe
+from foldervision.training.probe_head import (
+    PROBE_FOLDS,
+    PROBE_MAX_ITER,
+    ProbeHead,
+    softmax_weights,
+)
 
 PROBE_CS = np.logspace(-2, 3, 11)
 """Inverse L2 strengths tried on the unit vectors: the benchmarks' fair probe's grid."""
 
-PROBE_FOLDS = 4
-PROBE_MAX_ITER = 3000
-
 UNCROSSVALIDATED_C = 1.0
 """C when a class has fewer than 2 training photos (nothing to cross-validate on)."""
-
-
-@dataclass(frozen=True)
-class VectorProbe:
-    """Logistic regression on unit vectors, as a Dense layer's weights, and its chosen C."""
-
-    kernel: np.ndarray
-    """(features, classes)."""
-    bias: np.ndarray
-    C: float
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ def fit_vector_probe(
     labels: np.ndarray,
     class_weights: dict[int, float] | None,
     seed: int,
-) -> VectorProbe:
+) -> ProbeHead:
     """Multinomial logistic regression, C chosen by stratified k-fold cross-validation on the
     training photos only (the fair probe's own fitting, so the ensemble's probe is that one)."""
     import warnings
@@ -82,11 +75,12 @@ def fit_vector_probe(
             C = UNCROSSVALIDATED_C
             fitted = LogisticRegression(C=C, max_iter=PROBE_MAX_ITER, class_weight=class_weights)
             fitted.fit(vectors, labels)
-        coef, intercept = fitted.coef_, fitted.intercept_
-    if coef.shape[0] == 1:  # two classes: one logit, the same softmax as [-z/2, +z/2]
-        coef = np.concatenate([-coef, coef]) / 2
-        intercept = np.concatenate([-intercept, intercept]) / 2
-    return VectorProbe(coef.T.astype(np.float32), intercept.astype(np.float32), C)
+        coef, intercept = softmax_weights(fitted.coef_, fitted.intercept_)
+        cv_accuracy = float("nan")
+        if folds >= 2:  # the chosen C's mean held-out accuracy over the folds
+            scores = next(iter(fitted.scores_.values()))  # every class holds the same copy
+            cv_accuracy = float(scores.mean(axis=0)[np.argmin(np.abs(PROBE_CS - C))])
+    return ProbeHead(coef.T.astype(np.float32), intercept.astype(np.float32), C, cv_accuracy)
 
 
 def probe_ensemble(
@@ -115,7 +109,8 @@ def probe_ensemble(
     model = with_probe(trained, embedding, probe.kernel, probe.bias)
     description = (
         f"class probabilities averaged with a linear probe's on frozen {backbones} vectors "
-        f"(logistic regression, C={probe.C:.3g} by cross-validation on the training images); "
+        f"(logistic regression, C={probe.C:.3g} by cross-validation on the training images, "
+        f"held-out score {probe.cv_accuracy:.1%}); "
         f"input {embedder.spec.image_size} px, the trained model's "
         f"{int(trained.input_shape[1])} px resized in the graph"
     )

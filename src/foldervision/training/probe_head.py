@@ -83,15 +83,18 @@ def fit_probe_head(
         C, cv_accuracy = float(PROBE_CS[best]), float(mean_scores[best])
     model = LogisticRegression(C=C, max_iter=PROBE_MAX_ITER, class_weight=class_weights)
     model.fit(standardised, labels)
-    coef, intercept = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # two classes: one logit, the same softmax as [-z/2, +z/2]
-        coef, intercept = (
-            np.concatenate([-coef, coef]) / 2,
-            np.concatenate([-intercept, intercept]) / 2,
-        )
+    coef, intercept = softmax_weights(model.coef_, model.intercept_)
     coef = coef / scale  # (classes, features): the standardisation folded into the weights
     bias = intercept - coef @ mean
     return ProbeHead(coef.T.astype(np.float32), bias.astype(np.float32), C, cv_accuracy)
+
+
+def softmax_weights(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted logistic regression's (classes, features) weights and biases for a softmax
+    layer: with two classes scikit-learn keeps one logit z, the same softmax as [-z/2, +z/2]."""
+    if coef.shape[0] == 1:
+        return np.concatenate([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
+    return coef, intercept
 
 
 def _score(labels: np.ndarray, predicted: np.ndarray, weighted: object) -> float:
