@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from test_recipes import photo_classes  # noqa: F401  (the fixture: real cat / coffee crops)
+from user_process import run_cli
 
 from foldervision.errors import WeightsError
 from foldervision.explain import GradCam
@@ -56,6 +57,9 @@ def test_the_probe_is_fitted_on_the_training_photos_vectors_only(ensemble_run, p
     assert f"C={expected.C:.3g} by cross-validation" in metrics.ensemble
     assert f"held-out score {expected.cv_accuracy:.1%}" in metrics.ensemble
     assert f"- ensemble: {metrics.ensemble}" in (run / "report.md").read_text()
+    assert metrics.parameters == model.count_params() > trained_part(model).count_params()
+    table = run_cli("compare", run).stdout
+    assert f"| {run} | mobilenetv2 + probe ensemble | 32 px |" in table
 
 
 def test_predictions_are_the_mean_of_the_trained_models_and_the_probes(

@@ -354,7 +354,7 @@ def compare(
         rows.append(
             {
                 "run": str(run),
-                "model": metrics.model,
+                "model": metrics.model + (" + probe ensemble" if metrics.ensemble else ""),
                 "image_size": metrics.image_size,
                 "val_accuracy": metrics.val_accuracy,
                 "test_accuracy": test["accuracy"] if test else None,

@@ -61,6 +61,6 @@ def _train_into(run: RunFolder, settings: Settings) -> RunMetrics:
         model, ensemble_description = ensemble.model, ensemble.description
         preprocessor = replace(preprocessor, image_size=ensemble.image_size)
     validation = evaluate_validation(model, data, settings.folder.class_names, preprocessor)
-    metrics = run_metrics(settings, splits, built, fitted, validation, ensemble_description)
+    metrics = run_metrics(settings, splits, built, fitted, validation, model, ensemble_description)
     write_run(run, model, preprocessor, metrics, fitted.phase_boundaries)
     return metrics

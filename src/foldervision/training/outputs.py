@@ -54,9 +54,11 @@ def run_metrics(
     built: BuiltModel,
     fitted: FitResult,
     validation: dict[str, Any],
+    saved: keras.Model,
     ensemble: str | None = None,
 ) -> RunMetrics:
-    """Everything metrics.json records: the settings (to repeat the run) and the results."""
+    """Everything metrics.json records: the settings (to repeat the run) and the results
+    (`saved`: the model written to model.keras, whose parameters are counted)."""
     return RunMetrics(
         model=settings.model_entry.name,
         recipe=settings.recipe.name,
@@ -77,7 +79,7 @@ def run_metrics(
         augmentation=settings.augmentation or "none",
         flip=settings.flip,
         weights=built.weights_description,
-        parameters=int(built.model.count_params()),
+        parameters=int(saved.count_params()),
         val_accuracy=validation["accuracy"],
         val_loss=validation["loss"],
         per_class=validation["per_class"],
