@@ -161,22 +161,20 @@ DEFAULT_MIX = 0.75
 def probe_probabilities(
     model: str, train_paths: list[Path], train_labels: np.ndarray, test_paths: list, seed: int
 ) -> np.ndarray:
-    """The test photos' class probabilities from photo_training.py's probe on `model`'s vectors."""
-    from sklearn.linear_model import LogisticRegressionCV
-
+    """The test photos' class probabilities from the recipe's probe on `model`'s vectors
+    (`training.ensemble.fit_vector_probe`, photo_training.py's probe; class weights as the
+    recipe sets them from the counts)."""
+    from foldervision.recipes import class_weights_for
     from foldervision.retrieval.embedder import load_embedder
     from foldervision.retrieval.settings import IndexSettings
+    from foldervision.training.ensemble import fit_vector_probe
 
     embedder = load_embedder(IndexSettings(train_paths[0].parent, model=model))
-    counts = np.bincount(train_labels)
-    probe = LogisticRegressionCV(
-        Cs=np.logspace(-2, 3, 11),
-        cv=4,
-        max_iter=3000,
-        random_state=seed,
-        class_weight="balanced" if counts.max() > 3 * counts.min() else None,
-    ).fit(embed(train_paths, embedder), train_labels)
-    return probe.predict_proba(embed([Path(path) for path in test_paths], embedder))
+    class_weights, _ = class_weights_for(np.bincount(train_labels).tolist())
+    probe = fit_vector_probe(embed(train_paths, embedder), train_labels, class_weights, seed)
+    logits = embed([Path(path) for path in test_paths], embedder) @ probe.kernel + probe.bias
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def main() -> None:

@@ -40,11 +40,15 @@ UNCROSSVALIDATED_C = 1.0
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The saved model, the input size it takes, and what it is in words (for the report)."""
+    """The saved model and what it is in words (for the report)."""
 
     model: keras.Model
-    image_size: int
     description: str
+
+    @property
+    def image_size(self) -> int:
+        """The pixels it takes (the embedder's size)."""
+        return int(self.model.input_shape[1])
 
 
 def fit_vector_probe(
@@ -114,7 +118,7 @@ def probe_ensemble(
         f"input {embedder.spec.image_size} px, the trained model's "
         f"{int(trained.input_shape[1])} px resized in the graph"
     )
-    return Ensemble(model, embedder.spec.image_size, description)
+    return Ensemble(model, description)
 
 
 def _embedded(
