@@ -15,6 +15,10 @@ balanced class weights when the largest class has over 3x the smallest's photos)
 the MobileNetV2 probe (photo_training.py's fair probe), "ens_all3" with the probe on the
 vectors of MobileNetV2, EfficientNet-Lite0 and Lite2 side by side (`--model
 mobilenetv2+efficientnet-lite0+efficientnet-lite2`'s embedder), and "probe_all3" that probe alone.
+For the three-backbone probe also: "ens_all3_full" / "probe_all3_full" with the probe fitted on
+all labelled photos (training and validation parts), and "ens_all3[_full]_laTAU" with logit
+adjustment (the ensemble's log-probabilities minus TAU * log of the training part's class
+prior; the same as the plain ensemble on a balanced folder).
 
     python benchmarks/photo_training_variants.py --train-per-class 64 --seeds 0,1,2
     python benchmarks/photo_training_variants.py --train-per-class 64 --uneven 2:10 --seeds 0
@@ -143,14 +147,24 @@ def one_seed(arguments: argparse.Namespace, seed: int) -> dict:
             default = np.exp(mean_log - mean_log.max(axis=1, keepdims=True))
             default /= default.sum(axis=1, keepdims=True)
             split = json.loads((out / "split.json").read_text())
-            train_paths = [data / path for path, _ in split["train"]]
-            train_labels = np.array([label for _, label in split["train"]])
+            train = [(data / path, label) for path, label in split["train"]]
+            everything = train + [(data / path, label) for path, label in split["validation"]]
+            prior = np.bincount([label for _, label in train]) / len(train)
             for name, model_name in ENSEMBLE_PROBES.items():
-                probabilities = probe_probabilities(
-                    model_name, train_paths, train_labels, loaded.paths, seed
-                )
-                figures["test"][f"ens_{name}"] = accuracy(np.log((default + probabilities) / 2))
-                figures["test"][f"probe_{name}"] = accuracy(np.log(probabilities + 1e-12))
+                vectors = ProbeVectors(model_name, [path for path, _ in everything], loaded.paths)
+                for fitted_on, photos in (("", train), ("_full", everything)):
+                    if fitted_on and name != "all3":
+                        continue
+                    probabilities = vectors.probe_probabilities(photos, seed)
+                    ensemble = np.log((default + probabilities) / 2)
+                    figures["test"][f"ens_{name}{fitted_on}"] = accuracy(ensemble)
+                    figures["test"][f"probe_{name}{fitted_on}"] = accuracy(
+                        np.log(probabilities + 1e-12)
+                    )
+                    if name == "all3":
+                        for tau in LOGIT_ADJUSTMENTS:
+                            adjusted = ensemble - tau * np.log(prior)
+                            figures["test"][f"ens_all3{fitted_on}_la{tau}"] = accuracy(adjusted)
     return figures
 
 
@@ -158,23 +172,36 @@ ENSEMBLE_PROBES = {"m2": "mobilenetv2", "all3": "mobilenetv2+efficientnet-lite0+
 DEFAULT_MIX = 0.75
 
 
-def probe_probabilities(
-    model: str, train_paths: list[Path], train_labels: np.ndarray, test_paths: list, seed: int
-) -> np.ndarray:
-    """The test photos' class probabilities from the recipe's probe on `model`'s vectors
-    (`training.ensemble.fit_vector_probe`, photo_training.py's probe; class weights as the
-    recipe sets them from the counts)."""
-    from foldervision.recipes import class_weights_for
-    from foldervision.retrieval.embedder import load_embedder
-    from foldervision.retrieval.settings import IndexSettings
-    from foldervision.training.ensemble import fit_vector_probe
+LOGIT_ADJUSTMENTS = (0.5, 1)
+"""tau of the logit adjustment tried on the ensemble: log-probabilities minus tau * log(the
+training part's class prior); on a balanced folder it changes nothing."""
 
-    embedder = load_embedder(IndexSettings(train_paths[0].parent, model=model))
-    class_weights, _ = class_weights_for(np.bincount(train_labels).tolist())
-    probe = fit_vector_probe(embed(train_paths, embedder), train_labels, class_weights, seed)
-    logits = embed([Path(path) for path in test_paths], embedder) @ probe.kernel + probe.bias
-    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+class ProbeVectors:
+    """The labelled and test photos' vectors from `model`'s retrieval embedder, embedded once,
+    and the recipe's probe (`training.ensemble.fit_vector_probe`, photo_training.py's probe;
+    class weights as the recipe sets them from the counts) fitted on any of the labelled ones."""
+
+    def __init__(self, model: str, labelled_paths: list[Path], test_paths: list) -> None:
+        from foldervision.retrieval.embedder import load_embedder
+        from foldervision.retrieval.settings import IndexSettings
+
+        embedder = load_embedder(IndexSettings(labelled_paths[0].parent, model=model))
+        self.vector_of = dict(zip(map(str, labelled_paths), embed(labelled_paths, embedder)))
+        self.test_vectors = embed([Path(path) for path in test_paths], embedder)
+
+    def probe_probabilities(self, photos: list[tuple[Path, int]], seed: int) -> np.ndarray:
+        """The test photos' class probabilities from the probe fitted on `photos`."""
+        from foldervision.recipes import class_weights_for
+        from foldervision.training.ensemble import fit_vector_probe
+
+        labels = np.array([label for _, label in photos])
+        vectors = np.stack([self.vector_of[str(path)] for path, _ in photos])
+        class_weights, _ = class_weights_for(np.bincount(labels).tolist())
+        probe = fit_vector_probe(vectors, labels, class_weights, seed)
+        logits = self.test_vectors @ probe.kernel + probe.bias
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def main() -> None:
