@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from user_process import run_cli
 
 from foldervision.inference import evaluate_folder
 from foldervision.recipes import class_weights_for
@@ -99,3 +100,13 @@ def test_an_uneven_folder_is_trained_with_class_weights_and_says_so(
     for result in (weighted_test, plain_test):
         recalls = [figures["recall"] for figures in result["per_class"].values()]
         assert result["balanced_accuracy"] == pytest.approx(np.mean(recalls), abs=1e-5)
+
+
+def test_train_prints_balanced_accuracy_beside_accuracy_for_uneven_classes(uneven_digits, tmp_path):
+    result = run_cli("train", uneven_digits, "--out", tmp_path / "run", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    metrics = RunFolder(tmp_path / "run").read_metrics()
+    assert (
+        f"lenet: validation accuracy {100 * metrics.val_accuracy:.2f}%, balanced accuracy "
+        f"{100 * metrics.val_balanced_accuracy:.2f}% ({metrics.val_size} images"
+    ) in result.stderr

@@ -111,8 +111,11 @@ def train(
     print(settings.recipe_line, file=sys.stderr)
     metrics = train_model(settings)
     _warn_unreadable(metrics.skipped_files)
+    balanced = ""
+    if metrics.class_weights is not None and metrics.val_balanced_accuracy is not None:
+        balanced = f", balanced accuracy {100 * metrics.val_balanced_accuracy:.2f}%"
     console.print(
-        f"{metrics.model}: validation accuracy {100 * metrics.val_accuracy:.2f}% "
+        f"{metrics.model}: validation accuracy {100 * metrics.val_accuracy:.2f}%{balanced} "
         f"({metrics.val_size} images, best epoch {metrics.best_epoch}/{metrics.epochs}, "
         f"{metrics.train_seconds:.1f} s); skipped {len(metrics.skipped_files)} file(s)"
     )
