@@ -151,10 +151,10 @@ def one_seed(arguments: argparse.Namespace, seed: int) -> dict:
             everything = train + [(data / path, label) for path, label in split["validation"]]
             prior = np.bincount([label for _, label in train]) / len(train)
             for name, model_name in ENSEMBLE_PROBES.items():
-                vectors = ProbeVectors(model_name, [path for path, _ in everything], loaded.paths)
-                for fitted_on, photos in (("", train), ("_full", everything)):
-                    if fitted_on and name != "all3":
-                        continue
+                fits = (("", train), ("_full", everything)) if name == "all3" else (("", train),)
+                labelled = [path for path, _ in fits[-1][1]]  # the largest set a fit uses
+                vectors = ProbeVectors(model_name, labelled, loaded.paths)
+                for fitted_on, photos in fits:
                     probabilities = vectors.probe_probabilities(photos, seed)
                     ensemble = np.log((default + probabilities) / 2)
                     figures["test"][f"ens_{name}{fitted_on}"] = accuracy(ensemble)
