@@ -50,8 +50,10 @@ class GradCam:
 
         from foldervision.models.classifier import trained_part, without_flip_average
 
-        # A probe ensemble is explained by its trained model (the probe's frozen vectors have
-        # no map of their own); a flip-averaged model on the photo's own pass.
+        # A probe ensemble is explained by its trained model's map (the probe's frozen vectors
+        # have no map of their own), for the class the ensemble predicts, which is the class
+        # `predict` prints; a flip-averaged model on the photo's own pass.
+        self.ensemble = model if trained_part(model) is not model else None
         model = without_flip_average(trained_part(model))
         self.input_side = int(model.input_shape[1])
         nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -79,6 +81,10 @@ class GradCam:
         import tensorflow as tf
 
         inputs = tf.convert_to_tensor(pixels, dtype=tf.float32)
+        predicted = probabilities = None
+        if self.ensemble is not None:
+            probabilities = np.asarray(self.ensemble(inputs, training=False))
+            predicted = tf.constant(probabilities.argmax(axis=1))
         if inputs.shape[1] != self.input_side:  # an ensemble's pixels, as its graph resizes them
             inputs = tf.image.resize(inputs, (self.input_side, self.input_side))
         with tf.GradientTape() as tape:
@@ -86,14 +92,16 @@ class GradCam:
             for layer in self.after:
                 x = layer(x, training=False)
             logits = tf.matmul(x, self.final.kernel) + self.final.bias
-            predicted = tf.argmax(logits, axis=1)
+            if predicted is None:
+                predicted = tf.argmax(logits, axis=1)
             chosen = tf.gather(logits, predicted, axis=1, batch_dims=1)
         gradients = tape.gradient(chosen, feature_map)
         channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
         maps = tf.nn.relu(tf.reduce_sum(channel_weights * feature_map, axis=-1))[..., None]
         side = int(pixels.shape[1])
         maps = tf.image.resize(maps, (side, side), method="bilinear")[..., 0].numpy()
-        probabilities = tf.nn.softmax(logits).numpy()
+        if probabilities is None:
+            probabilities = tf.nn.softmax(logits).numpy()
         explanations = []
         for index, heatmap in enumerate(maps):
             peak = float(heatmap.max())

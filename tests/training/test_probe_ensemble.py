@@ -94,14 +94,26 @@ def test_onnx_grad_cam_and_search_read_the_ensemble(ensemble_run, photo_classes)
     assert _onnx_export(run / "model.keras") is not None, "exported, not the Keras fallback"
     onnx, _ = probability_function(run, use_onnx=True)
     np.testing.assert_allclose(onnx(pixels), np.asarray(model(pixels.astype("float32"))), atol=1e-4)
-    # Grad-CAM explains the trained model inside (the probe's frozen vectors have no map).
-    explanations = GradCam(model)(pixels)
+    # Grad-CAM draws the trained model's map (the probe's frozen vectors have no map), for the
+    # class and confidence the ensemble predicts: what `predict` prints beside the heatmap.
+    every_path = paths + _split(run, photo_classes, "train")[0]
+    every_pixel = preprocessor.load(every_path).pixels
+    explanations = GradCam(model)(every_pixel)
     assert explanations[0].heatmap.shape == (260, 260)
     import keras
 
-    resized = keras.ops.image.resize(pixels.astype("float32"), (32, 32))
+    ensemble = np.asarray(model(every_pixel.astype("float32")))
+    assert [explanation.label for explanation in explanations] == ensemble.argmax(1).tolist()
+    confidences = [explanation.confidence for explanation in explanations]
+    np.testing.assert_allclose(confidences, ensemble.max(axis=1), atol=1e-5)
+    resized = keras.ops.image.resize(every_pixel.astype("float32"), (32, 32))
     trained_labels = np.asarray(trained_part(model)(resized)).argmax(axis=1)
-    assert [explanation.label for explanation in explanations] == trained_labels.tolist()
+    disagree = np.flatnonzero(trained_labels != ensemble.argmax(1))
+    assert len(disagree) > 0, "photos where the trained model and the ensemble disagree"
+    own_class = GradCam(trained_part(model))(every_pixel)  # the trained model's own choice
+    for index in disagree:
+        assert own_class[index].label == trained_labels[index] != explanations[index].label
+        assert not np.allclose(own_class[index].heatmap, explanations[index].heatmap)
     # `index --model RUN` searches with the trained model's features, at its own size.
     embedder = classifier_embedder(run)
     assert embedder.spec.image_size == 32
