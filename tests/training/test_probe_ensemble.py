@@ -94,8 +94,8 @@ def test_onnx_grad_cam_and_search_read_the_ensemble(ensemble_run, photo_classes)
     assert _onnx_export(run / "model.keras") is not None, "exported, not the Keras fallback"
     onnx, _ = probability_function(run, use_onnx=True)
     np.testing.assert_allclose(onnx(pixels), np.asarray(model(pixels.astype("float32"))), atol=1e-4)
-    # Grad-CAM draws the trained model's map (the probe's frozen vectors have no map), for the
-    # class and confidence the ensemble predicts: what `predict` prints beside the heatmap.
+    # The heatmap is of the class and confidence the ensemble predicts: what `predict` prints
+    # beside it. It mixes the trained model's map with the probe's.
     every_path = paths + _split(run, photo_classes, "train")[0]
     every_pixel = preprocessor.load(every_path).pixels
     explanations = GradCam(model)(every_pixel)
@@ -114,6 +114,7 @@ def test_onnx_grad_cam_and_search_read_the_ensemble(ensemble_run, photo_classes)
     for index in disagree:
         assert own_class[index].label == trained_labels[index] != explanations[index].label
         assert not np.allclose(own_class[index].heatmap, explanations[index].heatmap)
+    assert all(item.heatmap.max() == pytest.approx(1.0) for item in explanations)
     # `index --model RUN` searches with the trained model's features, at its own size.
     embedder = classifier_embedder(run)
     assert embedder.spec.image_size == 32
@@ -156,3 +157,52 @@ def test_ensemble_on_a_recipe_without_one_is_one_clear_error(sample_digits, tmp_
         resolve_settings(
             TrainingConfig(data=sample_digits / "train", out=tmp_path / "run", ensemble=True)
         )
+
+
+def _in_quadrants(photos: np.ndarray, side: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Each photo shrunk to under a quarter of a grey `side` canvas, in quadrant i % 4."""
+    from PIL import Image
+
+    half, small = side // 2, side // 2 - side // 8
+    canvases, quadrants = [], []
+    for index, photo in enumerate(photos):
+        quadrant = (index // 2 % 2, index % 2)
+        top, left = quadrant[0] * half + side // 16, quadrant[1] * half + side // 16
+        canvas = np.full((side, side, 3), 128, np.uint8)
+        canvas[top : top + small, left : left + small] = Image.fromarray(photo).resize(
+            (small, small)
+        )
+        canvases.append(canvas)
+        quadrants.append(quadrant)
+    return np.stack(canvases), quadrants
+
+
+def test_the_probes_map_peaks_where_the_photo_is(ensemble_run, photo_classes):  # noqa: F811
+    """The probe's half of the heatmap reads the frozen backbones' own feature maps: with a
+    cat or coffee photo pasted into one quadrant of a grey canvas, it peaks in that quadrant."""
+    import tensorflow as tf
+
+    run, _ = ensemble_run
+    model, preprocessor = load_classifier(run)
+    paths, _ = _split(run, photo_classes, "validation")
+    photos = preprocessor.load(paths + _split(run, photo_classes, "train")[0][:16]).pixels
+    canvases, quadrants = _in_quadrants(photos, preprocessor.image_size)
+    cam = GradCam(model)
+    assert len(cam.probe.map_models) == 4, "MobileNetV2 at two scales, Lite0 and Lite2"
+    inputs = tf.convert_to_tensor(canvases, tf.float32)
+    predicted = tf.constant(np.asarray(model(inputs)).argmax(axis=1))
+    half = preprocessor.image_size // 2
+    probe_peaks = product_peaks = 0
+    for start in range(0, len(canvases), 8):
+        maps = cam.probe(inputs[start : start + 8], predicted[start : start + 8])
+        explained = cam(canvases[start : start + 8])
+        for heatmap, explanation, quadrant in zip(maps, explained, quadrants[start:]):
+            row, column = np.unravel_index(heatmap.argmax(), heatmap.shape)
+            probe_peaks += (row // half, column // half) == quadrant
+            row, column = np.unravel_index(explanation.heatmap.argmax(), heatmap.shape)
+            product_peaks += (row // half, column // half) == quadrant
+    # Chance would put a quarter of the peaks there; asked: three in four.
+    assert probe_peaks >= 0.75 * len(canvases), f"{probe_peaks} of {len(canvases)}"
+    assert product_peaks >= 0.75 * len(canvases), f"{product_peaks} of {len(canvases)}"
+    # Each backbone's `call` is its own again once the maps are read.
+    assert all("call" not in vars(backbone) for backbone in cam.probe.map_models)

@@ -283,8 +283,9 @@ def predict(
         None,
         "--explain",
         metavar="OUT_DIR",
-        help="Also write, per image, OUT_DIR/NAME_gradcam.png: the image with a Grad-CAM "
-        "heatmap of the predicted class over it (a trained run only).",
+        help="Also write, per image, OUT_DIR/NAME_gradcam.png: the image with a heatmap "
+        "(LayerCAM, Grad-CAM's element-wise form) of the predicted class over it (a trained "
+        "run only).",
     ),
 ) -> None:
     """Label, confidence and the top classes for each image.
@@ -324,7 +325,7 @@ def predict(
                 + format_top(prediction["top"])
             )
     if explained:
-        console.print(f"Grad-CAM heatmaps: {len(explained)} in {shown_path(explain)}", markup=False)
+        console.print(f"Heatmaps: {len(explained)} in {shown_path(explain)}", markup=False)
     _warn_skipped([item.to_dict() for item in skipped])
     if not predictions:
         raise typer.Exit(1)

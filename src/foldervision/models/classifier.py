@@ -87,6 +87,9 @@ TRAINED_MODEL_LAYER = "trained_model"
 
 PROBE_LAYER = "probe"
 
+EMBEDDING_LAYER = "frozen_embedding"
+"""The frozen retrieval embedding inside an ensemble, whose vectors the probe reads."""
+
 
 def with_probe(
     trained: keras.Model, embedding: keras.Model, kernel: np.ndarray, bias: np.ndarray
@@ -102,7 +105,7 @@ def with_probe(
     if trained_size != size:
         resized = keras.ops.image.resize(pixels, (trained_size, trained_size))
     trained.name = TRAINED_MODEL_LAYER
-    embedding.name = "frozen_embedding"
+    embedding.name = EMBEDDING_LAYER
     embedding.trainable = False
     dense = layers.Dense(kernel.shape[1], activation="softmax", name=PROBE_LAYER)
     probe_probabilities = dense(embedding(pixels))
