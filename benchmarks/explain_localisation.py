@@ -73,14 +73,12 @@ def grad_cam_weighting(feature_map, gradients):
     return tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
 
 
-def maps_of(run: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+def maps_of(model, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """The product's maps, and each half's for an ensemble, in batches of EXPLAIN_BATCH."""
     import tensorflow as tf
 
     from foldervision import explain
-    from foldervision.models.saving import load_classifier
 
-    model, _ = load_classifier(run)
     cam = explain.GradCam(model)
     found: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(pixels), explain.EXPLAIN_BATCH):
@@ -110,7 +108,8 @@ def main() -> None:
     for run in args.runs:
         split = json.loads((run / "split.json").read_text())
         paths = [args.data / path for path, _ in split["validation"][: args.count]]
-        side = load_classifier(run)[1].image_size
+        model, preprocessor = load_classifier(run)
+        side = preprocessor.image_size
         pixels, quadrants = pasted_in_quadrants(paths, side, args.seed)
         figures: dict[str, object] = {"run": str(run), "photos": len(paths), "side": side}
         for weighting_name, weighting in (
@@ -118,7 +117,7 @@ def main() -> None:
             ("gradcam", grad_cam_weighting),
         ):
             explain.class_activation = weighting  # the baseline, through the same code
-            for map_name, maps in maps_of(run, pixels).items():
+            for map_name, maps in maps_of(model, pixels).items():
                 figures[f"{map_name} {weighting_name}"] = localisation(maps, quadrants)
         explain.class_activation = product_weighting
         print(json.dumps(figures), flush=True)

@@ -117,9 +117,9 @@ class GradCam:
             Explanation(
                 label=int(predicted[index]),
                 confidence=float(probabilities[index, int(predicted[index])]),
-                heatmap=_peak_one(heatmap[None])[0],
+                heatmap=heatmap,
             )
-            for index, heatmap in enumerate(maps)
+            for index, heatmap in enumerate(_peak_one(maps))
         ]
 
     def trained_maps(self, inputs: Any, predicted: Any) -> tuple[Any, np.ndarray]:
